@@ -1,0 +1,401 @@
+//! Stage 2: a raw record to a row without personal data.
+//!
+//! This is the first stage that looks at what a record means, and the last
+//! one that sees a customer name or a card number: [`Cleaner::clean`] reads
+//! the name only to derive the pseudonymous customer key (when a secret is
+//! configured), and hands on a [`CleanRow`] that holds neither. Records are
+//! told apart by content: blank lines, header lines (anywhere, in any case,
+//! with the synonyms seen in real exports; they can lie about column order,
+//! so they are skipped, not believed), and data rows, whose payment and total
+//! columns are found by what they hold.
+
+use crate::read::RawRecord;
+use crate::validate::Payment;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Options of the clean stage.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Secret for the customer key, HMAC-SHA256(secret, normalised name).
+    /// Without it the `customer_key` column is empty. Never serialised.
+    #[serde(skip_serializing)]
+    pub customer_key_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "customer_key_secret",
+                &self.customer_key_secret.as_ref().map(|_| "[set]"),
+            )
+            .finish()
+    }
+}
+
+/// How a basket is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BasketStyle {
+    /// `Size Name[ - Flavour] - price, ...`
+    Current,
+    /// `size,name,price,size,name,price...`
+    Legacy,
+}
+
+/// 1-based column of each kept field in the file, for issue positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Columns {
+    /// Timestamp column.
+    pub timestamp: u32,
+    /// Store column.
+    pub store: u32,
+    /// Basket column.
+    pub basket: u32,
+    /// Total column.
+    pub total: u32,
+    /// Payment column.
+    pub payment: u32,
+}
+
+/// The pseudonymous customer key: 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CustomerKey(pub [u8; 64]);
+
+impl CustomerKey {
+    /// The hex text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for CustomerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CustomerKey({})", self.as_str())
+    }
+}
+
+/// A data row with 7 fields, name and card number gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CleanRow<'a> {
+    /// 1-based line.
+    pub line: u64,
+    /// Timestamp as written.
+    pub timestamp: &'a str,
+    /// Store as written.
+    pub store: &'a str,
+    /// Basket as written.
+    pub basket: &'a str,
+    /// Total as written.
+    pub total: &'a str,
+    /// Payment as written.
+    pub payment: &'a str,
+    /// Derived from the name, when a secret is configured.
+    pub customer_key: Option<CustomerKey>,
+    /// How the basket is written.
+    pub basket_style: BasketStyle,
+    /// Where each field was.
+    pub columns: Columns,
+    /// The record was read as Windows-1252.
+    pub reencoded: bool,
+}
+
+impl CleanRow<'_> {
+    /// The row's layout, for telling the file's format.
+    pub fn looks_legacy(&self) -> bool {
+        let ts = self.timestamp.trim().as_bytes();
+        self.basket_style == BasketStyle::Legacy
+            || self.columns.payment < self.columns.total
+            || (ts.len() > 4 && ts[..4].iter().all(u8::is_ascii_digit) && ts[4] == b'-')
+    }
+}
+
+/// What a record turned out to be.
+#[derive(Debug)]
+pub enum Kind<'a> {
+    /// Only empty or blank fields.
+    Blank,
+    /// A header line (skipped wherever it is).
+    Header,
+    /// A data row with the expected 7 fields.
+    Row(CleanRow<'a>),
+    /// A data row with another number of fields; `kept` holds the fields
+    /// that are safe to keep in the reject file.
+    Malformed {
+        /// Fields found.
+        fields: usize,
+    },
+}
+
+/// Column names seen in real header lines (lowercase, trimmed).
+const HEADER_WORDS: &[&str] = &[
+    "timestamp",
+    "date",
+    "time",
+    "datetime",
+    "date_time",
+    "date time",
+    "transaction_time",
+    "order_date",
+    "store",
+    "branch",
+    "branch_name",
+    "location",
+    "shop",
+    "customer",
+    "customer_name",
+    "custumer",
+    "name",
+    "basket",
+    "basket_items",
+    "items",
+    "order",
+    "orders",
+    "products",
+    "total",
+    "total_price",
+    "price",
+    "amount",
+    "payment",
+    "payment_method",
+    "payment_type",
+    "method",
+    "cash_or_card",
+    "card",
+    "card_number",
+    "credit-card-number",
+    "credit_card_number",
+];
+
+const TIMESTAMP_WORDS: &[&str] = &[
+    "timestamp",
+    "date",
+    "time",
+    "datetime",
+    "date_time",
+    "date time",
+    "transaction_time",
+    "order_date",
+];
+
+fn is_word(field: &str, words: &[&str]) -> bool {
+    let f = field.trim();
+    words.iter().any(|w| w.eq_ignore_ascii_case(f))
+}
+
+/// True when the record is a header line: no digit anywhere, and a
+/// timestamp-like first column name or three known column names.
+pub fn is_header(rec: &RawRecord<'_>) -> bool {
+    if rec.iter().any(|f| f.bytes().any(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    let first = rec.get(0).unwrap_or("").trim_start_matches('\u{feff}');
+    is_word(first, TIMESTAMP_WORDS) || rec.iter().filter(|f| is_word(f, HEADER_WORDS)).count() >= 3
+}
+
+/// The clean stage at run time: the keyed HMAC is built once.
+pub struct Cleaner {
+    mac: Option<Hmac<Sha256>>,
+    name_buf: String,
+}
+
+impl std::fmt::Debug for Cleaner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cleaner")
+            .field("customer_key", &self.mac.is_some())
+            .finish()
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Index of each field in the current layout.
+const TIMESTAMP: usize = 0;
+const STORE: usize = 1;
+const NAME: usize = 2;
+const BASKET: usize = 3;
+
+impl Cleaner {
+    /// A cleaner for the given options.
+    pub fn new(config: &Config) -> Cleaner {
+        let mac = config.customer_key_secret.as_ref().map(|s| {
+            Hmac::<Sha256>::new_from_slice(s.as_bytes()).expect("HMAC takes keys of any length")
+        });
+        Cleaner {
+            mac,
+            name_buf: String::new(),
+        }
+    }
+
+    /// The customer key for a name: HMAC-SHA256(secret, normalised name),
+    /// where normalising trims, folds runs of white space to one space and
+    /// lowercases, so `Jane  Doe` and `jane doe` are the same customer.
+    pub fn customer_key(&mut self, name: &str) -> Option<CustomerKey> {
+        let mac = self.mac.as_ref()?;
+        if name.trim().is_empty() {
+            return None;
+        }
+        self.name_buf.clear();
+        for (i, word) in name.split_whitespace().enumerate() {
+            if i > 0 {
+                self.name_buf.push(' ');
+            }
+            for c in word.chars() {
+                self.name_buf.extend(c.to_lowercase());
+            }
+        }
+        let mut mac = mac.clone();
+        mac.update(self.name_buf.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut hex = [0u8; 64];
+        for (i, b) in digest.iter().enumerate() {
+            hex[2 * i] = HEX[(b >> 4) as usize];
+            hex[2 * i + 1] = HEX[(b & 15) as usize];
+        }
+        Some(CustomerKey(hex))
+    }
+
+    /// Tells what the record is and, for a data row, drops the name and the
+    /// card number.
+    pub fn clean<'a>(&mut self, rec: &RawRecord<'a>) -> Kind<'a> {
+        if rec.iter().all(|f| f.trim().is_empty()) {
+            return Kind::Blank;
+        }
+        if is_header(rec) {
+            return Kind::Header;
+        }
+        if rec.len() != 7 {
+            return Kind::Malformed { fields: rec.len() };
+        }
+        let f = |i| rec.get(i).unwrap_or("");
+        // The 2020 tills put the payment before the total, whatever their
+        // header says: decide by what the two fields hold.
+        let legacy_order = Payment::parse(f(4)).is_some() && Payment::parse(f(5)).is_none();
+        let (total, payment, total_col, payment_col) = if legacy_order {
+            (f(5), f(4), 6, 5)
+        } else {
+            (f(4), f(5), 5, 6)
+        };
+        let basket = f(BASKET);
+        let last_value = basket.rsplit(',').next().unwrap_or("");
+        let basket_style = if basket.contains(',') && !last_value.contains(" - ") {
+            BasketStyle::Legacy
+        } else {
+            BasketStyle::Current
+        };
+        let customer_key = self.customer_key(f(NAME));
+        Kind::Row(CleanRow {
+            line: rec.line,
+            timestamp: f(TIMESTAMP),
+            store: f(STORE),
+            basket,
+            total,
+            payment,
+            customer_key,
+            basket_style,
+            columns: Columns {
+                timestamp: 1,
+                store: 2,
+                basket: 4,
+                total: total_col,
+                payment: payment_col,
+            },
+            reencoded: rec.reencoded,
+        })
+    }
+}
+
+/// The fields of a rejected record that may be kept: everything but the
+/// name (third field) and whatever stands from the seventh field on (the
+/// card number, and anything a stray comma pushed after it), with long digit
+/// runs masked wherever they are. Returns timestamp, store, basket, and the
+/// fifth and sixth fields (total and payment in either order).
+pub fn reject_fields<'a>(rec: &RawRecord<'a>) -> [String; 5] {
+    let keep = |i: usize| crate::validate::mask_long_digit_runs(rec.get(i).unwrap_or(""));
+    [keep(TIMESTAMP), keep(STORE), keep(BASKET), keep(4), keep(5)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read;
+
+    fn kinds(input: &str, secret: Option<&str>) -> Vec<String> {
+        let mut cleaner = Cleaner::new(&Config {
+            customer_key_secret: secret.map(str::to_owned),
+        });
+        let mut reader = read::Reader::new(read::Config::default());
+        let mut out = Vec::new();
+        let mut emit = |r: &RawRecord<'_>| -> Result<(), ()> {
+            out.push(match cleaner.clean(r) {
+                Kind::Blank => "blank".to_string(),
+                Kind::Header => "header".to_string(),
+                Kind::Malformed { fields } => format!("malformed {fields}"),
+                Kind::Row(row) => format!(
+                    "row {} {:?} total={} payment={} key={}",
+                    row.line,
+                    row.basket_style,
+                    row.total,
+                    row.payment,
+                    row.customer_key
+                        .map(|k| k.as_str()[..8].to_string())
+                        .unwrap_or_default()
+                ),
+            });
+            Ok(())
+        };
+        reader.push(input.as_bytes(), &mut emit).unwrap();
+        reader.finish(&mut emit).unwrap();
+        out
+    }
+
+    #[test]
+    fn headers_blanks_and_rows() {
+        let input = "timestamp,branch,custumer,basket,method,price,card\n\
+            ,,,,,,\n\
+            time, branch, name, order, price, payment, credit-card-number\n\
+            2021-02-23 09:01:45,Isle of Wight,Ann Example,\"Large,Latte,2.45\",CARD,2.45,\"visa,4111111111111111\"\n\
+            25/08/2021 09:00,Leeds,Bo Example,Large Latte - 2.45,2.45,CASH,\n\
+            25/08/2021 09:00,Leeds,Bo Example,Large Latte - 2.45\n";
+        assert_eq!(
+            kinds(input, None),
+            vec![
+                "header",
+                "blank",
+                "header",
+                "row 4 Legacy total=2.45 payment=CARD key=",
+                "row 5 Current total=2.45 payment=CASH key=",
+                "malformed 4",
+            ]
+        );
+    }
+
+    #[test]
+    fn customer_key_is_normalised_hmac() {
+        let rows = kinds(
+            "25/08/2021 09:00,Leeds,  Ann   EXAMPLE ,Large Latte - 2.45,2.45,CASH,\n25/08/2021 09:00,Leeds,ann example,Large Latte - 2.45,2.45,CASH,\n",
+            Some("s3cret"),
+        );
+        // HMAC-SHA256("s3cret", "ann example"), computed independently.
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(b"ann example");
+        let want: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(rows[0].ends_with(&want[..8]), "{rows:?}");
+        assert_eq!(rows[0].replace("row 1", "row 2"), rows[1]);
+    }
+
+    #[test]
+    fn secret_is_never_serialised_or_debugged() {
+        let c = Config {
+            customer_key_secret: Some("hunter2".into()),
+        };
+        assert!(!serde_json::to_string(&c).unwrap().contains("hunter2"));
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,114 @@
+//! Command-line front end. Each subcommand lives in its own module; this one
+//! parses arguments and maps outcomes to exit codes:
+//! 0 all rows staged, 1 a row rejected or a file refused, 2 usage or I/O error.
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+mod check;
+mod generate;
+mod transform;
+
+/// Clean, validate and stage café till exports for the warehouse.
+#[derive(Parser, Debug)]
+#[command(name = "cafe-etl", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate exports and list every problem per file; writes nothing.
+    Check(check::Args),
+    /// Write the staging layout (gzip CSV per table, report last) for each file.
+    Transform(transform::Args),
+    /// Write realistic synthetic exports in the current format.
+    Generate(generate::Args),
+}
+
+/// Outcome of a subcommand, as an exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Everything staged.
+    Clean = 0,
+    /// A row rejected or a file refused.
+    Rejected = 1,
+    /// Usage or I/O error.
+    Failed = 2,
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Transform(a) => transform::run(a),
+        Command::Generate(a) => generate::run(a),
+    };
+    match result {
+        Ok(outcome) => outcome as i32,
+        Err(e) => {
+            eprintln!("cafe-etl: {e}");
+            Outcome::Failed as i32
+        }
+    }
+}
+
+/// Reads the customer-key secret from the named environment variable.
+pub fn secret_from_env(var: Option<&str>) -> Result<Option<String>, String> {
+    match var {
+        None => Ok(None),
+        Some(var) => match std::env::var(var) {
+            Ok(s) if !s.is_empty() => Ok(Some(s)),
+            Ok(_) => Err(format!(
+                "environment variable {var} is empty; it should hold the customer-key secret"
+            )),
+            Err(_) => Err(format!(
+                "environment variable {var} is not set; it should hold the customer-key secret"
+            )),
+        },
+    }
+}
+
+/// Expands the FILE|DIR arguments: directories give their `.csv` files,
+/// recursively, in name order.
+pub fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(|e| format!("{}: {e}", input.display()))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(input, &mut found).map_err(|e| format!("{}: {e}", input.display()))?;
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(input.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The file name shown in messages and stored as the batch's `source`.
+pub fn source_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Chunk size for streaming a file through the pipeline.
+pub const CHUNK: usize = 256 * 1024;

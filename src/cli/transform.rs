@@ -1,0 +1,242 @@
+//! `cafe-etl transform --out DIR FILE|DIR...`: the staging layout on disk.
+//!
+//! Per file: hash the bytes (the batch id goes into every transaction row),
+//! skip it if its marker is already there, stream it through the pipeline
+//! into temporary files, rename them into place, and write the marker last,
+//! so a batch folder is either complete with its marker or ignored.
+
+use super::{input_files, secret_from_env, source_name, Outcome, CHUNK};
+use cafe_etl::{marker_key, BatchHasher, Config, Pipeline, Report, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Export files, or folders of them.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Root of the staging layout.
+    #[arg(long)]
+    out: PathBuf,
+    /// Environment variable holding the customer-key secret; without it the
+    /// customer_key column is empty.
+    #[arg(long, value_name = "VAR")]
+    customer_key_secret_env: Option<String>,
+    /// gzip level of the table files (0-9).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
+    gzip_level: u32,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print the full report of each file as JSON lines instead of a summary line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What happened to one file.
+pub enum FileOutcome {
+    Staged(Report),
+    Duplicate(String),
+    Refused(Report),
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> String {
+    format!("{}: {e}", path.display())
+}
+
+fn read_chunks(
+    path: &Path,
+    mut each: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut file = File::open(path).map_err(|e| io_err(path, e))?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => each(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(path, e)),
+        }
+    }
+}
+
+/// Stages one file under `root`.
+pub fn stage_file(
+    path: &Path,
+    root: &Path,
+    config: &Config,
+    progress: &ProgressBar,
+) -> Result<FileOutcome, String> {
+    let name = source_name(path);
+    let mut hasher = BatchHasher::new();
+    read_chunks(path, |c| {
+        hasher.update(c);
+        Ok(())
+    })?;
+    let batch_id = hasher.finish();
+    let marker = root.join(marker_key(&batch_id));
+    if marker.exists() {
+        progress.inc(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+        return Ok(FileOutcome::Duplicate(batch_id));
+    }
+    let tmp = |t: Table| root.join(t.name()).join(format!(".{batch_id}.csv.gz.tmp"));
+    let cleanup = || {
+        for t in Table::ALL {
+            let _ = std::fs::remove_file(tmp(t));
+        }
+    };
+    let mut writers = Vec::with_capacity(Table::ALL.len());
+    for t in Table::ALL {
+        match File::create(tmp(t)) {
+            Ok(f) => writers.push(BufWriter::with_capacity(1 << 16, f)),
+            Err(e) => {
+                cleanup();
+                return Err(io_err(&tmp(t), e));
+            }
+        }
+    }
+    let mut writers = writers.into_iter();
+    let mut pipeline = Pipeline::transform(config.clone(), &name, &batch_id, |_| {
+        writers
+            .next()
+            .expect("one writer per table, opened in Table::ALL order")
+    })
+    .map_err(|e| format!("{name}: {e}"))?;
+    let streamed = read_chunks(path, |c| {
+        progress.inc(c.len() as u64);
+        pipeline.push(c).map_err(|e| format!("{name}: {e}"))
+    });
+    let finished = streamed.and_then(|()| pipeline.finish().map_err(|e| format!("{name}: {e}")));
+    let finished = match finished {
+        Ok(f) => f,
+        Err(e) => {
+            cleanup();
+            return Err(e);
+        }
+    };
+    let report = finished.report;
+    if report.refused {
+        cleanup();
+        return Ok(FileOutcome::Refused(report));
+    }
+    for (w, t) in finished
+        .tables
+        .unwrap_or_default()
+        .into_iter()
+        .zip(Table::ALL)
+    {
+        let file = w
+            .into_inner()
+            .map_err(|e| io_err(&tmp(t), e.into_error()))?;
+        file.sync_all().map_err(|e| io_err(&tmp(t), e))?;
+        std::fs::rename(tmp(t), root.join(t.key(&batch_id))).map_err(|e| io_err(&tmp(t), e))?;
+    }
+    // The marker last, and atomically: its presence means the batch is complete.
+    let marker_tmp = root.join("batches").join(format!(".{batch_id}.json.tmp"));
+    let mut f = File::create(&marker_tmp).map_err(|e| io_err(&marker_tmp, e))?;
+    f.write_all(report.to_json().as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_err(&marker_tmp, e))?;
+    std::fs::rename(&marker_tmp, &marker).map_err(|e| io_err(&marker, e))?;
+    Ok(FileOutcome::Staged(report))
+}
+
+/// Creates the layout's folders.
+pub fn create_layout(root: &Path) -> Result<(), String> {
+    for dir in Table::ALL.iter().map(|t| t.name()).chain(["batches"]) {
+        let d = root.join(dir);
+        std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> Result<Outcome, String> {
+    let mut config = Config::default();
+    config.clean.customer_key_secret = secret_from_env(args.customer_key_secret_env.as_deref())?;
+    config.stage.gzip_level = args.gzip_level;
+    let files = input_files(&args.inputs)?;
+    create_layout(&args.out)?;
+    if let Some(jobs) = args.jobs {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs.max(1))
+            .build_global()
+            .map_err(|e| e.to_string())?;
+    }
+    let total: u64 = files
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let progress = ProgressBar::new(total);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let results: Vec<(PathBuf, Result<FileOutcome, String>)> = files
+        .par_iter()
+        .map(|p| (p.clone(), stage_file(p, &args.out, &config, &progress)))
+        .collect();
+    progress.finish_and_clear();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut outcome = Outcome::Clean;
+    let (mut staged, mut rejected, mut read) = (0u64, 0u64, 0u64);
+    for (path, result) in results {
+        let name = source_name(&path);
+        let line = match result {
+            Ok(FileOutcome::Staged(r)) => {
+                if r.rows_rejected > 0 {
+                    outcome = outcome.max(Outcome::Rejected);
+                }
+                read += r.rows_read;
+                staged += r.rows_staged;
+                rejected += r.rows_rejected;
+                if args.json {
+                    serde_json::to_string(&r).unwrap_or_default()
+                } else {
+                    format!(
+                        "{name}: staged batch {} ({}): {} rows read, {} staged, {} rejected, {} warnings",
+                        r.batch_id,
+                        r.format.as_str(),
+                        r.rows_read,
+                        r.rows_staged,
+                        r.rows_rejected,
+                        r.warnings
+                    )
+                }
+            }
+            Ok(FileOutcome::Duplicate(id)) => {
+                format!("{name}: batch {id} is already staged, skipped")
+            }
+            Ok(FileOutcome::Refused(r)) => {
+                outcome = outcome.max(Outcome::Rejected);
+                let why = r
+                    .refusal()
+                    .map(|i| format!("[{}] {}", i.code, i.message))
+                    .unwrap_or_default();
+                if args.json {
+                    serde_json::to_string(&r).unwrap_or_default()
+                } else {
+                    format!("{name}: refused, nothing staged: {why}")
+                }
+            }
+            Err(e) => {
+                eprintln!("cafe-etl: {e}");
+                outcome = Outcome::Failed;
+                continue;
+            }
+        };
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    }
+    if !args.json && files.len() > 1 {
+        writeln!(
+            out,
+            "total: {} files, {read} rows read, {staged} staged, {rejected} rejected",
+            files.len()
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,697 @@
+//! The stages wired together, fed by chunks.
+
+use crate::clean::{self, Cleaner, Kind};
+use crate::error::{Error, Stage};
+use crate::read::{self, RawRecord, Reader};
+use crate::report::{Code, Format, Issue, Report, Severity};
+use crate::stage::{self, TableWriters};
+use crate::transform::{self, CountingSink, Transformer};
+use crate::validate::{self, Item, Timestamp};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+
+/// Options of every stage, each in its own section (all optional in JSON).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Reader limits.
+    pub read: read::Config,
+    /// Customer key secret.
+    pub clean: clean::Config,
+    /// Validation limits.
+    pub validate: validate::Config,
+    /// Transform caps.
+    pub transform: transform::Config,
+    /// gzip level.
+    pub stage: stage::Config,
+}
+
+/// Streams the SHA-256 of a file's bytes; its first 32 hex digits are the
+/// batch id.
+#[derive(Clone, Debug, Default)]
+pub struct BatchHasher(Sha256);
+
+impl BatchHasher {
+    /// A fresh hasher.
+    pub fn new() -> BatchHasher {
+        BatchHasher(Sha256::new())
+    }
+    /// Adds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    /// The full SHA-256, 64 hex digits.
+    pub fn sha256_hex(self) -> String {
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+    /// The batch id: the first 32 hex digits of the SHA-256.
+    pub fn finish(self) -> String {
+        let mut hex = self.sha256_hex();
+        hex.truncate(32);
+        hex
+    }
+}
+
+/// The batch id of a whole file: first 32 hex digits of its SHA-256.
+///
+/// ```
+/// assert_eq!(cafe_etl::batch_id(b""), "e3b0c44298fc1c149afbf4c8996fb924");
+/// ```
+pub fn batch_id(bytes: &[u8]) -> String {
+    let mut h = BatchHasher::new();
+    h.update(bytes);
+    h.finish()
+}
+
+/// True for a well-formed batch id (32 lowercase hex digits).
+pub fn is_batch_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The date a file name carries, as `(year, month, day)`: `leeds_09-05-2023_09-00-00.csv`
+/// (day first) or `isle-of-wight_2020-10-01.csv` (ISO).
+pub fn date_from_file_name(name: &str) -> Option<(u16, u8, u8)> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name).as_bytes();
+    let num = |s: &[u8]| -> Option<u32> {
+        s.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| s.iter().fold(0u32, |v, b| v * 10 + (b - b'0') as u32))
+    };
+    let valid = |y: u32, m: u32, d: u32| -> Option<(u16, u8, u8)> {
+        let (y, m, d) = (
+            u16::try_from(y).ok()?,
+            u8::try_from(m).ok()?,
+            u8::try_from(d).ok()?,
+        );
+        ((1..=12).contains(&m)
+            && d >= 1
+            && d <= validate::days_in_month(y, m)
+            && (1990..=2200).contains(&y))
+        .then_some((y, m, d))
+    };
+    let boundary = |i: usize| i == 0 || !base[i - 1].is_ascii_digit();
+    for i in 0..base.len() {
+        if !boundary(i) {
+            continue;
+        }
+        let w = &base[i..];
+        let end_ok = |n: usize| w.len() == n || !w[n].is_ascii_digit();
+        if w.len() >= 10 && w[2] == b'-' && w[5] == b'-' && end_ok(10) {
+            if let (Some(d), Some(m), Some(y)) = (num(&w[..2]), num(&w[3..5]), num(&w[6..10])) {
+                if let Some(date) = valid(y, m, d) {
+                    return Some(date);
+                }
+            }
+        }
+        if w.len() >= 10 && w[4] == b'-' && w[7] == b'-' && end_ok(10) {
+            if let (Some(y), Some(m), Some(d)) = (num(&w[..4]), num(&w[5..7]), num(&w[8..10])) {
+                if let Some(date) = valid(y, m, d) {
+                    return Some(date);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Bytes looked at before deciding whether a file is text at all.
+const SNIFF: usize = 8 * 1024;
+
+/// Why a file's first bytes show it is not a CSV export, if they do.
+pub fn sniff_not_csv(prefix: &[u8]) -> Option<&'static str> {
+    if prefix.starts_with(b"\xFF\xFE") || prefix.starts_with(b"\xFE\xFF") {
+        return Some("is UTF-16 text, expected a CSV export in UTF-8 (save it as \"CSV UTF-8\")");
+    }
+    if prefix.starts_with(b"PK\x03\x04") {
+        return Some("is a zip archive or an Excel workbook, expected a CSV export (save it as \"CSV UTF-8\")");
+    }
+    if prefix.starts_with(b"%PDF") {
+        return Some("is a PDF document, expected a CSV export");
+    }
+    if prefix.contains(&0) {
+        return Some("holds binary data (NUL bytes), expected a CSV text export");
+    }
+    let control = prefix
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+        .count();
+    if control * 20 > prefix.len() {
+        return Some("holds binary data (control bytes), expected a CSV text export");
+    }
+    None
+}
+
+struct Processor<W: Write> {
+    source: String,
+    config: validate::Config,
+    cleaner: Cleaner,
+    transformer: Transformer,
+    items: Vec<Item>,
+    row_issues: Vec<Issue>,
+    report: Report,
+    file_date: Option<(u16, u8, u8)>,
+    warned_dates: Vec<(u16, u8, u8)>,
+    rows_with_columns: u64,
+    writers: Option<TableWriters<W>>,
+    batch_id: String,
+}
+
+impl<W: Write> Processor<W> {
+    fn note(&mut self, issue: Issue) {
+        let r = &mut self.report;
+        r.issues_total += 1;
+        match issue.severity {
+            Severity::Error => r.errors += 1,
+            Severity::Warning => r.warnings += 1,
+        }
+        *r.issue_counts
+            .entry(issue.code.as_str().to_string())
+            .or_insert(0) += 1;
+        if r.issues.len() < self.config.max_issues {
+            r.issues.push(issue);
+        } else {
+            r.issues_omitted += 1;
+        }
+    }
+
+    fn reject(&mut self, line: u64, fields: &[&str]) -> Result<(), Error> {
+        self.report.rows_rejected += 1;
+        if let Some(w) = self.writers.as_mut() {
+            w.reject(line, &self.row_issues, fields)?;
+        }
+        Ok(())
+    }
+
+    fn flush_row_issues(&mut self) {
+        let issues = std::mem::take(&mut self.row_issues);
+        for issue in &issues {
+            self.note(issue.clone());
+        }
+        self.row_issues = issues;
+        self.row_issues.clear();
+    }
+
+    fn record(&mut self, rec: &RawRecord<'_>) -> Result<(), Error> {
+        self.row_issues.clear();
+        if rec.too_long {
+            self.report.rows_read += 1;
+            self.row_issues.push(Issue {
+                line: rec.line,
+                column: None,
+                code: Code::RecordTooLong,
+                severity: Severity::Error,
+                message: "the row is longer than the reader keeps (64 KiB or 512 fields), expected one till transaction per line".into(),
+            });
+            self.reject(rec.line, &[])?;
+            self.flush_row_issues();
+            return Ok(());
+        }
+        if rec.unterminated_quote {
+            self.row_issues.push(Issue {
+                line: rec.line,
+                column: Some(rec.len() as u32),
+                code: Code::UnterminatedQuote,
+                severity: Severity::Error,
+                message: "a quoted field is never closed, expected a closing \" before the end of the file".into(),
+            });
+        }
+        let kind = self.cleaner.clean(rec);
+        match kind {
+            Kind::Blank => self.report.blank_lines += 1,
+            Kind::Header => self.report.header_lines += 1,
+            Kind::Malformed { fields } => {
+                self.report.rows_read += 1;
+                if fields >= 5 {
+                    self.rows_with_columns += 1;
+                }
+                let hint = if fields > 7 {
+                    " (a basket with commas must be in double quotes)"
+                } else {
+                    ""
+                };
+                self.row_issues.push(Issue {
+                    line: rec.line,
+                    column: None,
+                    code: Code::FieldCount,
+                    severity: Severity::Error,
+                    message: format!(
+                        "found {fields} fields, expected 7: timestamp, store, customer_name, basket_items, total_price, cash_or_card, card_number{hint}"
+                    ),
+                });
+                let kept = clean::reject_fields(rec);
+                let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+                self.reject(rec.line, &kept)?;
+                self.flush_row_issues();
+            }
+            Kind::Row(row) => {
+                self.report.rows_read += 1;
+                self.rows_with_columns += 1;
+                if self.report.format == Format::Unknown {
+                    self.report.format = if row.looks_legacy() {
+                        Format::Legacy2020
+                    } else {
+                        Format::Current
+                    };
+                }
+                if row.reencoded {
+                    self.row_issues.push(Issue {
+                        line: row.line,
+                        column: None,
+                        code: Code::Encoding,
+                        severity: Severity::Warning,
+                        message: "the row is not valid UTF-8 and was read as Windows-1252, expected UTF-8 (check accented letters)".into(),
+                    });
+                }
+                let mut issues = std::mem::take(&mut self.row_issues);
+                let tx = validate::validate_row(&row, &self.config, &mut self.items, &mut |i| {
+                    issues.push(i)
+                });
+                self.row_issues = issues;
+                let has_error = self
+                    .row_issues
+                    .iter()
+                    .any(|i| i.severity == Severity::Error);
+                match tx {
+                    Some(tx) if !has_error => {
+                        self.check_date(&tx.occurred_at, tx.line);
+                        match self.writers.as_mut() {
+                            Some(w) => self.transformer.add(&tx, &self.items, &self.batch_id, w)?,
+                            None => self.transformer.add(
+                                &tx,
+                                &self.items,
+                                &self.batch_id,
+                                &mut CountingSink,
+                            )?,
+                        }
+                        self.report.rows_staged += 1;
+                    }
+                    _ => {
+                        let m = validate::mask_long_digit_runs;
+                        let kept = [
+                            m(row.timestamp),
+                            m(row.store),
+                            m(row.basket),
+                            m(row.total),
+                            m(row.payment),
+                        ];
+                        let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+                        self.reject(row.line, &kept)?;
+                    }
+                }
+                self.flush_row_issues();
+            }
+        }
+        Ok(())
+    }
+
+    fn check_date(&mut self, at: &Timestamp, line: u64) {
+        let Some(file_date) = self.file_date else {
+            return;
+        };
+        let date = at.date();
+        if date == file_date || self.warned_dates.contains(&date) || self.warned_dates.len() >= 32 {
+            return;
+        }
+        self.warned_dates.push(date);
+        let (fy, fm, fd) = file_date;
+        self.row_issues.push(Issue {
+            line,
+            column: Some(1),
+            code: Code::DateMismatch,
+            severity: Severity::Warning,
+            message: format!(
+                "the row is dated {:04}-{:02}-{:02} but the file name says {fy:04}-{fm:02}-{fd:02} (dates are read day first; first such row of that date)",
+                date.0, date.1, date.2
+            ),
+        });
+    }
+}
+
+/// One file through every stage, fed in chunks of any size.
+///
+/// ```
+/// use cafe_etl::{Config, Pipeline};
+/// let mut p = Pipeline::check(Config::default(), "leeds_25-08-2021_09-00-00.csv");
+/// p.push(b"25/08/2021 09:00,Leeds,Ann Example,\"Large Latte - 2.45, Large Mocha - 2.70\",5.15,CARD,4111111111111111\n");
+/// p.push(b"25/08/2021 09:05,Leeds,Bo Example,Large Latte - 2.45,9.99,CASH,\n");
+/// let report = p.finish().unwrap().report;
+/// assert_eq!((report.rows_read, report.rows_staged, report.rows_rejected), (2, 1, 1));
+/// assert_eq!(report.issues[0].code.as_str(), "total_mismatch");
+/// assert_eq!(report.issues[0].line, 2);
+/// ```
+pub struct Pipeline<W: Write> {
+    reader: Reader,
+    proc: Processor<W>,
+    hasher: BatchHasher,
+    expected_batch_id: Option<String>,
+    pending: Vec<u8>,
+    sniffed: bool,
+    refused: Option<&'static str>,
+    bytes: u64,
+}
+
+impl<W: Write> std::fmt::Debug for Pipeline<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("source", &self.proc.source)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a finished pipeline gives back.
+#[derive(Debug)]
+pub struct Finished<W> {
+    /// The batch report.
+    pub report: Report,
+    /// The table writers in [`Table::ALL`](crate::Table::ALL) order, each
+    /// holding a complete gzip file; `None` when only checking.
+    pub tables: Option<Vec<W>>,
+}
+
+impl Pipeline<std::io::Sink> {
+    /// A pipeline that validates only: it writes nothing, and computes the
+    /// batch id as it goes.
+    pub fn check(config: Config, source: &str) -> Pipeline<std::io::Sink> {
+        Pipeline::build(config, source, None, None)
+    }
+}
+
+impl<W: Write> Pipeline<W> {
+    /// A pipeline that writes the five table files of the staging layout to
+    /// the writers `open` gives for each [`Table`](crate::Table).
+    ///
+    /// The batch id goes into every transaction row, so it must be known
+    /// before the first row: compute it with [`batch_id`] or
+    /// [`BatchHasher`] beforehand. [`finish`](Pipeline::finish) checks that
+    /// the bytes pushed have that id and fails otherwise.
+    pub fn transform(
+        config: Config,
+        source: &str,
+        batch_id: &str,
+        open: impl FnMut(crate::Table) -> W,
+    ) -> Result<Pipeline<W>, Error> {
+        if !is_batch_id(batch_id) {
+            return Err(Error::new(
+                Stage::Config,
+                format!("batch id {batch_id:?} is not 32 lowercase hex digits"),
+            ));
+        }
+        let writers = TableWriters::new(&config.stage, open);
+        Ok(Pipeline::build(
+            config,
+            source,
+            Some(writers),
+            Some(batch_id.to_string()),
+        ))
+    }
+
+    fn build(
+        config: Config,
+        source: &str,
+        writers: Option<TableWriters<W>>,
+        batch_id: Option<String>,
+    ) -> Pipeline<W> {
+        let report = Report {
+            source: source.to_string(),
+            ..Report::default()
+        };
+        Pipeline {
+            reader: Reader::new(config.read.clone()),
+            proc: Processor {
+                source: source.to_string(),
+                cleaner: Cleaner::new(&config.clean),
+                transformer: Transformer::new(config.transform.clone()),
+                config: config.validate.clone(),
+                items: Vec::with_capacity(16),
+                row_issues: Vec::new(),
+                report,
+                file_date: date_from_file_name(source),
+                warned_dates: Vec::new(),
+                rows_with_columns: 0,
+                writers,
+                batch_id: batch_id.clone().unwrap_or_default(),
+            },
+            hasher: BatchHasher::new(),
+            expected_batch_id: batch_id,
+            pending: Vec::new(),
+            sniffed: false,
+            refused: None,
+            bytes: 0,
+        }
+    }
+
+    /// Feeds the next chunk of the file.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        self.hasher.update(chunk);
+        self.bytes += chunk.len() as u64;
+        if self.refused.is_some() {
+            return Ok(());
+        }
+        if !self.sniffed {
+            self.pending.extend_from_slice(chunk);
+            if self.pending.len() < SNIFF {
+                return Ok(());
+            }
+            return self.start();
+        }
+        let proc = &mut self.proc;
+        self.reader.push(chunk, &mut |r| proc.record(r))
+    }
+
+    fn start(&mut self) -> Result<(), Error> {
+        self.sniffed = true;
+        let pending = std::mem::take(&mut self.pending);
+        self.refused = sniff_not_csv(&pending[..pending.len().min(SNIFF)]);
+        if self.refused.is_some() {
+            return Ok(());
+        }
+        let proc = &mut self.proc;
+        self.reader.push(&pending, &mut |r| proc.record(r))
+    }
+
+    /// Table writers, for draining compressed bytes mid-file.
+    pub fn tables_mut(&mut self) -> Option<&mut TableWriters<W>> {
+        self.proc.writers.as_mut()
+    }
+
+    /// Rows read so far.
+    pub fn rows_read(&self) -> u64 {
+        self.proc.report.rows_read
+    }
+
+    /// Bytes pushed so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Ends the input and completes the report (and the table files).
+    pub fn finish(mut self) -> Result<Finished<W>, Error> {
+        if !self.sniffed {
+            self.start()?;
+        }
+        if self.refused.is_none() {
+            let proc = &mut self.proc;
+            self.reader.finish(&mut |r| proc.record(r))?;
+        }
+        let full_hash = self.hasher.sha256_hex();
+        let id = full_hash[..32].to_string();
+        if let Some(expected) = &self.expected_batch_id {
+            if *expected != id {
+                return Err(Error::new(
+                    Stage::Stage,
+                    format!("the bytes have batch id {id}, not the {expected} given at the start: the file changed while it was read"),
+                ));
+            }
+        }
+        let mut proc = self.proc;
+        let source = proc.source.clone();
+        let name = if source.is_empty() {
+            "the file".to_string()
+        } else {
+            source.clone()
+        };
+        let refusal = if let Some(why) = self.refused {
+            Some((Code::NotCsv, format!("{name} {why}")))
+        } else if self.bytes == 0 {
+            Some((Code::EmptyFile, format!("{name} is empty (0 bytes), expected a till export with one transaction per line")))
+        } else if proc.report.rows_read == 0 {
+            Some((
+                Code::EmptyFile,
+                format!(
+                    "{name} has no data rows ({} header and {} blank lines), expected one transaction per line",
+                    proc.report.header_lines, proc.report.blank_lines
+                ),
+            ))
+        } else if proc.rows_with_columns == 0 {
+            Some((
+                Code::NotCsv,
+                format!("{name} has no line with the comma-separated columns of a till export, expected 7 fields per line"),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            proc.report.refused = true;
+            let issue = Issue {
+                line: 0,
+                column: None,
+                code,
+                severity: Severity::Error,
+                message,
+            };
+            // The refusal goes first, and is listed even past the cap.
+            proc.note(issue.clone());
+            match proc.report.issues.iter().rposition(|i| *i == issue) {
+                Some(pos) => {
+                    proc.report.issues.remove(pos);
+                }
+                None => proc.report.issues_omitted -= 1,
+            }
+            proc.report.issues.insert(0, issue);
+        }
+        let (mut counts, summary, preview) = proc.transformer.finish();
+        counts.rejects = proc.report.rows_rejected;
+        let mut report = proc.report;
+        report.batch_id = id;
+        report.bytes = self.bytes;
+        report.lines = self.reader.lines();
+        report.tables = counts;
+        report.summary = summary;
+        report.preview = preview;
+        report.issues.sort_by_key(|i| i.line);
+        debug_assert_eq!(report.rows_read, report.rows_staged + report.rows_rejected);
+        let tables = match proc.writers {
+            Some(w) => Some(w.finish()?),
+            None => None,
+        };
+        Ok(Finished { report, tables })
+    }
+}
+
+/// Validates a whole in-memory file.
+///
+/// ```
+/// let report = cafe_etl::check(b"", "empty.csv", &cafe_etl::Config::default());
+/// assert!(report.refused);
+/// assert_eq!(report.issues[0].code.as_str(), "empty_file");
+/// assert!(report.issues[0].message.contains("empty.csv"));
+/// ```
+pub fn check(input: &[u8], source: &str, config: &Config) -> Report {
+    let mut p = Pipeline::check(config.clone(), source);
+    // A sink never fails, and `check` writes to nothing else.
+    let _ = p.push(input);
+    match p.finish() {
+        Ok(f) => f.report,
+        Err(e) => unreachable!("check cannot fail: {e}"),
+    }
+}
+
+/// The staging layout of one file, in memory.
+#[derive(Debug, Clone)]
+pub struct StagedBatch {
+    /// The report (also the last file, `batches/<id>.json`).
+    pub report: Report,
+    /// Relative path to bytes, in commit order: the five table files, then
+    /// the marker. Empty when the file was refused.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// Transforms a whole in-memory file into the staging layout.
+///
+/// ```
+/// let csv = b"25/08/2021 09:00,Leeds,Ann Example,Large Latte - 2.45,2.45,CARD,4111111111111111\n";
+/// let staged = cafe_etl::transform(csv, "leeds.csv", &cafe_etl::Config::default()).unwrap();
+/// let paths: Vec<&str> = staged.files.iter().map(|(p, _)| p.as_str()).collect();
+/// let id = &staged.report.batch_id;
+/// assert_eq!(paths[2], format!("transactions/{id}.csv.gz"));
+/// assert_eq!(paths[5], format!("batches/{id}.json"));
+/// ```
+pub fn transform(input: &[u8], source: &str, config: &Config) -> Result<StagedBatch, Error> {
+    let id = batch_id(input);
+    let mut p = Pipeline::transform(config.clone(), source, &id, |_| Vec::new())?;
+    p.push(input)?;
+    let finished = p.finish()?;
+    let report = finished.report;
+    if report.refused {
+        return Ok(StagedBatch {
+            report,
+            files: Vec::new(),
+        });
+    }
+    let mut files: Vec<(String, Vec<u8>)> = crate::Table::ALL
+        .iter()
+        .zip(finished.tables.unwrap_or_default())
+        .map(|(t, bytes)| (t.key(&id), bytes))
+        .collect();
+    files.push((stage::marker_key(&id), report.to_json().into_bytes()));
+    Ok(StagedBatch { report, files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_name_dates() {
+        let cases = [
+            ("leeds_09-05-2023_09-00-00.csv", Some((2023, 5, 9))),
+            (
+                "data/real/isle-of-wight_2020-10-01.csv",
+                Some((2020, 10, 1)),
+            ),
+            ("2021-02-23-isle-of-wight.csv", Some((2021, 2, 23))),
+            ("chesterfield.csv", None),
+            ("leeds_31-02-2023.csv", None),
+            ("x_123-45-67890.csv", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(date_from_file_name(name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn sniffing() {
+        assert!(sniff_not_csv(b"25/08/2021 09:00,Leeds,...").is_none());
+        assert!(sniff_not_csv(b"\x89PNG\r\n\x1a\n\0\0\0").is_some());
+        assert!(sniff_not_csv(b"PK\x03\x04").unwrap().contains("Excel"));
+        assert!(sniff_not_csv(b"\xFF\xFEa\0").unwrap().contains("UTF-16"));
+    }
+
+    #[test]
+    fn conservation_and_refusals() {
+        let r = check(b"timestamp,store\n\n", "h.csv", &Config::default());
+        assert!(r.refused);
+        assert_eq!(r.header_lines, 1);
+        let r = check(
+            b"hello world\nno commas here\n",
+            "notes.txt",
+            &Config::default(),
+        );
+        assert!(r.refused);
+        assert_eq!(r.issues[0].code, Code::NotCsv);
+        assert_eq!(r.rows_read, r.rows_staged + r.rows_rejected);
+    }
+
+    #[test]
+    fn wrong_batch_id_is_an_error() {
+        let mut p = Pipeline::transform(Config::default(), "x.csv", &batch_id(b"other"), |_| {
+            Vec::new()
+        })
+        .unwrap();
+        p.push(b"25/08/2021 09:00,Leeds,A,Large Latte - 2.45,2.45,CASH,\n")
+            .unwrap();
+        let e = p.finish().unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("stage error: the bytes have batch id"),
+            "{e}"
+        );
+    }
+}

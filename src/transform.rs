@@ -1,0 +1,607 @@
+//! Stage 4: valid transactions to the star schema, with ids derived from
+//! content.
+//!
+//! Every id is a UUID version 5 (SHA-1, RFC 9562) in the project's own
+//! namespace, over a name built only from what the row says (never a
+//! customer name or card number, never the row's position alone):
+//!
+//! | table        | name hashed |
+//! |--------------|-------------|
+//! | stores       | `store` + store name |
+//! | products     | `product` + size, name, flavour |
+//! | transactions | `transaction` + store, occurred_at, payment, total, every item, and an occurrence number |
+//!
+//! Two rows that differ only in name and card would hash alike, so the
+//! occurrence number tells them apart: the count of identical rows before
+//! this one in the same run of rows with one timestamp, and how many runs of
+//! that timestamp came before. It depends on the content and its order, so
+//! the same file gives the same ids on every run and machine; a header line
+//! or a blank line added does not move them.
+//!
+//! Memory is bounded: the product and store caches and the timestamp-run
+//! table have caps ([`Config`]). Past a cap, rows are still right, but a
+//! product or store may be written more than once to its table (the loader
+//! keeps one row per id) and the summary folds the rest into "other".
+
+use crate::clean::CustomerKey;
+use crate::error::Error;
+use crate::report::{
+    format_pence, HourSummary, PreviewRow, ProductSummary, StoreSummary, Summary, TableCounts,
+};
+use crate::validate::{Item, Transaction};
+use sha1::{Digest, Sha1};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+/// Caps of the transform stage.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Distinct products remembered per batch.
+    pub max_products: usize,
+    /// Distinct stores remembered per batch.
+    pub max_stores: usize,
+    /// Distinct timestamps remembered for the occurrence number.
+    pub max_timestamps: usize,
+    /// Staged rows kept for the report's preview.
+    pub preview_rows: usize,
+    /// Products listed in the summary.
+    pub top_products: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_products: 100_000,
+            max_stores: 10_000,
+            max_timestamps: 1 << 20,
+            preview_rows: 20,
+            top_products: 10,
+        }
+    }
+}
+
+/// The project's UUID namespace (a fixed random v4 UUID):
+/// `5c0ffee0-9a4e-4c3b-8f1d-2f6b7a1e4d21`.
+pub const NAMESPACE: [u8; 16] = [
+    0x5c, 0x0f, 0xfe, 0xe0, 0x9a, 0x4e, 0x4c, 0x3b, 0x8f, 0x1d, 0x2f, 0x6b, 0x7a, 0x1e, 0x4d, 0x21,
+];
+
+/// A UUID in its 36-character text form.
+pub type UuidText = [u8; 36];
+
+/// UUID version 5 of `name` in [`NAMESPACE`], as text.
+pub fn uuid5(name: &[u8]) -> UuidText {
+    let mut h = Sha1::new();
+    h.update(NAMESPACE);
+    h.update(name);
+    let d = h.finalize();
+    let mut u = [0u8; 16];
+    u.copy_from_slice(&d[..16]);
+    u[6] = (u[6] & 0x0f) | 0x50;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    let mut out = [b'-'; 36];
+    let mut j = 0;
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            j += 1;
+        }
+        out[j] = HEX[(b >> 4) as usize];
+        out[j + 1] = HEX[(b & 15) as usize];
+        j += 2;
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The id of a store.
+pub fn store_id(store: &str) -> UuidText {
+    let mut name = Vec::with_capacity(6 + store.len());
+    name.extend_from_slice(b"store\x1f");
+    name.extend_from_slice(store.as_bytes());
+    uuid5(&name)
+}
+
+/// The id of a product: (size, name, flavour) exactly as written.
+pub fn product_id(size: &str, name: &str, flavour: &str) -> UuidText {
+    let mut key = Vec::new();
+    product_key(&mut key, size, name, flavour);
+    uuid5(&key)
+}
+
+fn product_key(key: &mut Vec<u8>, size: &str, name: &str, flavour: &str) {
+    key.clear();
+    key.extend_from_slice(b"product\x1f");
+    key.extend_from_slice(size.as_bytes());
+    key.push(0x1f);
+    key.extend_from_slice(name.as_bytes());
+    key.push(0x1f);
+    key.extend_from_slice(flavour.as_bytes());
+}
+
+/// A transaction row of the star schema.
+#[derive(Clone, Debug)]
+pub struct TransactionRow<'a> {
+    /// Its id.
+    pub transaction_id: &'a UuidText,
+    /// The store's id.
+    pub store_id: &'a UuidText,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub occurred_at: &'a [u8; 19],
+    /// `CASH` or `CARD`.
+    pub payment_method: &'a str,
+    /// Total in pence.
+    pub total_pence: i64,
+    /// Units in the basket.
+    pub item_count: u32,
+    /// Pseudonymous customer, or none.
+    pub customer_key: Option<&'a CustomerKey>,
+}
+
+/// Where the star schema's rows go (the staging writer, or a counter when
+/// only checking).
+pub trait StarSink {
+    /// A store seen for the first time in the batch.
+    fn store(&mut self, id: &UuidText, name: &str) -> Result<(), Error>;
+    /// A product seen for the first time in the batch.
+    fn product(
+        &mut self,
+        id: &UuidText,
+        size: &str,
+        name: &str,
+        flavour: &str,
+    ) -> Result<(), Error>;
+    /// A transaction.
+    fn transaction(&mut self, row: &TransactionRow<'_>, batch_id: &str) -> Result<(), Error>;
+    /// A line of a basket.
+    fn basket_item(
+        &mut self,
+        transaction_id: &UuidText,
+        product_id: &UuidText,
+        quantity: u32,
+        unit_pence: i64,
+    ) -> Result<(), Error>;
+}
+
+/// A sink that only counts, for `check`.
+#[derive(Debug, Default)]
+pub struct CountingSink;
+
+impl StarSink for CountingSink {
+    fn store(&mut self, _: &UuidText, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+    fn product(&mut self, _: &UuidText, _: &str, _: &str, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+    fn transaction(&mut self, _: &TransactionRow<'_>, _: &str) -> Result<(), Error> {
+        Ok(())
+    }
+    fn basket_item(&mut self, _: &UuidText, _: &UuidText, _: u32, _: i64) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+struct ProductEntry {
+    id: UuidText,
+    size: Box<str>,
+    name: Box<str>,
+    flavour: Box<str>,
+    quantity: u64,
+    revenue: i64,
+}
+
+struct StoreEntry {
+    id: UuidText,
+    transactions: u64,
+    revenue: i64,
+}
+
+/// The transform stage at run time.
+pub struct Transformer {
+    config: Config,
+    products: HashMap<Box<[u8]>, ProductEntry>,
+    stores: HashMap<Box<str>, StoreEntry>,
+    other_products: (u64, i64),
+    other_stores: (u64, i64),
+    /// Occurrence bookkeeping: the current timestamp run and its counts.
+    run_ts: [u8; 19],
+    run_number: u32,
+    run_counts: HashMap<u64, u32>,
+    runs_per_ts: HashMap<[u8; 19], u32>,
+    key: Vec<u8>,
+    product_key: Vec<u8>,
+    lines: Vec<(UuidText, i64, u32)>,
+    counts: TableCounts,
+    summary: Summary,
+    by_hour: [(u64, i64); 24],
+    preview: Vec<PreviewRow>,
+}
+
+impl std::fmt::Debug for Transformer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transformer")
+            .field("counts", &self.counts)
+            .finish()
+    }
+}
+
+impl Transformer {
+    /// A transformer with the given caps.
+    pub fn new(config: Config) -> Transformer {
+        Transformer {
+            config,
+            products: HashMap::new(),
+            stores: HashMap::new(),
+            other_products: (0, 0),
+            other_stores: (0, 0),
+            run_ts: [0; 19],
+            run_number: 0,
+            run_counts: HashMap::new(),
+            runs_per_ts: HashMap::new(),
+            key: Vec::with_capacity(256),
+            product_key: Vec::with_capacity(64),
+            lines: Vec::with_capacity(16),
+            counts: TableCounts::default(),
+            summary: Summary::default(),
+            by_hour: [(0, 0); 24],
+            preview: Vec::new(),
+        }
+    }
+
+    /// Turns one valid transaction into star-schema rows.
+    pub fn add(
+        &mut self,
+        tx: &Transaction<'_>,
+        items: &[Item],
+        batch_id: &str,
+        sink: &mut impl StarSink,
+    ) -> Result<(), Error> {
+        let occurred_at = tx.occurred_at.to_bytes();
+
+        // Store.
+        let store_id = match self.stores.get_mut(tx.store) {
+            Some(e) => {
+                e.transactions += 1;
+                e.revenue += tx.total_pence;
+                e.id
+            }
+            None => {
+                let id = store_id(tx.store);
+                sink.store(&id, tx.store)?;
+                self.counts.stores += 1;
+                if self.stores.len() < self.config.max_stores {
+                    self.stores.insert(
+                        tx.store.into(),
+                        StoreEntry {
+                            id,
+                            transactions: 1,
+                            revenue: tx.total_pence,
+                        },
+                    );
+                } else {
+                    self.other_stores.0 += 1;
+                    self.other_stores.1 += tx.total_pence;
+                }
+                id
+            }
+        };
+
+        // Products, and the basket folded into lines of identical items.
+        self.lines.clear();
+        self.key.clear();
+        self.key.extend_from_slice(b"transaction\x1f");
+        self.key.extend_from_slice(tx.store.as_bytes());
+        self.key.push(0x1f);
+        self.key.extend_from_slice(&occurred_at);
+        self.key.push(0x1f);
+        self.key.extend_from_slice(tx.payment.as_str().as_bytes());
+        self.key.push(0x1f);
+        self.key.extend_from_slice(itoa(tx.total_pence).as_bytes());
+        for item in items {
+            let (size, name, flavour) = item.parts(tx.basket);
+            product_key(&mut self.product_key, size, name, flavour);
+            let id = match self.products.get_mut(self.product_key.as_slice()) {
+                Some(e) => {
+                    e.quantity += 1;
+                    e.revenue += item.price_pence;
+                    e.id
+                }
+                None => {
+                    let id = uuid5(&self.product_key);
+                    sink.product(&id, size, name, flavour)?;
+                    self.counts.products += 1;
+                    if self.products.len() < self.config.max_products {
+                        self.products.insert(
+                            self.product_key.as_slice().into(),
+                            ProductEntry {
+                                id,
+                                size: size.into(),
+                                name: name.into(),
+                                flavour: flavour.into(),
+                                quantity: 1,
+                                revenue: item.price_pence,
+                            },
+                        );
+                    } else {
+                        self.other_products.0 += 1;
+                        self.other_products.1 += item.price_pence;
+                    }
+                    id
+                }
+            };
+            self.key.push(0x1e);
+            self.key.extend_from_slice(&self.product_key[8..]);
+            self.key.push(0x1f);
+            self.key
+                .extend_from_slice(itoa(item.price_pence).as_bytes());
+            match self
+                .lines
+                .iter_mut()
+                .find(|(p, price, _)| *p == id && *price == item.price_pence)
+            {
+                Some(line) => line.2 += 1,
+                None => self.lines.push((id, item.price_pence, 1)),
+            }
+        }
+
+        // Occurrence number: which copy of identical content this is.
+        if occurred_at != self.run_ts {
+            self.run_ts = occurred_at;
+            self.run_counts.clear();
+            if self.runs_per_ts.len() >= self.config.max_timestamps {
+                // Deterministic (depends only on the input so far) and bounded.
+                self.runs_per_ts.clear();
+            }
+            let n = self.runs_per_ts.entry(occurred_at).or_insert(0);
+            self.run_number = *n;
+            *n += 1;
+        }
+        let mut h = DefaultHasher::new();
+        self.key.hash(&mut h);
+        let copy = self.run_counts.entry(h.finish()).or_insert(0);
+        let occurrence = *copy;
+        *copy += 1;
+        self.key.push(0x1f);
+        self.key
+            .extend_from_slice(itoa(self.run_number as i64).as_bytes());
+        self.key.push(0x1f);
+        self.key
+            .extend_from_slice(itoa(occurrence as i64).as_bytes());
+        let transaction_id = uuid5(&self.key);
+
+        let item_count: u32 = self.lines.iter().map(|l| l.2).sum();
+        sink.transaction(
+            &TransactionRow {
+                transaction_id: &transaction_id,
+                store_id: &store_id,
+                occurred_at: &occurred_at,
+                payment_method: tx.payment.as_str(),
+                total_pence: tx.total_pence,
+                item_count,
+                customer_key: tx.customer_key.as_ref(),
+            },
+            batch_id,
+        )?;
+        self.counts.transactions += 1;
+        for (product_id, price, quantity) in &self.lines {
+            sink.basket_item(&transaction_id, product_id, *quantity, *price)?;
+        }
+        self.counts.basket_items += self.lines.len() as u64;
+
+        // Summary.
+        let s = &mut self.summary;
+        s.revenue_pence += tx.total_pence;
+        s.transactions += 1;
+        s.items += item_count as u64;
+        match tx.payment {
+            crate::validate::Payment::Cash => s.cash_transactions += 1,
+            crate::validate::Payment::Card => s.card_transactions += 1,
+        }
+        let at = std::str::from_utf8(&occurred_at).unwrap_or_default();
+        if s.first_at.as_deref().is_none_or(|f| at < f) {
+            s.first_at = Some(at.to_string());
+        }
+        if s.last_at.as_deref().is_none_or(|l| at > l) {
+            s.last_at = Some(at.to_string());
+        }
+        let hour = &mut self.by_hour[tx.occurred_at.hour as usize % 24];
+        hour.0 += 1;
+        hour.1 += tx.total_pence;
+        if self.preview.len() < self.config.preview_rows {
+            self.preview.push(PreviewRow {
+                line: tx.line,
+                occurred_at: at.to_string(),
+                store: tx.store.to_string(),
+                payment_method: tx.payment.as_str().to_string(),
+                total_price: format_pence(tx.total_pence),
+                items: items_preview(tx, items),
+                has_customer_key: tx.customer_key.is_some(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Rows written per table so far (rejects excluded).
+    pub fn counts(&self) -> &TableCounts {
+        &self.counts
+    }
+
+    /// The summary and preview, once every row is in.
+    pub fn finish(self) -> (TableCounts, Summary, Vec<PreviewRow>) {
+        let mut summary = self.summary;
+        let mut by_store: Vec<StoreSummary> = self
+            .stores
+            .iter()
+            .map(|(name, e)| StoreSummary {
+                store: name.to_string(),
+                transactions: e.transactions,
+                revenue_pence: e.revenue,
+            })
+            .collect();
+        if self.other_stores.0 > 0 {
+            by_store.push(StoreSummary {
+                store: "(other stores)".into(),
+                transactions: self.other_stores.0,
+                revenue_pence: self.other_stores.1,
+            });
+        }
+        by_store.sort_by(|a, b| {
+            b.revenue_pence
+                .cmp(&a.revenue_pence)
+                .then_with(|| a.store.cmp(&b.store))
+        });
+        summary.by_store = by_store;
+        let mut products: Vec<&ProductEntry> = self.products.values().collect();
+        products.sort_by(|a, b| {
+            b.quantity
+                .cmp(&a.quantity)
+                .then_with(|| b.revenue.cmp(&a.revenue))
+                .then_with(|| (&a.name, &a.size, &a.flavour).cmp(&(&b.name, &b.size, &b.flavour)))
+        });
+        summary.top_products = products
+            .into_iter()
+            .take(self.config.top_products)
+            .map(|p| ProductSummary {
+                product: product_label(&p.size, &p.name, &p.flavour),
+                size: p.size.to_string(),
+                name: p.name.to_string(),
+                flavour: p.flavour.to_string(),
+                quantity: p.quantity,
+                revenue_pence: p.revenue,
+            })
+            .collect();
+        summary.by_hour = self
+            .by_hour
+            .iter()
+            .enumerate()
+            .map(|(h, (n, r))| HourSummary {
+                hour: h as u8,
+                transactions: *n,
+                revenue_pence: *r,
+            })
+            .collect();
+        (self.counts, summary, self.preview)
+    }
+}
+
+/// `Large Latte - Hazelnut`, `Latte`.
+pub fn product_label(size: &str, name: &str, flavour: &str) -> String {
+    let mut s = String::new();
+    if !size.is_empty() {
+        s.push_str(size);
+        s.push(' ');
+    }
+    s.push_str(name);
+    if !flavour.is_empty() {
+        s.push_str(" - ");
+        s.push_str(flavour);
+    }
+    s
+}
+
+fn items_preview(tx: &Transaction<'_>, items: &[Item]) -> Vec<String> {
+    let mut out: Vec<(String, i64, u32)> = Vec::new();
+    for item in items {
+        let (size, name, flavour) = item.parts(tx.basket);
+        let label = product_label(size, name, flavour);
+        match out
+            .iter_mut()
+            .find(|(l, p, _)| *l == label && *p == item.price_pence)
+        {
+            Some(x) => x.2 += 1,
+            None => out.push((label, item.price_pence, 1)),
+        }
+    }
+    out.into_iter()
+        .map(|(l, p, q)| format!("{q} x {l} @ {}", format_pence(p)))
+        .collect()
+}
+
+/// Small integer to text without allocating.
+pub(crate) fn itoa(v: i64) -> ItoaBuf {
+    let mut buf = ItoaBuf {
+        bytes: [0; 20],
+        start: 20,
+    };
+    let neg = v < 0;
+    let mut u = v.unsigned_abs();
+    loop {
+        buf.start -= 1;
+        buf.bytes[buf.start] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if neg {
+        buf.start -= 1;
+        buf.bytes[buf.start] = b'-';
+    }
+    buf
+}
+
+/// The text of [`itoa`].
+pub(crate) struct ItoaBuf {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+impl ItoaBuf {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid5_matches_the_rfc_example() {
+        // RFC 9562 appendix A.4: v5 of "www.example.com" in the DNS namespace
+        // is 2ed6657d-e927-568b-95e1-2665a8aea6a2. Check the algorithm with it.
+        let dns = [
+            0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1, 0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4,
+            0x30, 0xc8,
+        ];
+        let mut h = Sha1::new();
+        h.update(dns);
+        h.update(b"www.example.com");
+        let d = h.finalize();
+        let mut u = [0u8; 16];
+        u.copy_from_slice(&d[..16]);
+        u[6] = (u[6] & 0x0f) | 0x50;
+        u[8] = (u[8] & 0x3f) | 0x80;
+        let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "2ed6657de927568b95e12665a8aea6a2");
+        let id = uuid5(b"x");
+        assert_eq!(id[8], b'-');
+        assert_eq!(id[14], b'5');
+    }
+
+    #[test]
+    fn product_ids_respect_case() {
+        assert_ne!(
+            product_id("Large", "Hot Chocolate", ""),
+            product_id("Large", "Hot chocolate", "")
+        );
+        assert_eq!(
+            product_id("Large", "Latte", ""),
+            product_id("Large", "Latte", "")
+        );
+        assert_ne!(
+            product_id("", "Latte", "Vanilla"),
+            product_id("", "Latte - Vanilla", "")
+        );
+    }
+
+    #[test]
+    fn itoa_table() {
+        for v in [0i64, 7, 10, 245, -5, i64::MAX, i64::MIN + 1] {
+            assert_eq!(itoa(v).as_bytes(), v.to_string().as_bytes());
+        }
+    }
+}
