@@ -1,0 +1,33 @@
+# Entry points. `make demo` runs the local stack; `make test` runs every test.
+# Each test target has a script of its own under scripts/ so it can be run alone.
+SHELL := /bin/bash
+.PHONY: demo test test-rust test-wasm test-www test-worker test-warehouse wasm bench install
+
+install:
+	bash .ci/install
+
+demo:
+	./scripts/demo
+
+wasm:
+	./scripts/build-wasm
+
+test: test-rust wasm test-wasm test-www test-worker test-warehouse
+
+test-rust:
+	./scripts/test-rust
+
+test-wasm:
+	./scripts/test-wasm
+
+test-www:
+	./scripts/test-www
+
+test-worker:
+	./scripts/test-worker
+
+test-warehouse:
+	./scripts/test-warehouse
+
+bench:
+	./benches/run

@@ -1,0 +1,356 @@
+//! The WebAssembly binding: a thin, coarse layer over the core for the
+//! browser page and the edge worker. Bytes come in as `Uint8Array`, results
+//! go out as plain objects, errors as `Error` with the core's text.
+
+use crate::{Config, Pipeline as CorePipeline, Report, Table};
+use js_sys::{Object, Reflect, Uint8Array};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** Options of `check`, `transform` and `new Pipeline`. */
+export interface PipelineOptions {
+  /** File name the bytes came from (its date is compared with the rows'). */
+  source?: string;
+  /** Batch id (first 32 hex digits of the file's SHA-256). Required to stage
+   *  with `new Pipeline`, since it goes into every transaction row; without it
+   *  the pipeline only checks. `transform` computes it. */
+  batchId?: string;
+  /** Secret for the customer key (HMAC-SHA256 of the normalised name). */
+  customerKeySecret?: string;
+  /** gzip level of the table files, 0-9 (default 1). */
+  gzipLevel?: number;
+  /** Most issues listed in the report (all are counted; default 10000). */
+  maxIssues?: number;
+  /** Staged rows kept for the preview (default 20). */
+  previewRows?: number;
+}
+
+export type Severity = "error" | "warning";
+export type IssueCode =
+  | "field_count" | "bad_timestamp" | "bad_store" | "bad_basket" | "bad_price"
+  | "total_mismatch" | "bad_payment" | "encoding" | "empty_file" | "not_csv"
+  | "record_too_long" | "unterminated_quote" | "date_mismatch";
+
+/** One problem, pinned to a 1-based line (0: the whole file). */
+export interface Issue {
+  line: number;
+  column: number | null;
+  code: IssueCode;
+  severity: Severity;
+  message: string;
+}
+
+export interface TableCounts {
+  stores: number;
+  products: number;
+  transactions: number;
+  basket_items: number;
+  rejects: number;
+}
+
+export interface StoreSummary { store: string; transactions: number; revenue_pence: number; }
+export interface ProductSummary {
+  product: string; size: string; name: string; flavour: string;
+  quantity: number; revenue_pence: number;
+}
+export interface HourSummary { hour: number; transactions: number; revenue_pence: number; }
+
+export interface Summary {
+  revenue_pence: number;
+  transactions: number;
+  items: number;
+  cash_transactions: number;
+  card_transactions: number;
+  first_at: string | null;
+  last_at: string | null;
+  by_store: StoreSummary[];
+  top_products: ProductSummary[];
+  by_hour: HourSummary[];
+}
+
+/** A staged row as it leaves the shop: no name, no card number. */
+export interface PreviewRow {
+  line: number;
+  occurred_at: string;
+  store: string;
+  payment_method: "CASH" | "CARD";
+  total_price: string;
+  items: string[];
+  has_customer_key: boolean;
+}
+
+/** The batch report (also `batches/<batch_id>.json`). */
+export interface Report {
+  batch_id: string;
+  source: string;
+  format: "current" | "legacy-2020" | "unknown";
+  bytes: number;
+  lines: number;
+  refused: boolean;
+  rows_read: number;
+  rows_staged: number;
+  rows_rejected: number;
+  header_lines: number;
+  blank_lines: number;
+  issues: Issue[];
+  issues_total: number;
+  issues_omitted: number;
+  errors: number;
+  warnings: number;
+  issue_counts: Record<string, number>;
+  tables: TableCounts;
+  summary: Summary;
+  preview: PreviewRow[];
+}
+
+/** Staging-layout path (`transactions/<batch_id>.csv.gz`, ...,
+ *  `batches/<batch_id>.json`) to bytes. */
+export type StagedFiles = Record<string, Uint8Array>;
+
+export interface TransformResult {
+  report: Report;
+  /** Empty when the file was refused. The marker comes last. */
+  files: StagedFiles;
+}
+"#;
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Options {
+    source: Option<String>,
+    batch_id: Option<String>,
+    customer_key_secret: Option<String>,
+    gzip_level: Option<u32>,
+    max_issues: Option<usize>,
+    preview_rows: Option<usize>,
+}
+
+impl Options {
+    fn parse(value: JsValue) -> Result<Options, JsError> {
+        if value.is_undefined() || value.is_null() {
+            return Ok(Options::default());
+        }
+        serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("config error: options: {e}")))
+    }
+
+    fn config(&self) -> Config {
+        let mut c = Config::default();
+        c.clean.customer_key_secret = self.customer_key_secret.clone().filter(|s| !s.is_empty());
+        if let Some(level) = self.gzip_level {
+            c.stage.gzip_level = level.min(9);
+        }
+        if let Some(n) = self.max_issues {
+            c.validate.max_issues = n;
+        }
+        if let Some(n) = self.preview_rows {
+            c.transform.preview_rows = n;
+        }
+        c
+    }
+}
+
+fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsError> {
+    let s = serde_wasm_bindgen::Serializer::json_compatible();
+    value.serialize(&s).map_err(|e| JsError::new(&format!("stage error: {e}")))
+}
+
+fn set(obj: &Object, key: &str, value: &JsValue) {
+    // Setting a property on a plain object cannot fail.
+    let _ = Reflect::set(obj, &JsValue::from_str(key), value);
+}
+
+fn result_object(report: &Report, files: &[(String, Vec<u8>)]) -> Result<JsValue, JsError> {
+    let out = Object::new();
+    set(&out, "report", &to_js(report)?);
+    let map = Object::new();
+    for (path, bytes) in files {
+        set(&map, path, &Uint8Array::from(&bytes[..]).into());
+    }
+    set(&out, "files", &map.into());
+    Ok(out.into())
+}
+
+/// Validates a whole file held in memory and returns its report.
+#[wasm_bindgen(unchecked_return_type = "Report")]
+pub fn check(
+    bytes: &[u8],
+    #[wasm_bindgen(unchecked_param_type = "PipelineOptions")] options: JsValue,
+) -> Result<JsValue, JsError> {
+    let o = Options::parse(options)?;
+    let report = crate::check(bytes, o.source.as_deref().unwrap_or(""), &o.config());
+    to_js(&report)
+}
+
+/// Transforms a whole file held in memory: the report and every file of the
+/// staging layout, byte for byte what the CLI writes.
+#[wasm_bindgen(unchecked_return_type = "TransformResult")]
+pub fn transform(
+    bytes: &[u8],
+    #[wasm_bindgen(unchecked_param_type = "PipelineOptions")] options: JsValue,
+) -> Result<JsValue, JsError> {
+    let o = Options::parse(options)?;
+    let staged = crate::transform(bytes, o.source.as_deref().unwrap_or(""), &o.config())
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    result_object(&staged.report, &staged.files)
+}
+
+/// The batch id of a whole file: first 32 hex digits of its SHA-256.
+#[wasm_bindgen(js_name = batchId)]
+pub fn batch_id(bytes: &[u8]) -> String {
+    crate::batch_id(bytes)
+}
+
+/// The crate version, for logs.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
+
+/// SHA-256 of a file fed in chunks; `finish()` gives the batch id.
+#[wasm_bindgen]
+pub struct BatchHasher(Option<crate::BatchHasher>);
+
+#[wasm_bindgen]
+impl BatchHasher {
+    /// A fresh hasher.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> BatchHasher {
+        BatchHasher(Some(crate::BatchHasher::new()))
+    }
+
+    /// Adds a chunk.
+    pub fn update(&mut self, chunk: &[u8]) -> Result<(), JsError> {
+        self.0.as_mut().ok_or_else(|| JsError::new("config error: the hasher is finished"))?.update(chunk);
+        Ok(())
+    }
+
+    /// The full SHA-256 in hex (64 digits); the hasher is then finished.
+    pub fn sha256(&mut self) -> Result<String, JsError> {
+        Ok(self.0.take().ok_or_else(|| JsError::new("config error: the hasher is finished"))?.sha256_hex())
+    }
+
+    /// The batch id (32 hex digits); the hasher is then finished.
+    pub fn finish(&mut self) -> Result<String, JsError> {
+        Ok(self.0.take().ok_or_else(|| JsError::new("config error: the hasher is finished"))?.finish())
+    }
+}
+
+impl Default for BatchHasher {
+    fn default() -> Self {
+        BatchHasher::new()
+    }
+}
+
+enum Inner {
+    Check(CorePipeline<std::io::Sink>),
+    Stage(CorePipeline<Vec<u8>>, String),
+}
+
+/// A file fed in chunks (from `File.stream()` or a request body), so memory
+/// stays flat whatever its size. With `batchId` in the options it stages:
+/// `drain()` hands over the compressed table bytes produced so far (to
+/// stream them on), `finish()` the rest and the report.
+#[wasm_bindgen]
+pub struct Pipeline {
+    inner: Option<Inner>,
+}
+
+fn finished() -> JsError {
+    JsError::new("config error: the pipeline is finished")
+}
+
+#[wasm_bindgen]
+impl Pipeline {
+    /// A new pipeline; see `PipelineOptions`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(#[wasm_bindgen(unchecked_param_type = "PipelineOptions")] options: JsValue) -> Result<Pipeline, JsError> {
+        let o = Options::parse(options)?;
+        let source = o.source.clone().unwrap_or_default();
+        let inner = match &o.batch_id {
+            Some(id) => Inner::Stage(
+                CorePipeline::transform(o.config(), &source, id, |_| Vec::new()).map_err(|e| JsError::new(&e.to_string()))?,
+                id.clone(),
+            ),
+            None => Inner::Check(CorePipeline::check(o.config(), &source)),
+        };
+        Ok(Pipeline { inner: Some(inner) })
+    }
+
+    /// Feeds the next chunk.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsError> {
+        let r = match self.inner.as_mut().ok_or_else(finished)? {
+            Inner::Check(p) => p.push(chunk),
+            Inner::Stage(p, _) => p.push(chunk),
+        };
+        r.map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// Bytes pushed so far.
+    #[wasm_bindgen(getter)]
+    pub fn bytes(&self) -> f64 {
+        match &self.inner {
+            Some(Inner::Check(p)) => p.bytes() as f64,
+            Some(Inner::Stage(p, _)) => p.bytes() as f64,
+            None => 0.0,
+        }
+    }
+
+    /// Data rows read so far.
+    #[wasm_bindgen(getter, js_name = rowsRead)]
+    pub fn rows_read(&self) -> f64 {
+        match &self.inner {
+            Some(Inner::Check(p)) => p.rows_read() as f64,
+            Some(Inner::Stage(p, _)) => p.rows_read() as f64,
+            None => 0.0,
+        }
+    }
+
+    /// Compressed table bytes produced since the last call, per staging path
+    /// (only tables with new bytes are listed). Concatenated in order with
+    /// what `finish()` returns, they are the complete gzip files.
+    #[wasm_bindgen(unchecked_return_type = "StagedFiles")]
+    pub fn drain(&mut self) -> Result<JsValue, JsError> {
+        let out = Object::new();
+        if let Some(Inner::Stage(p, id)) = self.inner.as_mut() {
+            let id = id.clone();
+            if let Some(w) = p.tables_mut() {
+                for t in Table::ALL {
+                    let buf = w.get_mut(t);
+                    if !buf.is_empty() {
+                        set(&out, &t.key(&id), &Uint8Array::from(&buf[..]).into());
+                        buf.clear();
+                    }
+                }
+            }
+        } else if self.inner.is_none() {
+            return Err(finished());
+        }
+        Ok(out.into())
+    }
+
+    /// Ends the input: the report, and (when staging and not refused) the
+    /// remaining bytes of each table file followed by the marker
+    /// `batches/<batch_id>.json`. Fails if the bytes pushed do not have the
+    /// batch id given at the start.
+    #[wasm_bindgen(unchecked_return_type = "TransformResult")]
+    pub fn finish(&mut self) -> Result<JsValue, JsError> {
+        match self.inner.take().ok_or_else(finished)? {
+            Inner::Check(p) => {
+                let f = p.finish().map_err(|e| JsError::new(&e.to_string()))?;
+                result_object(&f.report, &[])
+            }
+            Inner::Stage(p, id) => {
+                let f = p.finish().map_err(|e| JsError::new(&e.to_string()))?;
+                if f.report.refused {
+                    return result_object(&f.report, &[]);
+                }
+                let mut files: Vec<(String, Vec<u8>)> =
+                    Table::ALL.iter().zip(f.tables.unwrap_or_default()).map(|(t, b)| (t.key(&id), b)).collect();
+                files.push((crate::marker_key(&id), f.report.to_json().into_bytes()));
+                result_object(&f.report, &files)
+            }
+        }
+    }
+}
