@@ -271,7 +271,12 @@ impl Cleaner {
         let f = |i| rec.get(i).unwrap_or("");
         // The 2020 tills put the payment before the total, whatever their
         // header says: decide by what the two fields hold.
-        let legacy_order = Payment::parse(f(4)).is_some() && Payment::parse(f(5)).is_none();
+        let (p4, p5) = (
+            Payment::parse(f(4)).is_some(),
+            Payment::parse(f(5)).is_some(),
+        );
+        let (m4, m5) = (looks_like_money(f(4)), looks_like_money(f(5)));
+        let legacy_order = (p4 && !p5) || (!p4 && !p5 && m5 && !m4);
         let (total, payment, total_col, payment_col) = if legacy_order {
             (f(5), f(4), 6, 5)
         } else {
@@ -304,6 +309,15 @@ impl Cleaner {
             reencoded: rec.reencoded,
         })
     }
+}
+
+/// Digits with at most one dot: enough to tell a total from a payment
+/// method when the two columns may come in either order.
+fn looks_like_money(s: &str) -> bool {
+    let s = s.trim();
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && s.bytes().filter(|&b| b == b'.').count() <= 1
 }
 
 /// The fields of a rejected record that may be kept: everything but the

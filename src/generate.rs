@@ -345,12 +345,12 @@ mod tests {
             ..Config::default()
         };
         generate(&config, |name| {
-            files.push((name.to_string(), Vec::new()));
+            files.push(name.to_string());
             Ok(std::io::Cursor::new(Vec::new()))
         })
         .unwrap();
         assert_eq!(files.len(), 4);
-        assert_eq!(files[0].0, "chesterfield_25-08-2021_09-00-00.csv");
+        assert_eq!(files[0], "chesterfield_25-08-2021_09-00-00.csv");
         let mut a = Vec::new();
         let mut rng = Rng::new(7);
         write_day(&mut a, &mut rng, "Leeds", (2021, 8, 25), 300).unwrap();

@@ -511,6 +511,7 @@ impl<W: Write> Pipeline<W> {
             }
         }
         let mut proc = self.proc;
+        proc.report.blank_lines += self.reader.empty_lines();
         let source = proc.source.clone();
         let name = if source.is_empty() {
             "the file".to_string()

@@ -105,6 +105,10 @@ pub struct Reader {
     record_line: u64,
     record_byte: u64,
     too_long: bool,
+    /// The last record ended on `\r`, so a `\n` next completes its CRLF.
+    ended_on_cr: bool,
+    /// Lines with nothing on them, skipped.
+    empty_lines: u64,
     /// Leading bytes held back until we know whether they are a BOM.
     bom: Vec<u8>,
     bom_done: bool,
@@ -127,6 +131,8 @@ impl Reader {
             record_line: 1,
             record_byte: 0,
             too_long: false,
+            ended_on_cr: false,
+            empty_lines: 0,
             bom: Vec::with_capacity(3),
             bom_done: false,
         }
@@ -136,6 +142,12 @@ impl Reader {
     /// is finished).
     pub fn lines(&self) -> u64 {
         self.newlines
+    }
+
+    /// Empty lines skipped so far (lines of only commas or spaces are
+    /// records; the caller tells those apart).
+    pub fn empty_lines(&self) -> u64 {
+        self.empty_lines
     }
 
     /// Bytes consumed so far.
@@ -207,11 +219,15 @@ impl Reader {
                 State::StartRecord => {
                     let b = chunk[i];
                     if b == b'\n' {
+                        if !std::mem::take(&mut self.ended_on_cr) {
+                            self.empty_lines += 1;
+                        }
                         self.newlines += 1;
                         i += 1;
                     } else if b == b'\r' {
                         i += 1;
                     } else {
+                        self.ended_on_cr = false;
                         self.record_line = self.newlines + 1;
                         self.record_byte = base + i as u64;
                         self.state = State::StartField;
@@ -244,6 +260,7 @@ impl Reader {
                                 if b == b'\n' {
                                     self.newlines += 1;
                                 }
+                                self.ended_on_cr = b == b'\r';
                                 self.state = State::StartRecord;
                                 self.offset = base + i as u64;
                                 self.emit_record(false, emit)?;
@@ -278,6 +295,7 @@ impl Reader {
                             if b == b'\n' {
                                 self.newlines += 1;
                             }
+                            self.ended_on_cr = b == b'\r';
                             self.end_field();
                             self.state = State::StartRecord;
                             self.offset = base + i as u64;

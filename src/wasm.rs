@@ -132,7 +132,8 @@ impl Options {
         if value.is_undefined() || value.is_null() {
             return Ok(Options::default());
         }
-        serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("config error: options: {e}")))
+        serde_wasm_bindgen::from_value(value)
+            .map_err(|e| JsError::new(&format!("config error: options: {e}")))
     }
 
     fn config(&self) -> Config {
@@ -153,7 +154,9 @@ impl Options {
 
 fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsError> {
     let s = serde_wasm_bindgen::Serializer::json_compatible();
-    value.serialize(&s).map_err(|e| JsError::new(&format!("stage error: {e}")))
+    value
+        .serialize(&s)
+        .map_err(|e| JsError::new(&format!("stage error: {e}")))
 }
 
 fn set(obj: &Object, key: &str, value: &JsValue) {
@@ -222,18 +225,29 @@ impl BatchHasher {
 
     /// Adds a chunk.
     pub fn update(&mut self, chunk: &[u8]) -> Result<(), JsError> {
-        self.0.as_mut().ok_or_else(|| JsError::new("config error: the hasher is finished"))?.update(chunk);
+        self.0
+            .as_mut()
+            .ok_or_else(|| JsError::new("config error: the hasher is finished"))?
+            .update(chunk);
         Ok(())
     }
 
     /// The full SHA-256 in hex (64 digits); the hasher is then finished.
     pub fn sha256(&mut self) -> Result<String, JsError> {
-        Ok(self.0.take().ok_or_else(|| JsError::new("config error: the hasher is finished"))?.sha256_hex())
+        Ok(self
+            .0
+            .take()
+            .ok_or_else(|| JsError::new("config error: the hasher is finished"))?
+            .sha256_hex())
     }
 
     /// The batch id (32 hex digits); the hasher is then finished.
     pub fn finish(&mut self) -> Result<String, JsError> {
-        Ok(self.0.take().ok_or_else(|| JsError::new("config error: the hasher is finished"))?.finish())
+        Ok(self
+            .0
+            .take()
+            .ok_or_else(|| JsError::new("config error: the hasher is finished"))?
+            .finish())
     }
 }
 
@@ -265,12 +279,15 @@ fn finished() -> JsError {
 impl Pipeline {
     /// A new pipeline; see `PipelineOptions`.
     #[wasm_bindgen(constructor)]
-    pub fn new(#[wasm_bindgen(unchecked_param_type = "PipelineOptions")] options: JsValue) -> Result<Pipeline, JsError> {
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "PipelineOptions")] options: JsValue,
+    ) -> Result<Pipeline, JsError> {
         let o = Options::parse(options)?;
         let source = o.source.clone().unwrap_or_default();
         let inner = match &o.batch_id {
             Some(id) => Inner::Stage(
-                CorePipeline::transform(o.config(), &source, id, |_| Vec::new()).map_err(|e| JsError::new(&e.to_string()))?,
+                CorePipeline::transform(o.config(), &source, id, |_| Vec::new())
+                    .map_err(|e| JsError::new(&e.to_string()))?,
                 id.clone(),
             ),
             None => Inner::Check(CorePipeline::check(o.config(), &source)),
@@ -346,8 +363,11 @@ impl Pipeline {
                 if f.report.refused {
                     return result_object(&f.report, &[]);
                 }
-                let mut files: Vec<(String, Vec<u8>)> =
-                    Table::ALL.iter().zip(f.tables.unwrap_or_default()).map(|(t, b)| (t.key(&id), b)).collect();
+                let mut files: Vec<(String, Vec<u8>)> = Table::ALL
+                    .iter()
+                    .zip(f.tables.unwrap_or_default())
+                    .map(|(t, b)| (t.key(&id), b))
+                    .collect();
                 files.push((crate::marker_key(&id), f.report.to_json().into_bytes()));
                 result_object(&f.report, &files)
             }

@@ -1,0 +1,134 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// `tests/data/<rel>`.
+pub fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
+}
+
+/// Bytes of `tests/data/<rel>`.
+pub fn read_data(rel: &str) -> Vec<u8> {
+    std::fs::read(data(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The shared corpus, `../shared/data/real`, when present.
+pub fn shared_corpus() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/real");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("NOTE: ../shared/data/real is absent: the whole-corpus test is skipped (the fixtures in tests/data/real still run)");
+        None
+    }
+}
+
+/// Every `.csv` below a folder, sorted.
+pub fn csv_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "csv") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Decompresses a gzip file.
+pub fn gunzip(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_string(&mut s)
+        .expect("valid gzip of UTF-8");
+    s
+}
+
+/// Parses CSV text (no header) with the independent `csv` crate.
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(false)
+        .from_reader(text.as_bytes())
+        .records()
+        .map(|r| r.expect("RFC 4180").iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// The staged rows of one table of an in-memory batch.
+pub fn table(staged: &cafe_etl::StagedBatch, t: cafe_etl::Table) -> Vec<Vec<String>> {
+    let (path, bytes) = &staged.files[t as usize];
+    assert!(path.starts_with(t.name()));
+    parse_csv(&gunzip(bytes))
+}
+
+/// The personal data of an export, read independently of the crate: the
+/// customer names (third field) and the card numbers (digit runs of 12 or
+/// more in the seventh field; legacy cards are `"network,PAN"`).
+pub fn personal_data(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
+    let mut names = Vec::new();
+    let mut cards = Vec::new();
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    for rec in rdr.records().flatten() {
+        if rec.len() < 7
+            || rec
+                .get(0)
+                .is_none_or(|t| !t.trim().starts_with(|c: char| c.is_ascii_digit()))
+        {
+            continue;
+        }
+        let name = rec[2].trim();
+        if name.len() >= 3 {
+            names.push(name.to_string());
+        }
+        let digits: String = rec[6].chars().filter(|c| c.is_ascii_digit()).collect();
+        if digits.len() >= 12 {
+            cards.push(digits);
+        }
+        // Spreadsheet-damaged cards: `5.49417E+15` keeps its mantissa.
+        if rec[6].contains('E') {
+            cards.push(rec[6].trim().to_string());
+        }
+    }
+    names.sort();
+    names.dedup();
+    cards.sort();
+    cards.dedup();
+    (names, cards)
+}
+
+/// Asserts that no name or card number occurs in `text`.
+pub fn assert_no_personal_data(text: &str, names: &[String], cards: &[String], what: &str) {
+    for n in names {
+        assert!(
+            !text.contains(n.as_str()),
+            "{what} contains a customer name"
+        );
+    }
+    for c in cards {
+        assert!(!text.contains(c.as_str()), "{what} contains a card number");
+    }
+}
+
+/// Checks a whole file in memory with default options.
+pub fn check(bytes: &[u8], source: &str) -> cafe_etl::Report {
+    cafe_etl::check(bytes, source, &cafe_etl::Config::default())
+}
+
+/// (line, code) of every issue.
+pub fn issue_codes(r: &cafe_etl::Report) -> Vec<(u64, &'static str)> {
+    r.issues.iter().map(|i| (i.line, i.code.as_str())).collect()
+}
