@@ -326,8 +326,23 @@ fn looks_like_money(s: &str) -> bool {
 /// runs masked wherever they are. Returns timestamp, store, basket, and the
 /// fifth and sixth fields (total and payment in either order).
 pub fn reject_fields<'a>(rec: &RawRecord<'a>) -> [String; 5] {
-    let keep = |i: usize| crate::validate::mask_long_digit_runs(rec.get(i).unwrap_or(""));
-    [keep(TIMESTAMP), keep(STORE), keep(BASKET), keep(4), keep(5)]
+    use crate::validate::{mask_long_digit_runs, withhold_off_shape, Shape};
+    let get = |i: usize| rec.get(i).unwrap_or("");
+    // The fifth and sixth fields may be total and payment in either order.
+    let either = |s: &str| {
+        if Payment::parse(s).is_some() {
+            s.trim().to_string()
+        } else {
+            withhold_off_shape(s, Shape::Money)
+        }
+    };
+    [
+        withhold_off_shape(get(TIMESTAMP), Shape::Timestamp),
+        mask_long_digit_runs(get(STORE)),
+        mask_long_digit_runs(get(BASKET)),
+        either(get(4)),
+        either(get(5)),
+    ]
 }
 
 #[cfg(test)]

@@ -294,11 +294,11 @@ impl<W: Write> Processor<W> {
                     _ => {
                         let m = validate::mask_long_digit_runs;
                         let kept = [
-                            m(row.timestamp),
+                            validate::withhold_off_shape(row.timestamp, validate::Shape::Timestamp),
                             m(row.store),
                             m(row.basket),
-                            m(row.total),
-                            m(row.payment),
+                            validate::withhold_off_shape(row.total, validate::Shape::Money),
+                            validate::withhold_off_shape(row.payment, validate::Shape::Payment),
                         ];
                         let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
                         self.reject(row.line, &kept)?;

@@ -451,6 +451,62 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// What a column should hold, for [`withhold_off_shape`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Digits and date/time punctuation.
+    Timestamp,
+    /// Digits and number punctuation.
+    Money,
+    /// One short word.
+    Payment,
+}
+
+/// A field of a row that failed validation, fit to keep or quote: when it
+/// does not even have the shape of its column (a name typed into the
+/// timestamp column, say) it may be personal data that slipped sideways, so
+/// only its length is kept. Digit runs like card numbers are masked anyway.
+pub fn withhold_off_shape(s: &str, shape: Shape) -> String {
+    match fits_shape(s, shape) {
+        true => mask_long_digit_runs(s.trim()),
+        false => withheld(s, shape),
+    }
+}
+
+/// A found value for a message: quoted when it has the shape of its
+/// column, described by its length when it does not.
+pub fn found(s: &str, shape: Shape) -> String {
+    match fits_shape(s, shape) {
+        true => quote(s),
+        false => withheld(s, shape),
+    }
+}
+
+fn fits_shape(s: &str, shape: Shape) -> bool {
+    let t = s.trim();
+    match shape {
+        Shape::Timestamp => t
+            .chars()
+            .all(|c| c.is_ascii_digit() || " /-:.T".contains(c)),
+        Shape::Money => t
+            .chars()
+            .all(|c| c.is_ascii_digit() || ".,-+£$€eE ".contains(c)),
+        Shape::Payment => t.chars().count() <= 12 && !t.contains(char::is_whitespace),
+    }
+}
+
+fn withheld(s: &str, shape: Shape) -> String {
+    let what = match shape {
+        Shape::Timestamp => "a timestamp",
+        Shape::Money => "an amount",
+        Shape::Payment => "a payment method",
+    };
+    format!(
+        "[withheld: {} characters that do not look like {what}]",
+        s.trim().chars().count()
+    )
+}
+
 /// Replaces each run of 12 or more digits (spaces and dashes inside allowed)
 /// by `[redacted]`.
 pub fn mask_long_digit_runs(s: &str) -> String {
@@ -514,7 +570,7 @@ pub fn validate_row<'a>(
             Code::BadTimestamp,
             format!(
                 "timestamp is {}, expected a real date and time as dd/mm/yyyy HH:MM or yyyy-mm-dd HH:MM:SS, years {} to {}",
-                quote(row.timestamp),
+                found(row.timestamp, Shape::Timestamp),
                 config.min_year,
                 config.max_year
             ),
@@ -564,7 +620,7 @@ pub fn validate_row<'a>(
             Code::BadPrice,
             format!(
                 "total_price is {}, expected an amount like 5.20 (no sign, at most 2 decimals)",
-                quote(row.total)
+                found(row.total, Shape::Money)
             ),
         );
     }
@@ -587,7 +643,7 @@ pub fn validate_row<'a>(
         let found = if row.payment.trim().is_empty() {
             "empty".to_string()
         } else {
-            quote(row.payment)
+            found(row.payment, Shape::Payment)
         };
         err(
             cols.payment,
