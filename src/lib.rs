@@ -61,6 +61,7 @@ mod pipeline;
 pub mod read;
 pub mod report;
 pub mod stage;
+pub mod token;
 pub mod transform;
 pub mod validate;
 

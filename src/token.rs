@@ -184,7 +184,9 @@ pub fn verify(secret: &[u8], token: &str, now: u64) -> Result<Claims, TokenError
     let (Some(store), Some(expires), Some(sig), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(TokenError::Malformed("it does not have three dot-separated parts"));
+        return Err(TokenError::Malformed(
+            "it does not have three dot-separated parts",
+        ));
     };
     if !is_slug(store) {
         return Err(TokenError::Malformed("the store part is not a slug"));
@@ -210,7 +212,9 @@ pub fn verify(secret: &[u8], token: &str, now: u64) -> Result<Claims, TokenError
         .verify_slice(&sig)
         .map_err(|_| TokenError::BadSignature)?;
     // At most 12 digits: always fits.
-    let expires: u64 = expires.parse().map_err(|_| TokenError::Malformed("the expiry is out of range"))?;
+    let expires: u64 = expires
+        .parse()
+        .map_err(|_| TokenError::Malformed("the expiry is out of range"))?;
     if now >= expires {
         return Err(TokenError::Expired { expires });
     }
@@ -243,9 +247,9 @@ pub fn parse_ttl(s: &str) -> Result<u64, String> {
             ))
         }
     };
-    let n: u64 = s[..s.len() - 1]
-        .parse()
-        .map_err(|_| format!("time to live {s:?} is not a whole number followed by s, m, h, d or w"))?;
+    let n: u64 = s[..s.len() - 1].parse().map_err(|_| {
+        format!("time to live {s:?} is not a whole number followed by s, m, h, d or w")
+    })?;
     match n.checked_mul(scale) {
         Some(0) => Err(format!("time to live {s:?} is zero")),
         Some(secs) if secs <= 10 * 366 * 86_400 => Ok(secs),
@@ -282,10 +286,16 @@ mod tests {
         assert_eq!(verify(s, &forged, 1), Err(TokenError::BadSignature));
         let later = t.replacen("2000000000", "2000000001", 1);
         assert_eq!(verify(s, &later, 1), Err(TokenError::BadSignature));
-        assert_eq!(verify(s, &t.to_uppercase(), 1).unwrap_err().reason(), "malformed");
+        assert_eq!(
+            verify(s, &t.to_uppercase(), 1).unwrap_err().reason(),
+            "malformed"
+        );
         assert_eq!(verify(b"", &t, 1), Err(TokenError::EmptySecret));
         assert_eq!(mint(s, "Leeds", 1).unwrap_err().reason(), "malformed");
-        assert_eq!(mint(s, "leeds", 1_000_000_000_000).unwrap_err().reason(), "malformed");
+        assert_eq!(
+            mint(s, "leeds", 1_000_000_000_000).unwrap_err().reason(),
+            "malformed"
+        );
     }
 
     #[test]

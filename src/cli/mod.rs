@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 mod check;
 mod generate;
+mod token;
 mod transform;
 
 /// Clean, validate and stage café till exports for the warehouse.
@@ -25,6 +26,8 @@ enum Command {
     Transform(transform::Args),
     /// Write realistic synthetic exports in the current format.
     Generate(generate::Args),
+    /// Mint (or check) a branch upload token for the edge worker.
+    Token(token::Args),
 }
 
 /// Outcome of a subcommand, as an exit code.
@@ -44,6 +47,7 @@ pub fn main() -> i32 {
         Command::Check(a) => check::run(a),
         Command::Transform(a) => transform::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Token(a) => token::run(a),
     };
     match result {
         Ok(outcome) => outcome as i32,
