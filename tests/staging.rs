@@ -1,0 +1,166 @@
+//! The staging layout: paths, gzip CSV that an independent reader parses,
+//! columns in contract order, the marker last, the CLI and the library
+//! writing the same bytes.
+
+mod common;
+use cafe_etl::{Config, Report, Table};
+use common::*;
+use std::process::Command;
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cafe-etl"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_table_has_its_columns_and_valid_values() {
+    let bytes = read_data("real/isle-of-wight_2020-10-01.csv");
+    let staged =
+        cafe_etl::transform(&bytes, "isle-of-wight_2020-10-01.csv", &Config::default()).unwrap();
+    let id = &staged.report.batch_id;
+    assert_eq!(id, &cafe_etl::batch_id(&bytes));
+    let paths: Vec<_> = staged.files.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "stores",
+            "products",
+            "transactions",
+            "basket_items",
+            "rejects"
+        ]
+        .iter()
+        .map(|t| format!("{t}/{id}.csv.gz"))
+        .chain([format!("batches/{id}.json")])
+        .collect::<Vec<_>>()
+    );
+    for t in Table::ALL {
+        let rows = table(&staged, t);
+        for r in &rows {
+            assert_eq!(r.len(), t.columns().len(), "{t:?}");
+        }
+    }
+    let tx = table(&staged, Table::Transactions);
+    let items = table(&staged, Table::BasketItems);
+    assert_eq!(tx.len(), 480);
+    assert_eq!(staged.report.tables.transactions, 480);
+    assert_eq!(staged.report.tables.basket_items, items.len() as u64);
+    let mut total_from_items = 0i64;
+    for r in &items {
+        let q: i64 = r[2].parse().unwrap();
+        let unit = pence(&r[3]);
+        assert_eq!(pence(&r[4]), unit * q, "line_total = quantity x unit_price");
+        total_from_items += pence(&r[4]);
+    }
+    let total: i64 = tx.iter().map(|r| pence(&r[4])).sum();
+    assert_eq!(total, total_from_items);
+    assert_eq!(total, staged.report.summary.revenue_pence);
+    for r in &tx {
+        assert!(r[2].len() == 19 && &r[2][4..5] == "-" && &r[2][13..14] == ":");
+        assert!(r[3] == "CASH" || r[3] == "CARD");
+        assert!(
+            r[4].split('.').nth(1).is_some_and(|d| d.len() == 2),
+            "2 decimals: {}",
+            r[4]
+        );
+        assert_eq!(&r[7], id);
+    }
+    let item_count: i64 = tx.iter().map(|r| r[5].parse::<i64>().unwrap()).sum();
+    assert_eq!(item_count as u64, staged.report.summary.items);
+    let report: Report = serde_json::from_slice(&staged.files[5].1).unwrap();
+    assert_eq!(report, staged.report);
+}
+
+fn pence(s: &str) -> i64 {
+    let (a, b) = s.split_once('.').unwrap();
+    a.parse::<i64>().unwrap() * 100 + b.parse::<i64>().unwrap()
+}
+
+#[test]
+fn the_cli_writes_what_the_library_writes_and_skips_staged_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stage");
+    let input = data("real/2021-02-23-isle-of-wight.csv");
+    let o = cli(&[
+        "transform",
+        "--out",
+        out.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let bytes = std::fs::read(&input).unwrap();
+    let staged =
+        cafe_etl::transform(&bytes, "2021-02-23-isle-of-wight.csv", &Config::default()).unwrap();
+    for (path, want) in &staged.files {
+        let got = std::fs::read(out.join(path)).unwrap();
+        assert!(
+            got == *want,
+            "{path} differs between the CLI and the library"
+        );
+    }
+    // No temporary file is left behind.
+    for t in Table::ALL {
+        let names: Vec<_> = std::fs::read_dir(out.join(t.name()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+    let again = cli(&[
+        "transform",
+        "--out",
+        out.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already staged"));
+    assert_eq!(again.status.code(), Some(0));
+}
+
+#[test]
+fn a_refused_file_stages_nothing_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let good = data("real/chesterfield_25-08-2021_09-00-00.csv");
+    let out = dir.path().join("stage");
+    let o = cli(&[
+        "transform",
+        "--out",
+        out.to_str().unwrap(),
+        empty.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("empty.csv: refused, nothing staged: [empty_file] empty.csv is empty"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read_dir(out.join("batches")).unwrap().count(), 1);
+}
+
+#[test]
+fn streaming_in_small_chunks_writes_the_same_bytes() {
+    let bytes = read_data("real/excel_spaced-header.csv");
+    let id = cafe_etl::batch_id(&bytes);
+    let whole = cafe_etl::transform(&bytes, "s.csv", &Config::default()).unwrap();
+    for chunk in [1, 7, 4096] {
+        let mut p =
+            cafe_etl::Pipeline::transform(Config::default(), "s.csv", &id, |_| Vec::new()).unwrap();
+        for c in bytes.chunks(chunk) {
+            p.push(c).unwrap();
+        }
+        let f = p.finish().unwrap();
+        assert_eq!(f.report, whole.report);
+        for (i, t) in f.tables.unwrap().into_iter().enumerate() {
+            assert!(t == whole.files[i].1, "chunk {chunk}, table {i}");
+        }
+    }
+}
