@@ -1,0 +1,704 @@
+// The page: drop or pick till exports, see what is wrong and what will be
+// sent, download the rejected rows, upload to the edge worker.
+//
+// The page never touches WebAssembly: the Web Worker (worker.js) reads each
+// file in chunks and answers with a report, so the page stays responsive on
+// a 1 GB file. Everything the page knows is in `state`; every element it
+// writes to is in `elements` (per file: `elements.cards`).
+
+import { Engine } from './engine.js';
+import { horizontalBars, columns } from './charts.js';
+
+const STORAGE = { workerUrl: 'cafe-etl.workerUrl', token: 'cafe-etl.token' };
+const ISSUES_SHOWN = 1000;
+const money = new Intl.NumberFormat('en-GB', { style: 'currency', currency: 'GBP' });
+const count = new Intl.NumberFormat('en-GB');
+
+const state = {
+  settings: { workerUrl: '', token: '' },
+  /** @type {FileEntry[]} */
+  files: [],
+  nextKey: 1,
+};
+
+/**
+ * @typedef {object} FileEntry
+ * @property {number} key
+ * @property {File} file
+ * @property {'queued'|'reading'|'done'|'error'|'cancelled'} phase
+ * @property {number} bytes
+ * @property {number} rows
+ * @property {number|null} requestId
+ * @property {import('./pkg/cafe_etl.js').Report|null} report
+ * @property {string} error
+ * @property {{text: string, severity: string}} filter
+ * @property {boolean} sendValidOnly
+ * @property {{phase: 'idle'|'hashing'|'sending'|'done'|'error', loaded: number, total: number, message: string, response: object|null}} upload
+ * @property {boolean} downloading
+ */
+
+const elements = {
+  dropZone: document.querySelector('[data-testid="drop-zone"]'),
+  fileInput: document.querySelector('[data-testid="file-input"]'),
+  fileList: document.getElementById('file-list'),
+  status: document.getElementById('status'),
+  workerUrl: document.getElementById('worker-url'),
+  token: document.getElementById('branch-token'),
+  forget: document.getElementById('forget-settings'),
+  template: document.getElementById('file-card-template'),
+  listBatches: document.getElementById('list-batches'),
+  batches: document.getElementById('batches'),
+  /** @type {Map<number, Record<string, HTMLElement>>} */
+  cards: new Map(),
+};
+
+const engine = new Engine();
+
+// ---------------------------------------------------------------- settings
+
+function loadSettings() {
+  try {
+    state.settings.workerUrl = localStorage.getItem(STORAGE.workerUrl) || '';
+    state.settings.token = localStorage.getItem(STORAGE.token) || '';
+  } catch {
+    // Storage disabled (private mode): the inputs still work for this visit.
+  }
+  elements.workerUrl.value = state.settings.workerUrl;
+  elements.token.value = state.settings.token;
+}
+
+function saveSetting(name, value) {
+  state.settings[name] = value.trim();
+  try {
+    if (state.settings[name]) localStorage.setItem(STORAGE[name], state.settings[name]);
+    else localStorage.removeItem(STORAGE[name]);
+  } catch {
+    // See loadSettings.
+  }
+}
+
+document.getElementById('settings-form').addEventListener('submit', (e) => e.preventDefault());
+elements.workerUrl.addEventListener('input', () => saveSetting('workerUrl', elements.workerUrl.value));
+elements.token.addEventListener('input', () => saveSetting('token', elements.token.value));
+elements.forget.addEventListener('click', () => {
+  elements.workerUrl.value = '';
+  elements.token.value = '';
+  saveSetting('workerUrl', '');
+  saveSetting('token', '');
+  announce('Upload settings forgotten on this computer.');
+});
+
+function workerBase() {
+  return state.settings.workerUrl.replace(/\/+$/, '');
+}
+
+// ------------------------------------------------------------------ status
+
+function announce(message) {
+  // Re-set so that the same message twice is still read out.
+  elements.status.textContent = '';
+  requestAnimationFrame(() => { elements.status.textContent = message; });
+  elements.status.dataset.last = message;
+}
+
+// --------------------------------------------------------------- choosing
+
+elements.dropZone.addEventListener('click', () => elements.fileInput.click());
+elements.dropZone.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' || e.key === ' ') {
+    e.preventDefault();
+    elements.fileInput.click();
+  }
+});
+elements.fileInput.addEventListener('change', () => {
+  addFiles([...elements.fileInput.files]);
+  elements.fileInput.value = '';
+});
+for (const type of ['dragenter', 'dragover']) {
+  elements.dropZone.addEventListener(type, (e) => {
+    e.preventDefault();
+    elements.dropZone.classList.add('dragging');
+  });
+}
+elements.dropZone.addEventListener('dragleave', () => elements.dropZone.classList.remove('dragging'));
+elements.dropZone.addEventListener('drop', (e) => {
+  e.preventDefault();
+  elements.dropZone.classList.remove('dragging');
+  addFiles([...(e.dataTransfer ? e.dataTransfer.files : [])]);
+});
+// A file dropped beside the zone would make the browser navigate away to it.
+window.addEventListener('dragover', (e) => e.preventDefault());
+window.addEventListener('drop', (e) => e.preventDefault());
+
+function addFiles(files) {
+  if (!files.length) return;
+  for (const file of files) {
+    const entry = {
+      key: state.nextKey++, file, phase: 'queued', bytes: 0, rows: 0, requestId: null,
+      report: null, error: '', filter: { text: '', severity: 'all' }, sendValidOnly: false,
+      upload: { phase: 'idle', loaded: 0, total: 0, message: '', response: null }, downloading: false,
+    };
+    state.files.push(entry);
+    createCard(entry);
+    checkFile(entry);
+  }
+  announce(files.length === 1 ? `Checking ${files[0].name}…` : `Checking ${files.length} files…`);
+}
+
+async function checkFile(entry) {
+  try {
+    const { report } = await engine.request('check', { file: entry.file }, {
+      onId: (id) => { entry.requestId = id; },
+      onProgress: (p) => {
+        entry.phase = 'reading';
+        entry.bytes = p.bytes;
+        entry.rows = p.rows || 0;
+        renderProgress(entry);
+      },
+    });
+    entry.report = report;
+    entry.phase = 'done';
+    entry.bytes = entry.file.size;
+    renderCard(entry);
+    announce(describe(entry));
+  } catch (e) {
+    entry.phase = e.cancelled ? 'cancelled' : 'error';
+    entry.error = e.cancelled ? 'Stopped before the end: nothing was checked.' : `Could not check this file: ${e.message}`;
+    renderCard(entry);
+    announce(`${entry.file.name}: ${entry.error}`);
+  } finally {
+    entry.requestId = null;
+  }
+}
+
+function describe(entry) {
+  const r = entry.report;
+  if (r.refused) return `${entry.file.name}: refused. ${refusalText(r)}`;
+  const parts = [`${entry.file.name}: ${count.format(r.rows_read)} rows read, ${count.format(r.rows_staged)} ready to send`];
+  if (r.rows_rejected) parts.push(`${count.format(r.rows_rejected)} rejected`);
+  if (r.warnings) parts.push(`${count.format(r.warnings)} warnings`);
+  return `${parts.join(', ')}.`;
+}
+
+function refusalText(r) {
+  const issue = r.issues.find((i) => i.code === 'empty_file' || i.code === 'not_csv');
+  return issue ? issue.message : 'The file cannot be staged.';
+}
+
+// ------------------------------------------------------------------ cards
+
+function createCard(entry) {
+  const node = elements.template.content.firstElementChild.cloneNode(true);
+  const q = (role) => node.querySelector(`[data-role="${role}"]`);
+  const card = {
+    root: node,
+    name: node.querySelector('.file-name'),
+    size: node.querySelector('.file-size'),
+    badge: q('badge'),
+    cancel: q('cancel'),
+    remove: q('remove'),
+    readProgressWrap: q('read-progress'),
+    readProgress: node.querySelector('[data-testid="read-progress"]'),
+    readText: q('read-text'),
+    error: q('error'),
+    body: q('body'),
+    summary: node.querySelector('[data-testid="summary"]'),
+    filter: q('filter'),
+    severity: q('severity'),
+    download: q('download-rejects'),
+    issueNote: q('issue-note'),
+    issueRows: q('issue-rows'),
+    previewRows: q('preview-rows'),
+    charts: node.querySelector('[data-testid="charts"]'),
+    confirmWrap: q('confirm-wrap'),
+    confirm: q('confirm'),
+    confirmText: q('confirm-text'),
+    upload: q('upload'),
+    uploadProgress: q('upload-progress'),
+    uploadStatus: node.querySelector('[data-testid="upload-status"]'),
+  };
+  node.dataset.fileName = entry.file.name;
+  card.name.textContent = entry.file.name;
+  card.size.textContent = formatBytes(entry.file.size);
+  const idBase = `f${entry.key}`;
+  card.filter.id = `${idBase}-filter`;
+  card.severity.id = `${idBase}-severity`;
+  card.confirm.id = `${idBase}-confirm`;
+
+  card.cancel.addEventListener('click', () => {
+    if (entry.requestId !== null) engine.cancel(entry.requestId);
+  });
+  card.remove.addEventListener('click', () => {
+    if (entry.requestId !== null) engine.cancel(entry.requestId);
+    state.files = state.files.filter((f) => f !== entry);
+    elements.cards.delete(entry.key);
+    node.remove();
+    announce(`${entry.file.name} removed from the list.`);
+  });
+  card.filter.addEventListener('input', () => {
+    entry.filter.text = card.filter.value;
+    renderIssues(entry);
+  });
+  card.severity.addEventListener('change', () => {
+    entry.filter.severity = card.severity.value;
+    renderIssues(entry);
+  });
+  card.download.addEventListener('click', () => downloadRejects(entry));
+  card.confirm.addEventListener('change', () => {
+    entry.sendValidOnly = card.confirm.checked;
+    renderUpload(entry);
+  });
+  card.upload.addEventListener('click', () => upload(entry));
+
+  elements.cards.set(entry.key, card);
+  elements.fileList.append(node);
+  renderCard(entry);
+}
+
+function renderProgress(entry) {
+  const card = elements.cards.get(entry.key);
+  if (!card) return;
+  const total = entry.file.size;
+  const pct = total ? (entry.bytes / total) * 100 : 100;
+  card.readProgress.value = pct;
+  card.readProgress.setAttribute('aria-valuetext', `${Math.floor(pct)}%`);
+  card.readText.textContent = `${formatBytes(entry.bytes)} of ${formatBytes(total)} · ${count.format(entry.rows)} rows`;
+  card.badge.textContent = entry.phase === 'queued' ? 'waiting' : 'reading…';
+}
+
+function renderCard(entry) {
+  const card = elements.cards.get(entry.key);
+  if (!card) return;
+  const busy = entry.phase === 'queued' || entry.phase === 'reading';
+  card.root.dataset.phase = entry.phase;
+  card.cancel.hidden = !busy;
+  card.readProgressWrap.hidden = !busy;
+  card.error.hidden = !entry.error;
+  card.error.textContent = entry.error;
+  if (busy) {
+    renderProgress(entry);
+    card.body.hidden = true;
+    return;
+  }
+  const r = entry.report;
+  if (!r) {
+    card.badge.textContent = entry.phase === 'cancelled' ? 'stopped' : 'not checked';
+    card.badge.className = 'badge bad';
+    card.body.hidden = true;
+    return;
+  }
+  card.badge.textContent = r.refused ? 'refused' : r.errors ? `${count.format(r.rows_rejected)} rows rejected` : r.warnings ? 'ready, with warnings' : 'ready';
+  card.badge.className = `badge ${r.refused || r.errors ? 'bad' : r.warnings ? 'warn' : 'good'}`;
+  card.body.hidden = false;
+  renderSummary(entry);
+  renderIssues(entry);
+  renderPreview(entry);
+  renderCharts(entry);
+  renderUpload(entry);
+}
+
+function renderSummary(entry) {
+  const r = entry.report;
+  const s = r.summary;
+  const card = elements.cards.get(entry.key);
+  const items = [
+    ['Format', formatName(r.format), 'format'],
+    ['Rows read', count.format(r.rows_read), 'rows-read'],
+    ['Ready to send', count.format(r.rows_staged), 'rows-staged'],
+    ['Rejected', count.format(r.rows_rejected), 'rows-rejected'],
+    ['Warnings', count.format(r.warnings), 'warnings'],
+    ['Revenue', money.format(s.revenue_pence / 100), 'revenue'],
+    ['Cash / card', `${count.format(s.cash_transactions)} / ${count.format(s.card_transactions)}`, 'payments'],
+    ['From', s.first_at ? `${s.first_at} to ${s.last_at}` : '—', 'period'],
+    ['Batch id', r.batch_id, 'batch-id'],
+  ];
+  if (r.header_lines) items.splice(4, 0, ['Header lines skipped', count.format(r.header_lines), 'header-lines']);
+  const dl = document.createElement('dl');
+  for (const [label, value, key] of items) {
+    const div = document.createElement('div');
+    div.dataset.field = key;
+    const dt = document.createElement('dt');
+    dt.textContent = label;
+    const dd = document.createElement('dd');
+    dd.textContent = value;
+    div.append(dt, dd);
+    dl.append(div);
+  }
+  card.summary.replaceChildren(dl);
+  if (r.refused) {
+    const p = document.createElement('p');
+    p.className = 'error';
+    p.textContent = `This file cannot be sent: ${refusalText(r)}`;
+    card.summary.append(p);
+  }
+}
+
+function formatName(format) {
+  return { current: 'Current till export', 'legacy-2020': 'Legacy 2020 export', unknown: 'Unknown (no data rows)' }[format] || format;
+}
+
+function matches(issue, text, severity) {
+  if (severity !== 'all' && issue.severity !== severity) return false;
+  if (!text) return true;
+  const t = text.toLowerCase();
+  return String(issue.line) === t || issue.code.includes(t) || issue.message.toLowerCase().includes(t);
+}
+
+function renderIssues(entry) {
+  const r = entry.report;
+  const card = elements.cards.get(entry.key);
+  const text = entry.filter.text.trim();
+  const severity = entry.filter.severity;
+  const filtered = !!text || severity !== 'all';
+  const shown = [];
+  let matching = 0;
+  for (const issue of r.issues) {
+    if (!matches(issue, text, severity)) continue;
+    matching += 1;
+    if (shown.length < ISSUES_SHOWN) shown.push(issue);
+  }
+  const frag = document.createDocumentFragment();
+  for (const issue of shown) {
+    const tr = document.createElement('tr');
+    tr.className = issue.severity;
+    tr.dataset.line = String(issue.line);
+    tr.dataset.code = issue.code;
+    for (const v of [issue.line || 'file', issue.column ?? '', issue.severity === 'error' ? 'error' : 'warning', issue.message]) {
+      const td = document.createElement('td');
+      td.textContent = String(v);
+      tr.append(td);
+    }
+    frag.append(tr);
+  }
+  card.issueRows.replaceChildren(frag);
+  let note;
+  if (r.issues_total === 0) {
+    note = 'No problems found.';
+  } else if (!filtered) {
+    const rest = r.issues_total - shown.length;
+    note = `${count.format(r.issues_total)} problems (${count.format(r.errors)} errors: those rows are not sent; ${count.format(r.warnings)} warnings: those rows are sent).`;
+    if (rest > 0) note += ` Showing the first ${count.format(shown.length)}; ${count.format(rest)} more not shown.`;
+  } else {
+    note = `${count.format(matching)} of ${count.format(r.issues.length)} listed problems match`;
+    if (matching > shown.length) note += `; showing the first ${count.format(shown.length)}`;
+    if (r.issues_omitted) note += ` (${count.format(r.issues_omitted)} more problems were counted but not listed)`;
+    note += '.';
+  }
+  card.issueNote.textContent = note;
+  card.root.querySelector('.issue-controls').hidden = r.issues_total === 0;
+  card.issueRows.closest('.table-wrap').hidden = shown.length === 0;
+  card.download.hidden = r.rows_rejected === 0;
+  card.download.disabled = entry.downloading;
+}
+
+function renderPreview(entry) {
+  const r = entry.report;
+  const card = elements.cards.get(entry.key);
+  const frag = document.createDocumentFragment();
+  for (const row of r.preview) {
+    const tr = document.createElement('tr');
+    for (const v of [row.line, row.occurred_at, row.store, row.payment_method, row.total_price, row.items.join(', ')]) {
+      const td = document.createElement('td');
+      td.textContent = String(v);
+      tr.append(td);
+    }
+    frag.append(tr);
+  }
+  card.previewRows.replaceChildren(frag);
+  card.previewRows.closest('.preview').hidden = r.preview.length === 0;
+}
+
+function renderCharts(entry) {
+  const s = entry.report.summary;
+  const card = elements.cards.get(entry.key);
+  card.charts.replaceChildren();
+  card.charts.hidden = s.transactions === 0;
+  if (s.transactions === 0) return;
+  const id = `f${entry.key}`;
+  const figure = (title, svg) => {
+    const f = document.createElement('figure');
+    const cap = document.createElement('figcaption');
+    cap.textContent = title;
+    f.append(cap, svg);
+    return f;
+  };
+  card.charts.append(
+    figure('Top products (units sold)', horizontalBars({
+      title: 'Top products by units sold', idPrefix: `${id}-products`,
+      data: s.top_products.map((p) => ({ label: p.product, value: p.quantity, text: `${count.format(p.quantity)} · ${money.format(p.revenue_pence / 100)}` })),
+    })),
+    figure('Revenue by store', horizontalBars({
+      title: 'Revenue by store', idPrefix: `${id}-stores`,
+      data: s.by_store.slice(0, 12).map((b) => ({ label: b.store, value: b.revenue_pence, text: money.format(b.revenue_pence / 100) })),
+    })),
+    figure('Sales by hour of the day', columns({
+      title: 'Transactions by hour of the day', idPrefix: `${id}-hours`,
+      data: s.by_hour.map((h) => ({ label: `${String(h.hour).padStart(2, '0')}:00`, value: h.transactions, text: `${count.format(h.transactions)} sales, ${money.format(h.revenue_pence / 100)}` })),
+    })),
+  );
+}
+
+// ---------------------------------------------------------------- rejects
+
+async function downloadRejects(entry) {
+  entry.downloading = true;
+  renderIssues(entry);
+  announce(`Preparing the rejected rows of ${entry.file.name}…`);
+  try {
+    const { csv, rows } = await engine.request('rejects', { file: entry.file, batchId: entry.report.batch_id });
+    const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv;charset=utf-8' }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = `${entry.file.name.replace(/\.csv$/i, '')}.rejected.csv`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    announce(`${count.format(rows)} rejected rows of ${entry.file.name} downloaded (names and card numbers are not in it).`);
+  } catch (e) {
+    announce(`Could not prepare the rejected rows of ${entry.file.name}: ${e.message}`);
+  } finally {
+    entry.downloading = false;
+    renderIssues(entry);
+  }
+}
+
+// ----------------------------------------------------------------- upload
+
+function uploadBlocker(entry) {
+  const r = entry.report;
+  if (!r) return 'The file has not been checked.';
+  if (r.refused) return 'This file cannot be sent.';
+  if (r.rows_staged === 0) return 'No row of this file can be sent.';
+  if (r.errors && !entry.sendValidOnly) return 'Some rows have errors: fix them and drop the file again, or tick the box to send the valid rows only.';
+  if (entry.upload.phase === 'hashing' || entry.upload.phase === 'sending') return 'Uploading…';
+  return '';
+}
+
+function renderUpload(entry) {
+  const r = entry.report;
+  const card = elements.cards.get(entry.key);
+  const showConfirm = !r.refused && r.errors > 0 && r.rows_staged > 0;
+  card.confirmWrap.hidden = !showConfirm;
+  card.confirmText.textContent = `Send the ${count.format(r.rows_staged)} valid rows only; the ${count.format(r.rows_rejected)} rejected rows stay out of the warehouse.`;
+  const blocker = uploadBlocker(entry);
+  card.upload.disabled = !!blocker;
+  card.upload.title = blocker;
+  const u = entry.upload;
+  const busy = u.phase === 'hashing' || u.phase === 'sending';
+  card.uploadProgress.hidden = !busy;
+  if (busy && u.total) card.uploadProgress.value = (u.loaded / u.total) * 100;
+  card.uploadStatus.dataset.phase = u.phase;
+  card.uploadStatus.className = `upload-status ${u.phase === 'error' ? 'error' : u.phase === 'done' ? 'ok' : ''}`;
+  if (u.phase === 'idle') {
+    card.uploadStatus.textContent = blocker && blocker !== 'Uploading…' ? blocker : '';
+  } else if (u.phase !== 'done') {
+    card.uploadStatus.textContent = u.message;
+  } else {
+    renderUploadResult(card.uploadStatus, u);
+  }
+}
+
+function renderUploadResult(container, u) {
+  const res = u.response || {};
+  const rep = res.report || {};
+  const keys = Array.isArray(res.keys) ? res.keys : [];
+  const p = document.createElement('p');
+  p.textContent = res.duplicate
+    ? `Already staged earlier (batch ${rep.batch_id || ''}): nothing was written again.`
+    : `Staged: ${count.format(rep.rows_staged ?? 0)} rows sent to the warehouse, ${count.format(rep.rows_rejected ?? 0)} rejected, in ${keys.length} files (batch ${rep.batch_id || ''}).`;
+  container.replaceChildren(p);
+  if (keys.length) {
+    const details = document.createElement('details');
+    const summary = document.createElement('summary');
+    summary.textContent = 'Objects written';
+    const ul = document.createElement('ul');
+    for (const k of keys) {
+      const li = document.createElement('li');
+      li.textContent = k;
+      ul.append(li);
+    }
+    details.append(summary, ul);
+    container.append(details);
+  }
+}
+
+function setUpload(entry, patch) {
+  Object.assign(entry.upload, patch);
+  renderUpload(entry);
+}
+
+async function upload(entry) {
+  const base = workerBase();
+  if (!base || !state.settings.token) {
+    setUpload(entry, { phase: 'error', message: 'Set the upload service address and the branch token in "Upload settings" first.' });
+    announce(entry.upload.message);
+    elements.workerUrl.focus();
+    return;
+  }
+  let url;
+  try {
+    url = new URL(`${base}/v1/uploads/${encodeURIComponent(entry.file.name)}`);
+  } catch {
+    setUpload(entry, { phase: 'error', message: `"${state.settings.workerUrl}" is not a web address (expected e.g. http://127.0.0.1:8787).` });
+    return;
+  }
+  setUpload(entry, { phase: 'hashing', loaded: 0, total: entry.file.size, message: 'Computing the checksum…', response: null });
+  let sha256;
+  try {
+    const res = await engine.request('hash', { file: entry.file }, {
+      onProgress: (p) => setUpload(entry, { loaded: p.bytes, total: p.total }),
+    });
+    sha256 = res.sha256;
+    if (res.batchId !== entry.report.batch_id) {
+      throw new Error('the file changed since it was checked: remove it and drop it again');
+    }
+  } catch (e) {
+    setUpload(entry, { phase: 'error', message: `Not sent: ${e.message}.` });
+    announce(`${entry.file.name}: ${entry.upload.message}`);
+    return;
+  }
+  setUpload(entry, { phase: 'sending', loaded: 0, total: entry.file.size, message: `Sending to ${url.origin}…` });
+  const outcome = await put(url, entry.file, sha256, (loaded, total) => setUpload(entry, {
+    loaded, total, message: `Sending… ${Math.floor((loaded / Math.max(1, total)) * 100)}%`,
+  }));
+  if (outcome.ok) {
+    setUpload(entry, { phase: 'done', response: outcome.body, message: '' });
+    announce(`${entry.file.name}: uploaded.`);
+  } else {
+    setUpload(entry, { phase: 'error', message: outcome.message });
+    announce(`${entry.file.name}: ${outcome.message}`);
+  }
+}
+
+/**
+ * PUT with XMLHttpRequest, the only browser API that reports upload
+ * progress for a File body without streaming-request support.
+ */
+function put(url, file, sha256, onProgress) {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('PUT', url.href);
+    xhr.setRequestHeader('Authorization', `Bearer ${state.settings.token}`);
+    xhr.setRequestHeader('Content-Type', 'text/csv');
+    xhr.setRequestHeader('X-Content-SHA256', sha256);
+    xhr.responseType = 'text';
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded, e.total); };
+    xhr.onload = () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch { /* not JSON: handled below */ }
+      if (xhr.status === 200 && body) resolve({ ok: true, body });
+      else resolve({ ok: false, message: httpMessage(xhr.status, body, xhr.responseText) });
+    };
+    xhr.onerror = () => resolve({
+      ok: false,
+      message: `Could not reach the upload service at ${url.origin}. Is it running, and is the address right? Nothing was sent. (No answer: the service is down, the address is wrong, or it does not allow this page's origin.)`,
+    });
+    xhr.ontimeout = () => resolve({ ok: false, message: `The upload service at ${url.origin} did not answer in time. Nothing is known to be staged; try again.` });
+    xhr.onabort = () => resolve({ ok: false, message: 'Upload stopped.' });
+    xhr.send(file);
+  });
+}
+
+function httpMessage(status, body, text) {
+  const detail = body && (body.error || body.message) ? `: ${body.error || body.message}` : '';
+  switch (status) {
+    case 400: return `The upload service refused the file${detail}.`;
+    case 401: return `The branch token was not accepted (missing, mistyped or expired)${detail}. Ask head office for a new one.`;
+    case 403: return `This token is for another branch: the file holds rows of a store the token does not cover${detail}. Nothing was staged.`;
+    case 413: return `The file is too big for the upload service${detail}.`;
+    case 415: return `The upload service did not take this as a CSV file${detail}.`;
+    case 502: return `The upload service could not store the file in the warehouse bucket${detail}. Nothing was staged; try again later.`;
+    default: {
+      const snippet = !detail && text ? `: ${text.slice(0, 200)}` : detail;
+      return `The upload service answered ${status || 'nothing'}${snippet}.`;
+    }
+  }
+}
+
+// ---------------------------------------------------------- staged batches
+
+elements.listBatches.addEventListener('click', listBatches);
+
+async function listBatches() {
+  const base = workerBase();
+  const show = (message, cls = '') => {
+    const p = document.createElement('p');
+    p.className = cls;
+    p.textContent = message;
+    elements.batches.replaceChildren(p);
+  };
+  if (!base || !state.settings.token) {
+    show('Set the upload service address and the branch token first.', 'error');
+    return;
+  }
+  show('Asking the upload service…');
+  let res;
+  try {
+    res = await fetch(`${base}/v1/batches`, { headers: { Authorization: `Bearer ${state.settings.token}` } });
+  } catch {
+    show(`Could not reach the upload service at ${base}. Is it running, and is the address right?`, 'error');
+    return;
+  }
+  let body = null;
+  const text = await res.text();
+  try { body = JSON.parse(text); } catch { /* handled below */ }
+  if (!res.ok) {
+    show(res.status === 404 ? 'This upload service does not list staged batches.' : httpMessage(res.status, body, text), 'error');
+    return;
+  }
+  const batches = Array.isArray(body) ? body : body && Array.isArray(body.batches) ? body.batches : null;
+  if (!batches) {
+    show('The upload service answered, but not with a list of batches.', 'error');
+    return;
+  }
+  if (!batches.length) {
+    show('Nothing staged yet.');
+    return;
+  }
+  const table = document.createElement('table');
+  const cols = ['batch_id', 'source', 'store', 'rows_staged', 'rows_rejected', 'staged_at', 'key']
+    .filter((c) => batches.some((b) => b && typeof b === 'object' && c in b));
+  const head = document.createElement('tr');
+  for (const c of cols.length ? cols : ['batch']) {
+    const th = document.createElement('th');
+    th.scope = 'col';
+    th.textContent = c.replaceAll('_', ' ');
+    head.append(th);
+  }
+  const thead = document.createElement('thead');
+  thead.append(head);
+  const tbody = document.createElement('tbody');
+  for (const b of batches) {
+    const tr = document.createElement('tr');
+    const values = cols.length ? cols.map((c) => b[c] ?? '') : [typeof b === 'string' ? b : JSON.stringify(b)];
+    for (const v of values) {
+      const td = document.createElement('td');
+      td.textContent = String(v);
+      tr.append(td);
+    }
+    tbody.append(tr);
+  }
+  table.append(thead, tbody);
+  const wrap = document.createElement('div');
+  wrap.className = 'table-wrap';
+  wrap.append(table);
+  elements.batches.replaceChildren(wrap);
+}
+
+// ------------------------------------------------------------------ utils
+
+function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ['KB', 'MB', 'GB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+loadSettings();
+engine.request('version', {}).then(
+  ({ version }) => { document.documentElement.dataset.engine = version; },
+  (e) => announce(`The checker could not start: ${e.message}`),
+);
