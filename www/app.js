@@ -13,6 +13,8 @@ const STORAGE = { workerUrl: 'cafe-etl.workerUrl', token: 'cafe-etl.token' };
 const ISSUES_SHOWN = 1000;
 const money = new Intl.NumberFormat('en-GB', { style: 'currency', currency: 'GBP' });
 const count = new Intl.NumberFormat('en-GB');
+/** `3 rows`, `1 row`. */
+const plural = (n, one, many = `${one}s`) => `${count.format(n)} ${n === 1 ? one : many}`;
 
 const state = {
   settings: { workerUrl: '', token: '' },
@@ -174,9 +176,9 @@ async function checkFile(entry) {
 function describe(entry) {
   const r = entry.report;
   if (r.refused) return `${entry.file.name}: refused. ${refusalText(r)}`;
-  const parts = [`${entry.file.name}: ${count.format(r.rows_read)} rows read, ${count.format(r.rows_staged)} ready to send`];
+  const parts = [`${entry.file.name}: ${plural(r.rows_read, 'row')} read, ${count.format(r.rows_staged)} ready to send`];
   if (r.rows_rejected) parts.push(`${count.format(r.rows_rejected)} rejected`);
-  if (r.warnings) parts.push(`${count.format(r.warnings)} warnings`);
+  if (r.warnings) parts.push(plural(r.warnings, 'warning'));
   return `${parts.join(', ')}.`;
 }
 
@@ -258,6 +260,7 @@ function createCard(entry) {
 function renderProgress(entry) {
   const card = elements.cards.get(entry.key);
   if (!card) return;
+  card.root.dataset.phase = entry.phase;
   const total = entry.file.size;
   const pct = total ? (entry.bytes / total) * 100 : 100;
   card.readProgress.value = pct;
@@ -376,7 +379,7 @@ function renderIssues(entry) {
     note = 'No problems found.';
   } else if (!filtered) {
     const rest = r.issues_total - shown.length;
-    note = `${count.format(r.issues_total)} problems (${count.format(r.errors)} errors: those rows are not sent; ${count.format(r.warnings)} warnings: those rows are sent).`;
+    note = `${plural(r.issues_total, 'problem')} (${plural(r.errors, 'error')}: ${r.errors === 1 ? 'that row is' : 'those rows are'} not sent; ${plural(r.warnings, 'warning')}: ${r.warnings === 1 ? 'that row is' : 'those rows are'} sent).`;
     if (rest > 0) note += ` Showing the first ${count.format(shown.length)}; ${count.format(rest)} more not shown.`;
   } else {
     note = `${count.format(matching)} of ${count.format(r.issues.length)} listed problems match`;
@@ -454,7 +457,7 @@ async function downloadRejects(entry) {
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
-    announce(`${count.format(rows)} rejected rows of ${entry.file.name} downloaded (names and card numbers are not in it).`);
+    announce(`${plural(rows, 'rejected row')} of ${entry.file.name} downloaded (names and card numbers are not in it).`);
   } catch (e) {
     announce(`Could not prepare the rejected rows of ${entry.file.name}: ${e.message}`);
   } finally {
