@@ -1,0 +1,241 @@
+// Pure helpers of the edge worker: configuration, branch tokens, request checks,
+// retry timing, S3 XML, CORS. No I/O and no WebAssembly here, so the tests import
+// this module directly under Node; src/index.js re-exports all of it.
+
+const MiB = 1024 * 1024;
+/** S3's smallest part (all but the last part of a multipart upload). */
+export const MIN_PART_BYTES = 5 * MiB;
+/** The table files of the staging layout, in commit order. */
+export const TABLES = ['stores', 'products', 'transactions', 'basket_items', 'rejects'];
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+/** A mistake in the worker's own configuration: answered 500, never retried. */
+export class ConfigError extends Error {}
+
+function intVar(env, name, fallback, min, max) {
+  const raw = env[name];
+  if (raw === undefined || raw === null || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name} is ${JSON.stringify(String(raw))}, expected a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+function requiredVar(env, name) {
+  const v = env[name];
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`${name} is not set`);
+  return v;
+}
+
+/**
+ * The worker's settings from its environment (wrangler.toml [vars] and secrets),
+ * checked. Throws ConfigError naming the first bad variable (never its value
+ * when it is a secret).
+ */
+export function parseConfig(env) {
+  const endpoint = requiredVar(env, 'S3_ENDPOINT').replace(/\/+$/, '');
+  if (!/^https?:\/\/[^/]+(\/.*)?$/.test(endpoint)) {
+    throw new ConfigError('S3_ENDPOINT must be an http(s) URL such as https://s3.eu-west-2.amazonaws.com');
+  }
+  const bucket = requiredVar(env, 'S3_BUCKET');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new ConfigError('S3_BUCKET is not a valid bucket name');
+  }
+  const prefix = String(env.S3_PREFIX ?? '').replace(/^\/+|\/+$/g, '');
+  const uploadSecret = requiredVar(env, 'UPLOAD_SECRET');
+  if (uploadSecret.length < 16) throw new ConfigError('UPLOAD_SECRET must hold at least 16 bytes');
+  const maxUpload = intVar(env, 'MAX_UPLOAD_BYTES', 200 * 1000 * 1000, 1, 2 ** 40);
+  const partBytes = intVar(env, 'MULTIPART_PART_BYTES', MIN_PART_BYTES, MIN_PART_BYTES, 5 * 1024 * MiB);
+  return {
+    s3: {
+      endpoint,
+      bucket,
+      region: env.S3_REGION || 'us-east-1',
+      accessKeyId: requiredVar(env, 'S3_ACCESS_KEY_ID'),
+      secretAccessKey: requiredVar(env, 'S3_SECRET_ACCESS_KEY'),
+    },
+    prefix: prefix === '' ? '' : prefix + '/',
+    uploadSecret,
+    customerKeySecret: requiredVar(env, 'CUSTOMER_KEY_SECRET'),
+    maxUploadBytes: maxUpload,
+    bufferLimitBytes: Math.min(intVar(env, 'BUFFER_LIMIT_BYTES', 32 * MiB, 0, 1024 * MiB), maxUpload),
+    partBytes,
+    partsInFlight: intVar(env, 'MULTIPART_PARTS_IN_FLIGHT', 2, 1, 16),
+    retry: {
+      attempts: intVar(env, 'S3_RETRY_ATTEMPTS', 6, 1, 20),
+      baseMs: intVar(env, 'S3_RETRY_BASE_MS', 100, 1, 60_000),
+      capMs: intVar(env, 'S3_RETRY_CAP_MS', 2_000, 1, 60_000),
+      totalMs: intVar(env, 'S3_RETRY_TOTAL_MS', 15_000, 1, 600_000),
+      timeoutMs: intVar(env, 'S3_ATTEMPT_TIMEOUT_MS', 10_000, 1, 600_000),
+    },
+    allowedOrigins: String(env.ALLOWED_ORIGINS ?? '')
+      .split(',')
+      .map((s) => s.trim().replace(/\/+$/, ''))
+      .filter(Boolean),
+    listLimit: intVar(env, 'LIST_SCAN_LIMIT', 1000, 1, 100_000),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Tokens: <store_slug>.<expires_unix>.<hex HMAC-SHA256(UPLOAD_SECRET, store_slug + "." + expires_unix)>
+// The same rules as src/token.rs; both are tested against tests/data/token-vectors.json.
+
+const SLUG = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
+const MAX_SLUG_LEN = 64;
+
+/** The slug of a store name: `Isle of Wight` → `isle-of-wight` (as `store_slug` in Rust). */
+export function storeSlug(name) {
+  return String(name)
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '');
+}
+
+export const encoder = new TextEncoder();
+const keyCache = new Map();
+
+async function hmacKey(secret) {
+  let key = keyCache.get(secret);
+  if (!key) {
+    key = await crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, [
+      'sign',
+      'verify',
+    ]);
+    keyCache.clear();
+    keyCache.set(secret, key);
+  }
+  return key;
+}
+
+export function hex(bytes) {
+  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** A token for `store` until `expires` (Unix seconds); for tests and tools (the CLI mints them). */
+export async function mintToken(secret, store, expires) {
+  if (!SLUG.test(store) || store.length > MAX_SLUG_LEN) throw new Error('the store is not a slug');
+  const payload = `${store}.${expires}`;
+  return `${payload}.${hex(await crypto.subtle.sign('HMAC', await hmacKey(secret), encoder.encode(payload)))}`;
+}
+
+/**
+ * Checks a token's form, then its signature (WebCrypto's constant-time verify),
+ * then its expiry. Returns `{ok: true, store, expires}` or `{ok: false, reason, message}`
+ * with reason `malformed`, `bad_signature` or `expired`.
+ */
+export async function verifyToken(secret, token, nowSeconds) {
+  const bad = (reason, message) => ({ ok: false, reason, message });
+  const parts = String(token).split('.');
+  if (parts.length !== 3) return bad('malformed', 'the token does not have three dot-separated parts');
+  const [store, expires, sig] = parts;
+  if (!SLUG.test(store) || store.length > MAX_SLUG_LEN) return bad('malformed', 'the store part is not a slug');
+  if (!/^[0-9]{1,12}$/.test(expires)) return bad('malformed', 'the expiry is not a Unix time in decimal digits');
+  if (!/^[0-9a-f]{64}$/.test(sig)) return bad('malformed', 'the signature is not 64 lowercase hex digits');
+  const sigBytes = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) sigBytes[i] = parseInt(sig.slice(2 * i, 2 * i + 2), 16);
+  const ok = await crypto.subtle.verify('HMAC', await hmacKey(secret), sigBytes, encoder.encode(`${store}.${expires}`));
+  if (!ok) return bad('bad_signature', "the token's signature does not match (wrong secret or altered token)");
+  const exp = Number(expires);
+  if (nowSeconds >= exp) return bad('expired', `the token expired at ${new Date(exp * 1000).toISOString()}`);
+  return { ok: true, store, expires: exp };
+}
+
+// ---------------------------------------------------------------------------
+// Small pure helpers
+
+/**
+ * Whether a Content-Type is acceptable for a CSV body: absent, text/*, the CSV types,
+ * application/vnd.ms-excel (what Windows browsers call a .csv file), application/octet-stream,
+ * and application/x-www-form-urlencoded (what `curl --data-binary` sends by default).
+ * Anything else (images, PDF, zip, JSON, multipart forms, ...) is plainly not CSV: 415.
+ */
+export function contentTypeAllowed(header) {
+  if (header == null || header.trim() === '') return true;
+  const type = header.split(';')[0].trim().toLowerCase();
+  return (
+    type.startsWith('text/') ||
+    [
+      'application/csv',
+      'application/x-csv',
+      'application/vnd.ms-excel',
+      'application/octet-stream',
+      'application/x-www-form-urlencoded',
+    ].includes(type)
+  );
+}
+
+/** A file name fit to be the batch's `source`: one path segment, printable, ≤ 255 bytes. */
+export function checkFileName(name) {
+  if (typeof name !== 'string' || name.trim() === '') return 'the file name is missing';
+  if (encoder.encode(name).length > 255) return 'the file name is longer than 255 bytes';
+  if (/[\u0000-\u001f\u007f/\\]/.test(name)) return 'the file name holds a slash or a control character';
+  if (name === '.' || name === '..') return 'the file name is not a file name';
+  return null;
+}
+
+/** Exponential backoff with full jitter: a random delay in [0, min(cap, base·2^attempt)). */
+export function backoffDelay(attempt, { baseMs, capMs }, random = Math.random) {
+  return Math.floor(random() * Math.min(capMs, baseMs * 2 ** attempt));
+}
+
+/** The object keys of a batch, in commit order (marker last). */
+export function batchKeys(prefix, batchId) {
+  return [...TABLES.map((t) => `${prefix}${t}/${batchId}.csv.gz`), `${prefix}batches/${batchId}.json`];
+}
+
+/** The store slugs a report's staged rows belong to. */
+export function reportStores(report) {
+  return [...new Set((report?.summary?.by_store ?? []).map((s) => storeSlug(s.store)))].sort();
+}
+
+function xmlUnescape(s) {
+  return s
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&#(\d+);/g, (_, d) => String.fromCodePoint(Number(d)))
+    .replace(/&#x([0-9a-f]+);/gi, (_, h) => String.fromCodePoint(parseInt(h, 16)))
+    .replace(/&amp;/g, '&');
+}
+
+/** The text of the first `<tag>` in an S3 XML answer, or null. */
+export function xmlTag(xml, tag) {
+  const m = new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(xml);
+  return m ? xmlUnescape(m[1]) : null;
+}
+
+/** Parses a ListObjectsV2 answer: `{objects: [{key, lastModified, size}], truncated, next}`. */
+export function parseListObjects(xml) {
+  const objects = [];
+  for (const m of xml.matchAll(/<Contents>([\s\S]*?)<\/Contents>/g)) {
+    objects.push({
+      key: xmlTag(m[1], 'Key'),
+      lastModified: xmlTag(m[1], 'LastModified'),
+      size: Number(xmlTag(m[1], 'Size') ?? 0),
+    });
+  }
+  return {
+    objects,
+    truncated: xmlTag(xml, 'IsTruncated') === 'true',
+    next: xmlTag(xml, 'NextContinuationToken'),
+  };
+}
+
+/** CORS headers for an allowed origin (ALLOWED_ORIGINS: comma-separated, or `*`). */
+export function corsHeaders(origin, allowedOrigins) {
+  if (!origin) return {};
+  const any = allowedOrigins.includes('*');
+  if (!any && !allowedOrigins.includes(origin.replace(/\/+$/, ''))) return {};
+  return {
+    'access-control-allow-origin': any ? '*' : origin,
+    'access-control-allow-methods': 'GET, PUT, POST, OPTIONS',
+    'access-control-allow-headers': 'authorization, content-type, x-content-sha256, x-file-name',
+    'access-control-expose-headers': 'x-batch-id',
+    'access-control-max-age': '600',
+    vary: 'Origin',
+  };
+}

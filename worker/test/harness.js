@@ -1,0 +1,489 @@
+// Real components for the worker's tests, benchmark and local stack: the S3 server
+// (s3s-fs, verifying SigV4), the worker bundle on workerd (through Miniflare's API),
+// a fault-injecting TCP/HTTP proxy in front of S3, the native CLI, and an S3 reader.
+// Nothing here imitates workerd or S3.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { AwsClient } from 'aws4fetch';
+
+export const WORKER_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const REPO = path.resolve(WORKER_DIR, '..');
+export const REAL_DATA = path.resolve(REPO, '..', 'shared', 'data', 'real');
+export const VENDORED_REAL = path.join(REPO, 'tests', 'data', 'real');
+
+const QUIET_WRANGLER = {
+  CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+  WRANGLER_SEND_METRICS: 'false',
+  WRANGLER_HIDE_BANNER: 'true',
+  WRANGLER_LOG: 'warn',
+};
+
+/** A fresh random secret (hex), never written to the repository. */
+export function secret(bytes = 32) {
+  return randomBytes(bytes).toString('hex');
+}
+
+export async function freePort() {
+  const srv = net.createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const { port } = srv.address();
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+async function waitForPort(port, child, what, timeoutMs = 20_000) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child && child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} did not listen on port ${port} within ${timeoutMs} ms`);
+}
+
+export function findS3sFs() {
+  const candidates = [process.env.S3S_FS, path.join(os.homedir(), '.cargo', 'bin', 's3s-fs')].filter(Boolean);
+  for (const c of candidates) if (fs.existsSync(c)) return c;
+  const which = spawnSync('sh', ['-c', 'command -v s3s-fs'], { encoding: 'utf8' });
+  if (which.status === 0) return which.stdout.trim();
+  throw new Error('s3s-fs not found: install it with `cargo install s3s-fs --version 0.14.1 --features binary`');
+}
+
+/**
+ * Starts s3s-fs on 127.0.0.1 with fresh credentials and a bucket.
+ * Returns {endpoint, port, accessKeyId, secretAccessKey, bucket, dir, client, stop()}.
+ */
+export async function startS3({ dir, port, bucket = 'cafe-staging', accessKeyId, secretAccessKey } = {}) {
+  dir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'cafe-s3-'));
+  fs.mkdirSync(dir, { recursive: true });
+  port ??= await freePort();
+  accessKeyId ??= 'AK' + secret(8).toUpperCase();
+  secretAccessKey ??= secret(20);
+  const child = spawn(
+    findS3sFs(),
+    ['--host', '127.0.0.1', '--port', String(port), '--access-key', accessKeyId, '--secret-key', secretAccessKey, dir],
+    { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'error' } },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  try {
+    await waitForPort(port, child, 's3s-fs');
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw new Error(`${e.message}\n${stderr}`);
+  }
+  const endpoint = `http://127.0.0.1:${port}`;
+  const client = new S3Reader({ endpoint, bucket, accessKeyId, secretAccessKey });
+  const made = await client.fetch('PUT', '');
+  if (made.status !== 200 && made.status !== 409) {
+    child.kill('SIGKILL');
+    throw new Error(`creating bucket ${bucket}: ${made.status} ${await made.text()}`);
+  }
+  return {
+    endpoint,
+    port,
+    accessKeyId,
+    secretAccessKey,
+    bucket,
+    dir,
+    client,
+    child,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 3000))]);
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+    },
+  };
+}
+
+/** A small S3 client for checking what the worker wrote (reads, lists, deletes). */
+export class S3Reader {
+  constructor({ endpoint, bucket, accessKeyId, secretAccessKey }) {
+    this.endpoint = endpoint;
+    this.bucket = bucket;
+    this.aws = new AwsClient({ accessKeyId, secretAccessKey, service: 's3', region: 'us-east-1', retries: 0 });
+  }
+  url(key, query = '') {
+    const k = key ? '/' + key.split('/').map(encodeURIComponent).join('/') : '';
+    return `${this.endpoint}/${this.bucket}${k}${query}`;
+  }
+  fetch(method, key, query = '', init = {}) {
+    return this.aws.fetch(this.url(key, query), { method, ...init });
+  }
+  /** Bytes of an object, or null when it does not exist. */
+  async get(key) {
+    const r = await this.fetch('GET', key);
+    if (r.status === 404) return null;
+    if (r.status !== 200) throw new Error(`GET ${key}: ${r.status} ${await r.text()}`);
+    return new Uint8Array(await r.arrayBuffer());
+  }
+  async head(key) {
+    const r = await this.fetch('HEAD', key);
+    return r.status === 200 ? r.headers : null;
+  }
+  /** Every key under a prefix. */
+  async keys(prefix = '') {
+    const out = [];
+    let token = null;
+    do {
+      let q = `?list-type=2&prefix=${encodeURIComponent(prefix)}`;
+      if (token) q += `&continuation-token=${encodeURIComponent(token)}`;
+      const r = await this.fetch('GET', '', q);
+      const xml = await r.text();
+      if (r.status !== 200) throw new Error(`list ${prefix}: ${r.status} ${xml}`);
+      for (const m of xml.matchAll(/<Key>([^<]*)<\/Key>/g)) out.push(m[1].replace(/&amp;/g, '&'));
+      token = /<IsTruncated>true<\/IsTruncated>/.test(xml) ? /<NextContinuationToken>([^<]*)</.exec(xml)?.[1] : null;
+    } while (token);
+    return out.sort();
+  }
+  /** Open (unfinished) multipart uploads under a prefix. */
+  async openMultipartUploads(prefix = '') {
+    const r = await this.fetch('GET', '', `?uploads&prefix=${encodeURIComponent(prefix)}`);
+    const xml = await r.text();
+    if (r.status !== 200) return { supported: false, uploads: [] };
+    return { supported: true, uploads: [...xml.matchAll(/<Upload>([\s\S]*?)<\/Upload>/g)].map((m) => m[1]) };
+  }
+  async deleteAll(prefix = '') {
+    for (const k of await this.keys(prefix)) await this.fetch('DELETE', k);
+  }
+  /** A gzip object's text. */
+  async text(key) {
+    const bytes = await this.get(key);
+    return bytes === null ? null : gunzipSync(bytes).toString('utf8');
+  }
+}
+
+/** Builds the worker bundle (wrangler deploy --dry-run) into worker/dist. */
+export function buildWorker() {
+  if (!fs.existsSync(path.join(REPO, 'pkg', 'cafe_etl_bg.wasm'))) {
+    throw new Error('pkg/cafe_etl_bg.wasm is missing: run scripts/build-wasm first');
+  }
+  const r = spawnSync(path.join(WORKER_DIR, 'node_modules', '.bin', 'wrangler'), ['deploy', '--dry-run', '--outdir', 'dist'], {
+    cwd: WORKER_DIR,
+    env: { ...process.env, ...QUIET_WRANGLER },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`wrangler deploy --dry-run failed:\n${r.stdout}\n${r.stderr}`);
+  return path.join(WORKER_DIR, 'dist', 'index.js');
+}
+
+let built = null;
+function bundle() {
+  built ??= buildWorker();
+  return built;
+}
+
+/** The [vars] of wrangler.toml, so the tests run the configuration that ships. */
+export function wranglerVars() {
+  const toml = fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8');
+  const vars = {};
+  const section = /\n\[vars\]\n([\s\S]*?)(?=\n\[|$)/.exec(toml)?.[1] ?? '';
+  for (const m of section.matchAll(/^([A-Z0-9_]+)\s*=\s*"([^"]*)"/gm)) vars[m[1]] = m[2];
+  return vars;
+}
+
+/**
+ * Runs the worker bundle on workerd through Miniflare, listening on 127.0.0.1.
+ * `bindings` override wrangler.toml's [vars] and add the secrets.
+ * Returns {url, mf, logs (parsed JSON log lines), stdout (raw), stop()}.
+ */
+export async function startWorker({ bindings, port = 0, host = '127.0.0.1' }) {
+  const { Miniflare, Log, LogLevel } = await import('miniflare');
+  const scriptPath = bundle();
+  const stdout = [];
+  const logs = [];
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath,
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    compatibilityDate: /compatibility_date = "([^"]+)"/.exec(fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8'))[1],
+    bindings: { ...wranglerVars(), ...bindings },
+    host,
+    port,
+    log: new Log(LogLevel.WARN),
+    // No Request.cf download: nothing here may reach the internet.
+    cf: false,
+    handleRuntimeStdio(out, err) {
+      for (const [stream, sink] of [
+        [out, process.stdout],
+        [err, process.stderr],
+      ]) {
+        let rest = '';
+        stream.on('data', (d) => {
+          rest += d;
+          let i;
+          while ((i = rest.indexOf('\n')) >= 0) {
+            const line = rest.slice(0, i);
+            rest = rest.slice(i + 1);
+            stdout.push(line);
+            if (line.startsWith('{')) {
+              try {
+                logs.push(JSON.parse(line));
+                continue;
+              } catch {
+                /* not one of ours */
+              }
+            }
+            if (process.env.WORKER_TEST_VERBOSE || stream === err) sink.write(`[workerd] ${line}\n`);
+          }
+        });
+      }
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  return {
+    url,
+    mf,
+    logs,
+    stdout,
+    async stop() {
+      await mf.dispose();
+    },
+  };
+}
+
+/** The workerd processes running under this Node process (for peak-memory measurements). */
+export function workerdPids() {
+  const out = spawnSync('ps', ['-eo', 'pid,ppid,comm'], { encoding: 'utf8' }).stdout;
+  const rows = out
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .map(([pid, ppid, comm]) => ({ pid: Number(pid), ppid: Number(ppid), comm }));
+  const mine = new Set([process.pid]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const r of rows) if (mine.has(r.ppid) && !mine.has(r.pid)) mine.add(r.pid), (grew = true);
+  }
+  return rows.filter((r) => mine.has(r.pid) && r.comm.startsWith('workerd')).map((r) => r.pid);
+}
+
+/** Resident and peak resident memory (bytes) of a process, from /proc. */
+export function memoryOf(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+/** Resets a process's peak-RSS counter (VmHWM), so the next peak is one run's. */
+export function resetPeak(pid) {
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A fault-injecting proxy in front of the real S3 server. It forwards bytes as they
+// come (the Host header and the signature stay as the worker made them), and per
+// request, as the test says: answers 5xx, accepts and never answers, drops the
+// connection, or fails the first N requests and then recovers.
+
+export class FaultProxy {
+  constructor(target) {
+    this.target = target; // {host, port}
+    this.mode = 'pass';
+    this.failuresLeft = 0;
+    this.failureKind = '503';
+    this.seen = { total: 0, faulted: 0, byKind: {} };
+    this.sockets = new Set();
+    this.server = http.createServer((req, res) => this.handle(req, res));
+    this.server.on('connection', (s) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+    this.server.keepAliveTimeout = 1000;
+  }
+
+  async listen(port = 0) {
+    this.server.listen(port, '127.0.0.1');
+    await once(this.server, 'listening');
+    this.port = this.server.address().port;
+    this.endpoint = `http://127.0.0.1:${this.port}`;
+    return this;
+  }
+
+  /** pass | 503 | 500 | hang | drop | drop-mid-answer: every request fails this way. */
+  set(mode) {
+    this.mode = mode;
+    this.failuresLeft = 0;
+  }
+
+  /** The next `n` requests fail (cycling through `kinds`), then everything passes. */
+  flap(n, kinds = ['503', 'drop', 'hang', '500']) {
+    this.mode = 'flap';
+    this.failuresLeft = n;
+    this.flapKinds = kinds;
+    this.flapIndex = 0;
+  }
+
+  count(kind) {
+    this.seen.faulted++;
+    this.seen.byKind[kind] = (this.seen.byKind[kind] ?? 0) + 1;
+  }
+
+  handle(req, res) {
+    this.seen.total++;
+    let kind = this.mode;
+    if (kind === 'flap') {
+      if (this.failuresLeft > 0) {
+        this.failuresLeft--;
+        kind = this.flapKinds[this.flapIndex++ % this.flapKinds.length];
+      } else {
+        kind = 'pass';
+      }
+    }
+    if (kind === '503' || kind === '500') {
+      this.count(kind);
+      req.resume();
+      res.writeHead(Number(kind), { 'content-type': 'application/xml', connection: 'close' });
+      res.end(`<?xml version="1.0"?><Error><Code>${kind === '503' ? 'SlowDown' : 'InternalError'}</Code><Message>injected</Message></Error>`);
+      return;
+    }
+    if (kind === 'hang') {
+      this.count(kind);
+      req.resume();
+      return; // never answers; the socket is destroyed by close()
+    }
+    if (kind === 'drop') {
+      this.count(kind);
+      req.socket.destroy();
+      return;
+    }
+    const upstream = http.request(
+      { host: this.target.host, port: this.target.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        if (kind === 'drop-mid-answer') {
+          this.count(kind);
+          res.writeHead(up.statusCode, up.headers);
+          res.write('<?xml');
+          setTimeout(() => res.socket?.destroy(), 5);
+          up.resume();
+          return;
+        }
+        res.writeHead(up.statusCode, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.socket?.destroy());
+    req.pipe(upstream);
+  }
+
+  async close() {
+    for (const s of this.sockets) s.destroy();
+    this.server.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The native CLI and the data
+
+export function cliPath() {
+  const p = process.env.CAFE_ETL_BIN ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(REPO, 'target'), 'release', 'cafe-etl');
+  if (!fs.existsSync(p)) throw new Error(`${p} is missing: run \`cargo build --release\` (or set CAFE_ETL_BIN)`);
+  return p;
+}
+
+/** Runs `cafe-etl transform` on one file; returns the output folder. */
+export function cliTransform(file, customerKeySecret) {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cafe-cli-'));
+  const r = spawnSync(cliPath(), ['transform', '--customer-key-secret-env', 'CAFE_TEST_CUSTOMER_KEY', '--out', out, file], {
+    env: { ...process.env, CAFE_TEST_CUSTOMER_KEY: customerKeySecret },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0 && r.status !== 1) throw new Error(`cafe-etl transform ${file}: exit ${r.status}\n${r.stderr}`);
+  return out;
+}
+
+/** Mints a token with the CLI, as an operator would. */
+export function cliToken(uploadSecret, store, ttl = '1h') {
+  const r = spawnSync(cliPath(), ['token', '--store', store, '--ttl', ttl, '--secret-env', 'CAFE_TEST_UPLOAD_SECRET'], {
+    env: { ...process.env, CAFE_TEST_UPLOAD_SECRET: uploadSecret },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`cafe-etl token: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** Runs `cafe-etl generate` into a folder; returns the folder. */
+export function cliGenerate(args) {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cafe-gen-'));
+  const r = spawnSync(cliPath(), ['generate', '--out', out, ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cafe-etl generate: ${r.stderr}`);
+  return out;
+}
+
+/**
+ * The real exports, from ../shared/data/real/ (beside the repository), falling back
+ * to the few vendored in tests/data/real/. `null` when neither is there.
+ */
+export function realDataDir() {
+  if (fs.existsSync(path.join(REAL_DATA, 'current'))) return REAL_DATA;
+  if (fs.existsSync(path.join(VENDORED_REAL, 'current'))) return VENDORED_REAL;
+  return null;
+}
+
+export function realFiles(sub = 'current') {
+  const dir = realDataDir();
+  if (!dir || !fs.existsSync(path.join(dir, sub))) return [];
+  return fs
+    .readdirSync(path.join(dir, sub))
+    .filter((f) => f.endsWith('.csv'))
+    .sort()
+    .map((f) => path.join(dir, sub, f));
+}
+
+/** Personal data of a real export (names, card numbers), to prove it never leaves. */
+export function personalData(file) {
+  const text = fs.readFileSync(file, 'utf8');
+  const names = new Set();
+  const cards = new Set();
+  for (const line of text.split('\n')) {
+    const m = /^[^,]*,[^,]*,([^,"]+),/.exec(line);
+    if (m && /^[A-Za-z][A-Za-z' .-]+ [A-Za-z' .-]+$/.test(m[1]) && !/^custumer$/i.test(m[1])) names.add(m[1]);
+    for (const c of line.matchAll(/\b\d{12,19}\b/g)) cards.add(c[0]);
+  }
+  return { names: [...names], cards: [...cards] };
+}
+
+/** The table files and marker the CLI wrote, decompressed: {path: text}. */
+export function readLayout(dir) {
+  const out = {};
+  for (const sub of ['stores', 'products', 'transactions', 'basket_items', 'rejects', 'batches']) {
+    const d = path.join(dir, sub);
+    if (!fs.existsSync(d)) continue;
+    for (const f of fs.readdirSync(d)) {
+      if (f.startsWith('.')) continue;
+      const bytes = fs.readFileSync(path.join(d, f));
+      out[`${sub}/${f}`] = f.endsWith('.gz') ? gunzipSync(bytes).toString('utf8') : bytes.toString('utf8');
+    }
+  }
+  return out;
+}
