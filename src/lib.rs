@@ -66,7 +66,7 @@ pub mod transform;
 pub mod validate;
 
 #[cfg(target_arch = "wasm32")]
-mod wasm;
+pub mod wasm;
 
 pub use error::{Error, Position, Stage};
 pub use pipeline::{
