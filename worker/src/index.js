@@ -578,7 +578,7 @@ async function handleList(request, cfg, url, log) {
       if (!obj || batches.length >= limit) return;
       const report = parseReport(obj);
       if (markerStore(obj, report) !== store) return;
-      batches.push(batchSummary(cfg, report, group[j]));
+      batches.push(batchSummary(cfg, report, group[j], store));
     });
   }
   log.outcome = 'listed';
@@ -592,9 +592,11 @@ async function handleList(request, cfg, url, log) {
   });
 }
 
-function batchSummary(cfg, r, marker) {
+function batchSummary(cfg, r, marker, store) {
   return {
     batch_id: r.batch_id,
+    store,
+    key: marker.key,
     staged_at: marker.lastModified,
     source: r.source,
     format: r.format,

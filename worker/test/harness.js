@@ -487,3 +487,75 @@ export function readLayout(dir) {
   }
   return out;
 }
+
+/**
+ * The whole stack for a test file: s3s-fs, the fault proxy in front of it (passing
+ * everything until told otherwise), and the worker on workerd talking to S3 through
+ * the proxy. `vars` override wrangler.toml's [vars].
+ */
+export async function startStack(vars = {}) {
+  const s3 = await startS3();
+  const proxy = await new FaultProxy({ host: '127.0.0.1', port: s3.port }).listen();
+  const uploadSecret = secret();
+  const customerKeySecret = secret();
+  let worker;
+  try {
+    worker = await startWorker({
+      bindings: {
+        S3_ENDPOINT: proxy.endpoint,
+        S3_BUCKET: s3.bucket,
+        S3_ACCESS_KEY_ID: s3.accessKeyId,
+        S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+        UPLOAD_SECRET: uploadSecret,
+        CUSTOMER_KEY_SECRET: customerKeySecret,
+        ...vars,
+      },
+    });
+  } catch (e) {
+    await proxy.close();
+    await s3.stop();
+    throw e;
+  }
+  const prefix = (vars.S3_PREFIX ?? wranglerVars().S3_PREFIX ?? '').replace(/^\/+|\/+$/g, '');
+  return {
+    s3,
+    proxy,
+    worker,
+    url: worker.url,
+    uploadSecret,
+    customerKeySecret,
+    prefix: prefix ? prefix + '/' : '',
+    async stop() {
+      await worker.stop().catch(() => {});
+      await proxy.close();
+      await s3.stop();
+      fs.rmSync(s3.dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** PUTs a file to the worker; returns {status, body (parsed JSON), headers}. */
+export async function upload(url, token, name, bytes, { sha256 = true, headers = {}, method = 'PUT' } = {}) {
+  const { createHash } = await import('node:crypto');
+  const h = { 'content-type': 'text/csv', ...headers };
+  if (token) h.authorization = `Bearer ${token}`;
+  if (sha256 === true) h['x-content-sha256'] = createHash('sha256').update(bytes).digest('hex');
+  else if (typeof sha256 === 'string') h['x-content-sha256'] = sha256;
+  const target = method === 'POST' ? `${url}/v1/uploads` : `${url}/v1/uploads/${encodeURIComponent(name)}`;
+  if (method === 'POST') h['x-file-name'] = name;
+  const res = await fetch(target, { method, headers: h, body: bytes });
+  const text = await res.text();
+  let body = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = { unparsed: text };
+  }
+  return { status: res.status, body, headers: res.headers, text };
+}
+
+/** The batch id of bytes: first 32 hex digits of their SHA-256. */
+export async function batchIdOf(bytes) {
+  const { createHash } = await import('node:crypto');
+  return createHash('sha256').update(bytes).digest('hex').slice(0, 32);
+}
