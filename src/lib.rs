@@ -64,9 +64,11 @@ pub mod stage;
 pub mod token;
 pub mod transform;
 pub mod validate;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod warehouse;
 
 #[cfg(target_arch = "wasm32")]
-pub mod wasm;
+mod wasm;
 
 pub use error::{Error, Position, Stage};
 pub use pipeline::{

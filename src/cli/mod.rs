@@ -9,6 +9,7 @@ mod check;
 mod generate;
 mod token;
 mod transform;
+mod warehouse;
 
 /// Clean, validate and stage café till exports for the warehouse.
 #[derive(Parser, Debug)]
@@ -28,6 +29,15 @@ enum Command {
     Generate(generate::Args),
     /// Mint (or check) a branch upload token for the edge worker.
     Token(token::Args),
+    /// Print the warehouse SQL: `sql ddl --dialect redshift|postgres`.
+    Sql(warehouse::SqlArgs),
+    /// Write COPY manifests for the complete staged batches and print the
+    /// Redshift load script.
+    LoadPlan(warehouse::LoadPlanArgs),
+    /// Load the complete staged batches not yet loaded into PostgreSQL.
+    Load(warehouse::LoadArgs),
+    /// Print the analytics views of a PostgreSQL warehouse.
+    Insights(warehouse::InsightsArgs),
 }
 
 /// Outcome of a subcommand, as an exit code.
@@ -48,6 +58,10 @@ pub fn main() -> i32 {
         Command::Transform(a) => transform::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Token(a) => token::run(a),
+        Command::Sql(a) => warehouse::sql(a),
+        Command::LoadPlan(a) => warehouse::load_plan(a),
+        Command::Load(a) => warehouse::load(a),
+        Command::Insights(a) => warehouse::insights(a),
     };
     match result {
         Ok(outcome) => outcome as i32,

@@ -1,0 +1,424 @@
+//! The warehouse subcommands:
+//!
+//! - `cafe-etl sql ddl --dialect redshift|postgres`: the schema, ledger and views;
+//! - `cafe-etl load-plan --root DIR --s3-url s3://bucket/prefix`: manifests
+//!   written under the root, the Redshift load script on stdout;
+//! - `cafe-etl load --postgres URL --root DIR`: the same plan run against
+//!   PostgreSQL;
+//! - `cafe-etl insights --postgres URL`: the analytics views as tables.
+
+use super::Outcome;
+use cafe_etl::warehouse::{
+    plan::{self, parse_since, Plan, S3Target},
+    postgres::{self as pg, LoadOptions},
+    schema, Dialect, Phase, View, VIEWS,
+};
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct SqlArgs {
+    #[command(subcommand)]
+    what: SqlWhat,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum SqlWhat {
+    /// The star schema, the loaded_batches ledger and the analytics views,
+    /// safe to run again.
+    Ddl {
+        /// redshift or postgres.
+        #[arg(long)]
+        dialect: Dialect,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LoadPlanArgs {
+    /// Root of the staging layout, on this machine (`transform --out`).
+    #[arg(long)]
+    root: PathBuf,
+    /// Where the same root is in S3, which is where Redshift COPY reads:
+    /// s3://bucket/prefix.
+    #[arg(long, value_name = "URL")]
+    s3_url: String,
+    /// IAM role Redshift assumes to read the bucket: an ARN, or `default`
+    /// for the cluster's default role.
+    #[arg(long, value_name = "ARN", default_value = "default")]
+    iam_role: String,
+    /// Region of the bucket, when it is not the cluster's.
+    #[arg(long)]
+    region: Option<String>,
+    /// Only batches staged (marker written) at or after this UTC time:
+    /// YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// A file of batch ids already loaded, one per line (e.g. from
+    /// `SELECT batch_id FROM loaded_batches`), left out of the manifests.
+    /// Without it the script still skips them, after copying.
+    #[arg(long, value_name = "FILE")]
+    loaded: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1/warehouse;
+    /// better given in the environment, out of the process list.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CAFE_ETL_POSTGRES",
+        hide_env_values = true
+    )]
+    postgres: String,
+    /// Root of the staging layout (`transform --out`).
+    #[arg(long)]
+    root: PathBuf,
+    /// Only batches staged (marker written) at or after this UTC time:
+    /// YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Plan the batches the ledger already has too, and let the load script
+    /// drop them, as a Redshift plan made offline does. Same result, slower.
+    #[arg(long)]
+    include_loaded: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InsightsArgs {
+    /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1/warehouse.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CAFE_ETL_POSTGRES",
+        hide_env_values = true
+    )]
+    postgres: String,
+    /// Rows shown per view, newest first.
+    #[arg(long, default_value_t = 10)]
+    limit: u64,
+    /// Show only these views (repeat the option); `--view list` names them.
+    #[arg(long = "view", value_name = "NAME")]
+    views: Vec<String>,
+}
+
+fn write_err(e: std::io::Error) -> String {
+    format!("writing the output: {e}")
+}
+
+pub fn sql(args: SqlArgs) -> Result<Outcome, String> {
+    match args.what {
+        SqlWhat::Ddl { dialect } => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(schema::ddl(dialect).as_bytes())
+                .map_err(write_err)?;
+        }
+    }
+    Ok(Outcome::Clean)
+}
+
+pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome, String> {
+    let mut s3 = S3Target::new(&args.s3_url)?.with_iam_role(&args.iam_role)?;
+    if let Some(r) = &args.region {
+        s3 = s3.with_region(r)?;
+    }
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let loaded: HashSet<String> = match &args.loaded {
+        None => HashSet::new(),
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect(),
+    };
+    let scan = plan::scan(&args.root).map_err(|e| e.to_string())?;
+    let complete = scan.complete.len();
+    let batches: Vec<_> = scan
+        .complete
+        .into_iter()
+        .filter(|b| since.is_none_or(|s| b.staged_at >= s))
+        .filter(|b| !loaded.contains(b.id()))
+        .collect();
+    let mut err = std::io::stderr().lock();
+    let skipped = skipped_note(
+        scan.incomplete.len(),
+        complete - batches.len(),
+        "left out by --since or --loaded",
+    );
+    if batches.is_empty() {
+        writeln!(err, "nothing to plan: no complete batch to load{skipped}").map_err(write_err)?;
+        return Ok(Outcome::Clean);
+    }
+    let plan = Plan::new(batches);
+    let paths = plan
+        .write_manifests(&args.root, &s3)
+        .map_err(|e| e.to_string())?;
+    std::io::stdout()
+        .lock()
+        .write_all(plan.redshift_script(&s3).as_bytes())
+        .map_err(write_err)?;
+    let dir = paths[0]
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    writeln!(
+        err,
+        "plan {}: {} batches; manifests in {dir}: upload the root to {} before running the script{skipped}",
+        plan.id(),
+        plan.batches().len(),
+        args.s3_url.trim_end_matches('/'),
+    )
+    .map_err(write_err)?;
+    Ok(Outcome::Clean)
+}
+
+fn skipped_note(incomplete: usize, left_out: usize, why: &str) -> String {
+    let mut parts = Vec::new();
+    if incomplete > 0 {
+        parts.push(format!(
+            "{incomplete} batch{} without marker (incomplete) left alone",
+            if incomplete == 1 { "" } else { "es" }
+        ));
+    }
+    if left_out > 0 {
+        parts.push(format!("{left_out} {why}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
+    }
+}
+
+pub fn load(args: LoadArgs) -> Result<Outcome, String> {
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let mut client = pg::connect(&args.postgres, Phase::Load).map_err(|e| e.to_string())?;
+    let options = LoadOptions {
+        since,
+        include_loaded: args.include_loaded,
+    };
+    let report = pg::load(&mut client, &args.root, &options).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let mut notes = Vec::new();
+    if report.incomplete > 0 {
+        notes.push(format!("{} without marker (incomplete)", report.incomplete));
+    }
+    if report.already_loaded > 0 {
+        notes.push(format!("{} already loaded", report.already_loaded));
+    }
+    if report.before_since > 0 {
+        notes.push(format!("{} staged before --since", report.before_since));
+    }
+    let notes = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" (skipped: {})", notes.join(", "))
+    };
+    if report.planned == 0 {
+        writeln!(
+            out,
+            "nothing to load: {} complete batches in {}{notes}",
+            report.complete,
+            args.root.display()
+        )
+        .map_err(write_err)?;
+        return Ok(Outcome::Clean);
+    }
+    writeln!(
+        out,
+        "loaded {} batches in {:.2} s: {} rows copied, {:.0} rows/s{notes}",
+        report.planned,
+        report.elapsed.as_secs_f64(),
+        report.rows_copied(),
+        report.rows_per_second()
+    )
+    .map_err(write_err)?;
+    writeln!(out, "  {:<16} {:>10} {:>10}", "table", "copied", "added").map_err(write_err)?;
+    for t in &report.tables {
+        writeln!(
+            out,
+            "  {:<16} {:>10} {:>10}",
+            t.table.name(),
+            t.copied,
+            t.added
+        )
+        .map_err(write_err)?;
+    }
+    writeln!(
+        out,
+        "  {:<16} {:>10} {:>10}",
+        schema::LEDGER_TABLE,
+        report.planned,
+        report.recorded
+    )
+    .map_err(write_err)?;
+    Ok(Outcome::Clean)
+}
+
+/// The views asked for, by name, in the order of [`VIEWS`].
+fn chosen_views(names: &[String]) -> Result<Vec<View>, String> {
+    if names.is_empty() {
+        return Ok(VIEWS.to_vec());
+    }
+    let known: Vec<&str> = VIEWS.iter().map(|v| v.name).collect();
+    for n in names {
+        if !known.contains(&n.as_str()) {
+            return Err(format!(
+                "--view {n:?} is not a view; the views are: {}",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(VIEWS
+        .iter()
+        .filter(|v| names.iter().any(|n| n == v.name))
+        .copied()
+        .collect())
+}
+
+pub fn insights(args: InsightsArgs) -> Result<Outcome, String> {
+    let mut out = std::io::stdout().lock();
+    if args.views.iter().any(|v| v == "list") {
+        for v in VIEWS {
+            writeln!(out, "{:<32} {}", v.name, v.title).map_err(write_err)?;
+        }
+        return Ok(Outcome::Clean);
+    }
+    let views = chosen_views(&args.views)?;
+    let mut client = pg::connect(&args.postgres, Phase::Query).map_err(|e| e.to_string())?;
+    let tables = pg::insights(&mut client, &views, args.limit).map_err(|e| e.to_string())?;
+    for (i, t) in tables.iter().enumerate() {
+        if i > 0 {
+            writeln!(out).map_err(write_err)?;
+        }
+        out.write_all(render(t).as_bytes()).map_err(write_err)?;
+    }
+    Ok(Outcome::Clean)
+}
+
+fn is_number(s: &str) -> bool {
+    let s = s.strip_prefix('-').unwrap_or(s);
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// A view as an aligned text table: numbers to the right, NULL as blank.
+fn render(t: &pg::Insight) -> String {
+    let mut s = format!("{} ({})\n", t.view.title, t.view.name);
+    if t.rows.is_empty() {
+        s.push_str("  (no rows)\n");
+        return s;
+    }
+    let cells: Vec<Vec<&str>> = t
+        .rows
+        .iter()
+        .map(|r| r.iter().map(|c| c.as_deref().unwrap_or("")).collect())
+        .collect();
+    let width = |i: usize| {
+        cells
+            .iter()
+            .map(|r| r[i].chars().count())
+            .chain([t.columns[i].chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..t.columns.len()).map(width).collect();
+    let numeric: Vec<bool> = (0..t.columns.len())
+        .map(|i| cells.iter().all(|r| r[i].is_empty() || is_number(r[i])))
+        .collect();
+    let line = |s: &mut String, row: &[&str]| {
+        let mut l = String::from(" ");
+        for (i, cell) in row.iter().enumerate() {
+            let pad = widths[i] - cell.chars().count();
+            l.push(' ');
+            if numeric[i] {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(cell);
+            } else {
+                l.push_str(cell);
+                l.push_str(&" ".repeat(pad));
+            }
+            l.push(' ');
+        }
+        s.push_str(l.trim_end());
+        s.push('\n');
+    };
+    let header: Vec<&str> = t.columns.iter().map(String::as_str).collect();
+    line(&mut s, &header);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
+    line(&mut s, &rule);
+    for r in &cells {
+        line(&mut s, r);
+    }
+    if t.total > t.rows.len() as u64 {
+        s.push_str(&format!("  ({} of {} rows)\n", t.rows.len(), t.total));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_numbers_right() {
+        let t = pg::Insight {
+            view: VIEWS[3],
+            columns: vec!["week_start".into(), "units".into(), "revenue".into()],
+            rows: vec![
+                vec![
+                    Some("2021-08-30".into()),
+                    Some("1".into()),
+                    Some("2.85".into()),
+                ],
+                vec![
+                    Some("2021-08-23".into()),
+                    Some("3".into()),
+                    Some("17.95".into()),
+                ],
+            ],
+            total: 3,
+        };
+        let want = "\
+Weekly Hazelnut revenue (hazelnut_revenue_weekly)
+  week_start  units  revenue
+  ----------  -----  -------
+  2021-08-30      1     2.85
+  2021-08-23      3    17.95
+  (2 of 3 rows)
+";
+        assert_eq!(render(&t), want);
+    }
+
+    #[test]
+    fn view_names_are_checked() {
+        for (names, want) in [
+            (vec![], Ok(VIEWS.len())),
+            (vec!["best_store_daily".to_string()], Ok(1)),
+            (vec!["nope".to_string()], Err("is not a view")),
+        ] {
+            match (chosen_views(&names), want) {
+                (Ok(v), Ok(n)) => assert_eq!(v.len(), n),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{e}"),
+                (got, _) => panic!("{names:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn skipped_notes() {
+        for (inc, out, want) in [
+            (0, 0, ""),
+            (1, 0, "; 1 batch without marker (incomplete) left alone"),
+            (
+                2,
+                3,
+                "; 2 batches without marker (incomplete) left alone, 3 old",
+            ),
+        ] {
+            assert_eq!(skipped_note(inc, out, "old"), want);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The warehouse side: staged batches into a star schema, safely and
+//! repeatably, on Amazon Redshift or PostgreSQL.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`schema`] | the star schema, the `loaded_batches` ledger and the analytics views, for both dialects, from one place |
+//! | [`plan`] | complete batches of a staging root, the COPY manifests and the steps of one load |
+//! | [`postgres`] | the same steps run against PostgreSQL, and the analytics read back |
+//!
+//! A load is one transaction: copy every planned batch into temporary
+//! tables, keep one row per id, `MERGE` into the targets, record the batches
+//! in the ledger. Ids are derived from content, so merging a row again
+//! changes nothing, and batches already in the ledger are dropped by the
+//! script itself: a plan run twice loads once.
+//!
+//! Native only: it reads files and talks to a database.
+
+pub mod plan;
+pub mod postgres;
+pub mod schema;
+
+pub use plan::{scan, Batch, Plan, S3Target, Scan};
+pub use schema::{Dialect, View, VIEWS};
+
+use std::fmt;
+
+/// Which part of the warehouse side an [`Error`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the staging root, writing manifests.
+    Plan,
+    /// Connecting, creating the schema, copying and merging.
+    Load,
+    /// Reading the analytics views.
+    Query,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Plan => "plan",
+            Phase::Load => "load",
+            Phase::Query => "query",
+        })
+    }
+}
+
+/// An error of the warehouse side. Its `Display` is fit to show a user:
+/// lowercase, the phase first, then the detail. It never carries a
+/// connection password or personal data (staged files hold none).
+#[derive(Debug)]
+pub struct Error {
+    phase: Phase,
+    message: String,
+}
+
+impl Error {
+    /// A new error in `phase`.
+    pub fn new(phase: Phase, message: impl Into<String>) -> Error {
+        Error {
+            phase,
+            message: message.into(),
+        }
+    }
+
+    /// The phase that failed.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The detail, without the phase.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} error: {}", self.phase, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_phase_then_detail() {
+        for (phase, msg, want) in [
+            (Phase::Plan, "no root", "plan error: no root"),
+            (Phase::Load, "copy failed", "load error: copy failed"),
+            (Phase::Query, "no view", "query error: no view"),
+        ] {
+            assert_eq!(Error::new(phase, msg).to_string(), want);
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! The warehouse schema, for Redshift and PostgreSQL, from one place.
+//!
+//! Column names and order come from [`Table::columns`] (the staging
+//! contract); this module only adds what a warehouse needs on top: types,
+//! keys, and where the rows live on a Redshift cluster. The analytics views
+//! are one SQL file, `sql/views.sql`, written in the subset both dialects
+//! speak, and listed in [`VIEWS`].
+//!
+//! Everything here is safe to run again: `CREATE TABLE IF NOT EXISTS`,
+//! `CREATE INDEX IF NOT EXISTS`, `CREATE OR REPLACE VIEW`.
+
+use crate::Table;
+use std::fmt::Write as _;
+
+/// A SQL dialect the warehouse speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// Amazon Redshift: distribution and sort keys, column encodings, COPY
+    /// from S3 manifests.
+    Redshift,
+    /// PostgreSQL 15 or later (`MERGE`): indexes instead of sort keys, COPY
+    /// from the client.
+    Postgres,
+}
+
+impl Dialect {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Redshift => "redshift",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+impl std::str::FromStr for Dialect {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Dialect, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "redshift" => Ok(Dialect::Redshift),
+            "postgres" | "postgresql" => Ok(Dialect::Postgres),
+            _ => Err(format!(
+                "unknown dialect {s:?}, expected redshift or postgres"
+            )),
+        }
+    }
+}
+
+/// The staged tables that are loaded, in load order (a row's references
+/// land before it). Rejects stay in the staging layout: the ledger keeps
+/// their count per batch.
+pub const LOADED: [Table; 4] = [
+    Table::Stores,
+    Table::Products,
+    Table::Transactions,
+    Table::BasketItems,
+];
+
+/// The columns a loaded row is matched on. Ids are derived from content, so
+/// the same key always carries the same values. A basket holds one line per
+/// (product, price), so its items are keyed on all three.
+pub fn key(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::Stores => &["store_id"],
+        Table::Products => &["product_id"],
+        Table::Transactions => &["transaction_id"],
+        Table::BasketItems => &["transaction_id", "product_id", "unit_price"],
+        Table::Rejects => &["line"],
+    }
+}
+
+/// What a column holds; each renders to one SQL type in both dialects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A UUID as text.
+    Uuid,
+    /// A batch id: 32 hex digits.
+    BatchId,
+    /// An HMAC-SHA256 as 64 hex digits.
+    Hex64,
+    /// Free text of at most this many bytes.
+    Text(u32),
+    /// Few distinct values (sizes, payment methods).
+    Label(u32),
+    /// `YYYY-MM-DD HH:MM:SS`, local time of the till.
+    Timestamp,
+    /// Money of one row: the core refuses amounts above 99,999,999.99.
+    Money,
+    /// Money summed over a batch.
+    Revenue,
+    /// A count within a row.
+    Int,
+    /// A count over a batch.
+    BigInt,
+}
+
+impl Kind {
+    /// The SQL type, the same in both dialects.
+    pub(crate) fn sql(self) -> String {
+        match self {
+            Kind::Uuid => "CHAR(36)".into(),
+            Kind::BatchId => "CHAR(32)".into(),
+            Kind::Hex64 => "CHAR(64)".into(),
+            Kind::Text(n) | Kind::Label(n) => format!("VARCHAR({n})"),
+            Kind::Timestamp => "TIMESTAMP".into(),
+            Kind::Money => "DECIMAL(10,2)".into(),
+            Kind::Revenue => "DECIMAL(14,2)".into(),
+            Kind::Int => "INTEGER".into(),
+            Kind::BigInt => "BIGINT".into(),
+        }
+    }
+
+    /// Redshift column encoding: AZ64 for numbers and times (Amazon's own,
+    /// best on them), BYTEDICT for a handful of distinct strings, ZSTD for
+    /// the rest (ids are random, so little compresses them much anyway).
+    fn encoding(self) -> &'static str {
+        match self {
+            Kind::Timestamp | Kind::Money | Kind::Revenue | Kind::Int | Kind::BigInt => "AZ64",
+            Kind::Label(_) => "BYTEDICT",
+            Kind::Uuid | Kind::BatchId | Kind::Hex64 | Kind::Text(_) => "ZSTD",
+        }
+    }
+}
+
+/// Type and nullability of a staged column. Panics on a column this module
+/// does not know: a unit test walks [`Table::columns`] so a column added to
+/// the staging contract fails here first.
+pub(crate) fn column(table: Table, name: &str) -> (Kind, bool) {
+    const NULL: bool = true;
+    const NOT_NULL: bool = false;
+    match (table, name) {
+        (Table::Stores, "store_id") => (Kind::Uuid, NOT_NULL),
+        // The core refuses store names over 100 bytes.
+        (Table::Stores, "store_name") => (Kind::Text(256), NOT_NULL),
+        (Table::Products, "product_id") => (Kind::Uuid, NOT_NULL),
+        // Empty size or flavour is staged as an empty field: NULL here.
+        (Table::Products, "size") => (Kind::Label(256), NULL),
+        (Table::Products, "name") => (Kind::Text(1024), NOT_NULL),
+        (Table::Products, "flavour") => (Kind::Text(1024), NULL),
+        (Table::Transactions, "transaction_id") => (Kind::Uuid, NOT_NULL),
+        (Table::Transactions, "store_id") => (Kind::Uuid, NOT_NULL),
+        (Table::Transactions, "occurred_at") => (Kind::Timestamp, NOT_NULL),
+        (Table::Transactions, "payment_method") => (Kind::Label(4), NOT_NULL),
+        (Table::Transactions, "total_price") => (Kind::Money, NOT_NULL),
+        (Table::Transactions, "item_count") => (Kind::Int, NOT_NULL),
+        // Empty when the batch was staged without a customer-key secret.
+        (Table::Transactions, "customer_key") => (Kind::Hex64, NULL),
+        (Table::Transactions, "batch_id") => (Kind::BatchId, NOT_NULL),
+        (Table::BasketItems, "transaction_id") => (Kind::Uuid, NOT_NULL),
+        (Table::BasketItems, "product_id") => (Kind::Uuid, NOT_NULL),
+        (Table::BasketItems, "quantity") => (Kind::Int, NOT_NULL),
+        (Table::BasketItems, "unit_price") => (Kind::Money, NOT_NULL),
+        // Items add up to the total, so a line never exceeds DECIMAL(10,2).
+        (Table::BasketItems, "line_total") => (Kind::Money, NOT_NULL),
+        _ => panic!("no warehouse type for {}.{name}", table.name()),
+    }
+}
+
+/// The ledger of loaded batches, one row per batch, from its report. The
+/// last column, `loaded_at`, is filled by the database.
+pub(crate) const LEDGER: [(&str, Kind, bool); 11] = [
+    ("batch_id", Kind::BatchId, false),
+    ("source", Kind::Text(1024), false),
+    ("format", Kind::Label(16), false),
+    ("rows_read", Kind::BigInt, false),
+    ("rows_staged", Kind::BigInt, false),
+    ("rows_rejected", Kind::BigInt, false),
+    ("transactions", Kind::BigInt, false),
+    ("basket_items", Kind::BigInt, false),
+    ("revenue", Kind::Revenue, false),
+    ("first_at", Kind::Timestamp, true),
+    ("last_at", Kind::Timestamp, true),
+];
+
+/// The name of the ledger table.
+pub const LEDGER_TABLE: &str = "loaded_batches";
+
+/// Where a table's rows live on a Redshift cluster, and why.
+struct Layout {
+    /// `None` for DISTSTYLE ALL.
+    dist_key: Option<&'static str>,
+    sort_key: &'static [&'static str],
+    why: &'static str,
+}
+
+fn layout(table: Table) -> Layout {
+    match table {
+        Table::Stores => Layout {
+            dist_key: None,
+            sort_key: &["store_id"],
+            why: "A few rows joined to every transaction: DISTSTYLE ALL keeps a copy on every \
+                  node, so the join never moves data.",
+        },
+        Table::Products => Layout {
+            dist_key: None,
+            sort_key: &["product_id"],
+            why: "Under a hundred rows joined to every basket line: DISTSTYLE ALL, as stores.",
+        },
+        Table::Transactions => Layout {
+            dist_key: Some("transaction_id"),
+            sort_key: &["occurred_at"],
+            why: "DISTKEY transaction_id puts a transaction on the same slice as its basket \
+                  lines (the largest join, and the MERGE on it); the ids are hashes, so \
+                  slices stay even, where store_id would pile London on one. SORTKEY \
+                  occurred_at: every view groups or filters by day, week or hour, and zone \
+                  maps then skip whole blocks.",
+        },
+        Table::BasketItems => Layout {
+            dist_key: Some("transaction_id"),
+            sort_key: &["transaction_id"],
+            why: "The largest table. Distributed and sorted on transaction_id, as its \
+                  transactions are distributed: the join and the MERGE stay on one slice \
+                  and can run as a merge join.",
+        },
+        Table::Rejects => unreachable!("rejects are not loaded"),
+    }
+}
+
+/// `CREATE TABLE` statements for the star schema and the ledger, and the
+/// PostgreSQL indexes that stand in for Redshift's sort keys.
+pub fn tables(dialect: Dialect) -> String {
+    let mut out = String::new();
+    for table in LOADED {
+        let layout = layout(table);
+        let cols: Vec<(&str, Kind, bool)> = table
+            .columns()
+            .iter()
+            .map(|&c| {
+                let (kind, nullable) = column(table, c);
+                (c, kind, nullable)
+            })
+            .collect();
+        if dialect == Dialect::Redshift {
+            comment(&mut out, layout.why);
+        }
+        let mut constraints = vec![format!("PRIMARY KEY ({})", key(table).join(", "))];
+        for (col, target) in references(table) {
+            constraints.push(format!(
+                "FOREIGN KEY ({col}) REFERENCES {} ({col})",
+                target.name()
+            ));
+        }
+        create_table(
+            &mut out,
+            dialect,
+            table.name(),
+            &cols,
+            &constraints,
+            &layout,
+        );
+    }
+    let ledger_layout = Layout {
+        dist_key: None,
+        sort_key: &["batch_id"],
+        why: "One row per batch; DISTSTYLE ALL so the plan's anti-join against it is local.",
+    };
+    if dialect == Dialect::Redshift {
+        comment(&mut out, ledger_layout.why);
+    }
+    let mut cols: Vec<(&str, Kind, bool)> = LEDGER.to_vec();
+    cols.push(("loaded_at", Kind::Timestamp, false));
+    create_table(
+        &mut out,
+        dialect,
+        LEDGER_TABLE,
+        &cols,
+        &["PRIMARY KEY (batch_id)".to_string()],
+        &ledger_layout,
+    );
+    if dialect == Dialect::Postgres {
+        comment(
+            &mut out,
+            "What Redshift's sort keys do for time ranges and joins; primary keys already \
+             index the ids.",
+        );
+        for (table, col) in [
+            (Table::Transactions, "occurred_at"),
+            (Table::Transactions, "store_id"),
+            (Table::BasketItems, "product_id"),
+        ] {
+            let name = table.name();
+            let _ = writeln!(
+                out,
+                "CREATE INDEX IF NOT EXISTS {name}_{col} ON {name} ({col});"
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The foreign keys of a table: informational on Redshift (the planner uses
+/// them), enforced on PostgreSQL, which is why the load merges in
+/// [`LOADED`] order.
+fn references(table: Table) -> &'static [(&'static str, Table)] {
+    match table {
+        Table::Transactions => &[("store_id", Table::Stores)],
+        Table::BasketItems => &[
+            ("transaction_id", Table::Transactions),
+            ("product_id", Table::Products),
+        ],
+        _ => &[],
+    }
+}
+
+fn create_table(
+    out: &mut String,
+    dialect: Dialect,
+    name: &str,
+    cols: &[(&str, Kind, bool)],
+    constraints: &[String],
+    layout: &Layout,
+) {
+    let _ = writeln!(out, "CREATE TABLE IF NOT EXISTS {name} (");
+    let mut lines = Vec::new();
+    for (col, kind, nullable) in cols {
+        let mut line = format!("    {col} {}", kind.sql());
+        if !nullable {
+            line.push_str(" NOT NULL");
+        }
+        if *col == "loaded_at" {
+            line.push_str(match dialect {
+                Dialect::Redshift => " DEFAULT GETDATE()",
+                Dialect::Postgres => " DEFAULT (now() AT TIME ZONE 'utc')",
+            });
+        }
+        if dialect == Dialect::Redshift {
+            // The leading sort key column stays raw: compressing it makes
+            // range-restricted scans read more blocks, not fewer.
+            let enc = if layout.sort_key.first() == Some(col) {
+                "RAW"
+            } else {
+                kind.encoding()
+            };
+            line.push_str(" ENCODE ");
+            line.push_str(enc);
+        }
+        lines.push(line);
+    }
+    lines.extend(constraints.iter().map(|c| format!("    {c}")));
+    out.push_str(&lines.join(",\n"));
+    out.push_str("\n)");
+    if dialect == Dialect::Redshift {
+        match layout.dist_key {
+            Some(k) => {
+                let _ = write!(out, "\nDISTSTYLE KEY DISTKEY ({k})");
+            }
+            None => out.push_str("\nDISTSTYLE ALL"),
+        }
+        let _ = write!(out, "\nSORTKEY ({})", layout.sort_key.join(", "));
+    }
+    out.push_str(";\n\n");
+}
+
+fn comment(out: &mut String, text: &str) {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut line = String::from("--");
+    for w in words {
+        if line.len() + 1 + w.len() > 78 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("--");
+        }
+        line.push(' ');
+        line.push_str(w);
+    }
+    out.push_str(&line);
+    out.push('\n');
+}
+
+/// The analytics views: one file for both dialects.
+pub const VIEWS_SQL: &str = include_str!("../../sql/views.sql");
+
+/// An analytics view, as `cafe-etl insights` and the dashboard show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct View {
+    /// The view's name in `sql/views.sql`.
+    pub name: &'static str,
+    /// A heading for people.
+    pub title: &'static str,
+    /// Newest or most telling rows first.
+    pub order_by: &'static str,
+}
+
+/// Every view of `sql/views.sql`, the brief's four questions first.
+pub const VIEWS: &[View] = &[
+    View {
+        name: "coffees_sold_per_type_weekly",
+        title: "Coffees sold per type per week",
+        order_by: "week_start DESC, units DESC, coffee_type",
+    },
+    View {
+        name: "best_store_daily",
+        title: "Best store per day (by revenue)",
+        order_by: "day DESC, store_name",
+    },
+    View {
+        name: "best_store_weekly",
+        title: "Best store per week (by revenue)",
+        order_by: "week_start DESC, store_name",
+    },
+    View {
+        name: "hazelnut_revenue_weekly",
+        title: "Weekly Hazelnut revenue",
+        order_by: "week_start DESC",
+    },
+    View {
+        name: "large_latte_revenue_daily",
+        title: "Daily Large Latte revenue",
+        order_by: "day DESC",
+    },
+    View {
+        name: "product_sales_weekly",
+        title: "Units and revenue per product per week",
+        order_by: "week_start DESC, revenue DESC, product",
+    },
+    View {
+        name: "store_sales_daily",
+        title: "Revenue and transactions per store per day",
+        order_by: "day DESC, revenue DESC, store_name",
+    },
+    View {
+        name: "store_sales_weekly",
+        title: "Revenue and transactions per store per week",
+        order_by: "week_start DESC, revenue DESC, store_name",
+    },
+    View {
+        name: "store_hourly_transactions",
+        title: "Transactions per hour of the day per store",
+        order_by: "store_name, hour",
+    },
+    View {
+        name: "average_basket_weekly",
+        title: "Average basket per store per week",
+        order_by: "week_start DESC, store_name",
+    },
+    View {
+        name: "payment_mix_weekly",
+        title: "Cash and card per store per week",
+        order_by: "week_start DESC, store_name",
+    },
+    View {
+        name: "customers_new_returning_weekly",
+        title: "New and returning customers per store per week",
+        order_by: "week_start DESC, store_name",
+    },
+];
+
+/// Everything a warehouse needs, in order: tables, ledger, (indexes),
+/// views. Prints as `cafe-etl sql ddl --dialect ...`.
+pub fn ddl(dialect: Dialect) -> String {
+    let mut out = format!(
+        "-- cafe-etl warehouse schema for {}: star schema, the {LEDGER_TABLE} ledger,\n\
+         -- analytics views. Generated by `cafe-etl sql ddl --dialect {}`; safe to run again.\n\n",
+        match dialect {
+            Dialect::Redshift => "Amazon Redshift",
+            Dialect::Postgres => "PostgreSQL 15+",
+        },
+        dialect.name()
+    );
+    out.push_str(&tables(dialect));
+    out.push_str(VIEWS_SQL);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_staged_column_has_a_type() {
+        for table in LOADED {
+            for c in table.columns() {
+                let (kind, _) = column(table, c);
+                assert!(!kind.sql().is_empty());
+            }
+            for k in key(table) {
+                assert!(table.columns().contains(k), "{}.{k}", table.name());
+                assert!(!column(table, k).1, "key column {k} is nullable");
+            }
+        }
+    }
+
+    #[test]
+    fn dialects_parse_by_name() {
+        for (s, want) in [
+            ("redshift", Some(Dialect::Redshift)),
+            ("Postgres", Some(Dialect::Postgres)),
+            ("postgresql", Some(Dialect::Postgres)),
+            ("mysql", None),
+        ] {
+            assert_eq!(s.parse::<Dialect>().ok(), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn ddl_per_dialect() {
+        // (dialect, must contain, must not contain)
+        let cases: &[(Dialect, &[&str], &[&str])] = &[
+            (
+                Dialect::Redshift,
+                &[
+                    "DISTSTYLE KEY DISTKEY (transaction_id)",
+                    "DISTSTYLE ALL",
+                    "SORTKEY (occurred_at)",
+                    "occurred_at TIMESTAMP NOT NULL ENCODE RAW",
+                    "total_price DECIMAL(10,2) NOT NULL ENCODE AZ64",
+                    "payment_method VARCHAR(4) NOT NULL ENCODE BYTEDICT",
+                    "DEFAULT GETDATE()",
+                    "PRIMARY KEY (transaction_id, product_id, unit_price)",
+                ],
+                &["CREATE INDEX", "now()"],
+            ),
+            (
+                Dialect::Postgres,
+                &[
+                    "CREATE INDEX IF NOT EXISTS transactions_occurred_at",
+                    "total_price DECIMAL(10,2) NOT NULL,",
+                    "FOREIGN KEY (store_id) REFERENCES stores (store_id)",
+                    "now() AT TIME ZONE 'utc'",
+                ],
+                &["ENCODE", "DISTKEY", "SORTKEY", "GETDATE"],
+            ),
+        ];
+        for (dialect, yes, no) in cases {
+            let sql = tables(*dialect);
+            for s in *yes {
+                assert!(sql.contains(s), "{dialect:?} lacks {s}:\n{sql}");
+            }
+            for s in *no {
+                assert!(!sql.contains(s), "{dialect:?} has {s}:\n{sql}");
+            }
+            for table in LOADED {
+                for c in table.columns() {
+                    assert!(sql.contains(&format!("    {c} ")), "{c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn views_file_and_list_agree() {
+        let mut in_file: Vec<&str> = VIEWS_SQL
+            .lines()
+            .filter_map(|l| l.strip_prefix("CREATE OR REPLACE VIEW "))
+            .map(|l| l.split_whitespace().next().unwrap_or(""))
+            .collect();
+        let mut listed: Vec<&str> = VIEWS.iter().map(|v| v.name).collect();
+        in_file.sort();
+        listed.sort();
+        assert_eq!(in_file, listed);
+    }
+}
