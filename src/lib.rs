@@ -68,7 +68,7 @@ pub mod validate;
 pub mod warehouse;
 
 #[cfg(target_arch = "wasm32")]
-mod wasm;
+pub mod wasm;
 
 pub use error::{Error, Position, Stage};
 pub use pipeline::{
