@@ -604,13 +604,14 @@ function put(url, file, sha256, onProgress) {
 }
 
 function httpMessage(status, body, text) {
-  const detail = body && (body.error || body.message) ? `: ${body.error || body.message}` : '';
+  const detail = body && (body.message || body.error) ? `: ${body.message || body.error}` : '';
   switch (status) {
     case 400: return `The upload service refused the file${detail}.`;
     case 401: return `The branch token was not accepted (missing, mistyped or expired)${detail}. Ask head office for a new one.`;
     case 403: return `This token is for another branch: the file holds rows of a store the token does not cover${detail}. Nothing was staged.`;
     case 413: return `The file is too big for the upload service${detail}.`;
     case 415: return `The upload service did not take this as a CSV file${detail}.`;
+    case 428: return `The upload service wants the file's checksum${detail}.`;
     case 502: return `The upload service could not store the file in the warehouse bucket${detail}. Nothing was staged; try again later.`;
     default: {
       const snippet = !detail && text ? `: ${text.slice(0, 200)}` : detail;
@@ -659,14 +660,24 @@ async function listBatches() {
     show('Nothing staged yet.');
     return;
   }
+  const columns = [
+    ['staged_at', 'Staged at', (v) => v],
+    ['source', 'File', (v) => v],
+    ['rows_staged', 'Rows sent', (v) => count.format(v)],
+    ['rows_rejected', 'Rejected', (v) => count.format(v)],
+    ['revenue_pence', 'Revenue', (v) => money.format(v / 100)],
+    ['batch_id', 'Batch id', (v) => v],
+  ].filter(([key]) => batches.some((b) => b && typeof b === 'object' && b[key] !== undefined && b[key] !== null));
   const table = document.createElement('table');
-  const cols = ['batch_id', 'source', 'store', 'rows_staged', 'rows_rejected', 'staged_at', 'key']
-    .filter((c) => batches.some((b) => b && typeof b === 'object' && c in b));
+  const caption = document.createElement('caption');
+  caption.textContent = body.bucket
+    ? `${plural(batches.length, 'batch', 'batches')} of ${body.store || 'this branch'} in ${body.bucket}/${body.prefix || ''}${body.truncated ? ' (the newest; there are more)' : ''}`
+    : plural(batches.length, 'batch', 'batches');
   const head = document.createElement('tr');
-  for (const c of cols.length ? cols : ['batch']) {
+  for (const [, label] of columns.length ? columns : [[null, 'Batch']]) {
     const th = document.createElement('th');
     th.scope = 'col';
-    th.textContent = c.replaceAll('_', ' ');
+    th.textContent = label;
     head.append(th);
   }
   const thead = document.createElement('thead');
@@ -674,7 +685,9 @@ async function listBatches() {
   const tbody = document.createElement('tbody');
   for (const b of batches) {
     const tr = document.createElement('tr');
-    const values = cols.length ? cols.map((c) => b[c] ?? '') : [typeof b === 'string' ? b : JSON.stringify(b)];
+    const values = columns.length
+      ? columns.map(([key, , format]) => (b[key] === undefined || b[key] === null ? '' : format(b[key])))
+      : [typeof b === 'string' ? b : JSON.stringify(b)];
     for (const v of values) {
       const td = document.createElement('td');
       td.textContent = String(v);
@@ -682,7 +695,7 @@ async function listBatches() {
     }
     tbody.append(tr);
   }
-  table.append(thead, tbody);
+  table.append(caption, thead, tbody);
   const wrap = document.createElement('div');
   wrap.className = 'table-wrap';
   wrap.append(table);

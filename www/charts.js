@@ -28,9 +28,9 @@ function truncate(s, n) {
  */
 export function horizontalBars({ title, data, idPrefix }) {
   const rowH = 22;
-  const labelW = 190;
-  const barW = 230;
-  const valueW = 80;
+  const labelW = 236;
+  const barW = 190;
+  const valueW = 104;
   const width = labelW + barW + valueW;
   const height = Math.max(1, data.length) * rowH + 4;
   const max = Math.max(1, ...data.map((d) => d.value));
@@ -44,7 +44,7 @@ export function horizontalBars({ title, data, idPrefix }) {
     const w = Math.max(1, (d.value / max) * barW);
     const g = el('g', { class: 'bar' });
     g.append(el('title', {}, `${d.label}: ${d.text}`));
-    g.append(el('text', { x: labelW - 6, y: y + rowH * 0.68, 'text-anchor': 'end', class: 'label' }, truncate(d.label, 30)));
+    g.append(el('text', { x: labelW - 6, y: y + rowH * 0.68, 'text-anchor': 'end', class: 'label' }, truncate(d.label, 34)));
     g.append(el('rect', { x: labelW, y: y + 3, width: w.toFixed(1), height: rowH - 6, rx: 2 }));
     g.append(el('text', { x: labelW + w + 4, y: y + rowH * 0.68, class: 'value' }, d.text));
     svg.append(g);
@@ -61,7 +61,8 @@ export function columns({ title, data, idPrefix, every = 3 }) {
   const height = 170;
   const base = 145;
   const top = 10;
-  const slot = width / Math.max(1, data.length);
+  const left = 14; // room for the first label, centred under its column
+  const slot = (width - 2 * left) / Math.max(1, data.length);
   const max = Math.max(1, ...data.map((d) => d.value));
   const svg = el('svg', {
     viewBox: `0 0 ${width} ${height}`, width: '100%', role: 'img',
@@ -72,7 +73,7 @@ export function columns({ title, data, idPrefix, every = 3 }) {
   svg.append(el('line', { x1: 0, x2: width, y1: base, y2: base, class: 'axis' }));
   data.forEach((d, i) => {
     const h = (d.value / max) * (base - top);
-    const x = i * slot;
+    const x = left + i * slot;
     const g = el('g', { class: 'bar' });
     g.append(el('title', {}, `${d.label}: ${d.text}`));
     if (d.value > 0) {
