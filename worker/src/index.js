@@ -96,7 +96,10 @@ export class S3 {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
       const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), Math.min(timeoutMs, remaining));
+      // The attempt's timeout grows with the body (at least 1 MB/s is expected), so a
+      // large part on a slow link is not cut off and sent again for ever.
+      const limit = Math.min(timeoutMs + Math.ceil((body?.length ?? 0) / 1000), remaining);
+      const timer = setTimeout(() => controller.abort(), limit);
       this.stats.requests++;
       if (attempt > 0) this.stats.retries++;
       try {
@@ -122,7 +125,7 @@ export class S3 {
         last = `${what}: S3 answered ${res.status}`;
       } catch (e) {
         if (!(e instanceof RetryableAnswer)) {
-          last = `${what}: ${controller.signal.aborted ? `no answer within ${Math.min(timeoutMs, remaining)} ms` : `connection failed (${e?.message ?? e})`}`;
+          last = `${what}: ${controller.signal.aborted ? `no answer within ${limit} ms` : `connection failed (${e?.message ?? e})`}`;
         }
         lastStatus = null;
       } finally {

@@ -94,6 +94,9 @@ export async function startS3({ dir, port, bucket = 'cafe-staging', accessKeyId,
     throw new Error(`${e.message}\n${stderr}`);
   }
   const endpoint = `http://127.0.0.1:${port}`;
+  // s3s-fs does not implement ListMultipartUploads; it keeps an open upload as
+  // `.upload-<id>.json` (and its parts) in its root folder until completed or aborted.
+  const openUploads = () => fs.readdirSync(dir).filter((f) => /^\.upload[-_]/.test(f));
   const client = new S3Reader({ endpoint, bucket, accessKeyId, secretAccessKey });
   const made = await client.fetch('PUT', '');
   if (made.status !== 200 && made.status !== 409) {
@@ -109,6 +112,7 @@ export async function startS3({ dir, port, bucket = 'cafe-staging', accessKeyId,
     dir,
     client,
     child,
+    openUploads,
     async stop() {
       if (child.exitCode === null) {
         child.kill('SIGTERM');
@@ -158,13 +162,6 @@ export class S3Reader {
       token = /<IsTruncated>true<\/IsTruncated>/.test(xml) ? /<NextContinuationToken>([^<]*)</.exec(xml)?.[1] : null;
     } while (token);
     return out.sort();
-  }
-  /** Open (unfinished) multipart uploads under a prefix. */
-  async openMultipartUploads(prefix = '') {
-    const r = await this.fetch('GET', '', `?uploads&prefix=${encodeURIComponent(prefix)}`);
-    const xml = await r.text();
-    if (r.status !== 200) return { supported: false, uploads: [] };
-    return { supported: true, uploads: [...xml.matchAll(/<Upload>([\s\S]*?)<\/Upload>/g)].map((m) => m[1]) };
   }
   async deleteAll(prefix = '') {
     for (const k of await this.keys(prefix)) await this.fetch('DELETE', k);
@@ -334,6 +331,7 @@ export class FaultProxy {
   set(mode) {
     this.mode = mode;
     this.failuresLeft = 0;
+    this.rules = [];
   }
 
   /** The next `n` requests fail (cycling through `kinds`), then everything passes. */
@@ -349,10 +347,38 @@ export class FaultProxy {
     this.seen.byKind[kind] = (this.seen.byKind[kind] ?? 0) + 1;
   }
 
+  /**
+   * The next `n` requests that `match(req)` fails (cycling through `kinds`), whatever
+   * the mode; e.g. only part uploads, or only the marker PUT (n = Infinity).
+   */
+  failNext(n, kinds, match = () => true) {
+    this.rules ??= [];
+    this.rules.push({ left: n, kinds: [].concat(kinds), i: 0, match });
+  }
+
+  clearRules() {
+    this.rules = [];
+  }
+
+  /** Stops listening: connections are refused until resume(). */
+  async pause() {
+    for (const s of this.sockets) s.destroy();
+    await new Promise((r) => this.server.close(r));
+  }
+
+  async resume() {
+    this.server.listen(this.port, '127.0.0.1');
+    await once(this.server, 'listening');
+  }
+
   handle(req, res) {
     this.seen.total++;
     let kind = this.mode;
-    if (kind === 'flap') {
+    const rule = (this.rules ?? []).find((r) => r.left > 0 && r.match(req));
+    if (rule) {
+      rule.left--;
+      kind = rule.kinds[rule.i++ % rule.kinds.length];
+    } else if (kind === 'flap') {
       if (this.failuresLeft > 0) {
         this.failuresLeft--;
         kind = this.flapKinds[this.flapIndex++ % this.flapKinds.length];
@@ -360,6 +386,7 @@ export class FaultProxy {
         kind = 'pass';
       }
     }
+    if (process.env.PROXY_DEBUG) console.log(`# proxy ${Date.now() % 100000} ${req.method} ${req.url.slice(0, 90)} -> ${kind}`);
     if (kind === '503' || kind === '500') {
       this.count(kind);
       req.resume();
@@ -381,11 +408,11 @@ export class FaultProxy {
       { host: this.target.host, port: this.target.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
         if (kind === 'drop-mid-answer') {
+          // S3 did the work; the answer is cut off inside its status line.
           this.count(kind);
-          res.writeHead(up.statusCode, up.headers);
-          res.write('<?xml');
-          setTimeout(() => res.socket?.destroy(), 5);
           up.resume();
+          req.socket.end(`HTTP/1.1 ${up.statusCode} OK\r\ncontent-le`);
+          setTimeout(() => req.socket.destroy(), 5);
           return;
         }
         res.writeHead(up.statusCode, up.headers);
@@ -558,4 +585,41 @@ export async function upload(url, token, name, bytes, { sha256 = true, headers =
 export async function batchIdOf(bytes) {
   const { createHash } = await import('node:crypto');
   return createHash('sha256').update(bytes).digest('hex').slice(0, 32);
+}
+
+/** SHA-256 and line count of a gzip file's text (for files too big to diff). */
+export async function gzDigest(bytes) {
+  const { createHash } = await import('node:crypto');
+  const { createGunzip } = await import('node:zlib');
+  const { Readable } = await import('node:stream');
+  const hash = createHash('sha256');
+  let lines = 0;
+  let size = 0;
+  const source = typeof bytes === 'string' ? fs.createReadStream(bytes) : Readable.from([Buffer.from(bytes)]);
+  for await (const chunk of source.pipe(createGunzip())) {
+    hash.update(chunk);
+    size += chunk.length;
+    for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) lines++;
+  }
+  return { sha256: hash.digest('hex'), lines, size };
+}
+
+/**
+ * A large batch in S3 against `cafe-etl transform` of the same file: per table, the
+ * decompressed text's SHA-256 and line count; and the report.
+ */
+export async function assertLargeSameAsCli(assert, stack, file, batchId) {
+  const out = cliTransform(file, stack.customerKeySecret);
+  const tables = {};
+  for (const t of ['stores', 'products', 'transactions', 'basket_items', 'rejects']) {
+    const cli = await gzDigest(path.join(out, t, `${batchId}.csv.gz`));
+    const staged = await stack.s3.client.get(`${stack.prefix}${t}/${batchId}.csv.gz`);
+    assert.ok(staged, `${t} is in S3`);
+    assert.deepEqual(await gzDigest(staged), cli, `${t}: the same rows as the CLI`);
+    tables[t] = { ...cli, gz: staged.length };
+  }
+  const marker = JSON.parse(Buffer.from(await stack.s3.client.get(`${stack.prefix}batches/${batchId}.json`)).toString('utf8'));
+  assert.deepEqual(marker, JSON.parse(fs.readFileSync(path.join(out, 'batches', `${batchId}.json`), 'utf8')));
+  fs.rmSync(out, { recursive: true, force: true });
+  return { marker, tables };
 }
