@@ -126,8 +126,8 @@ SELECT CAST(DATE_TRUNC('week', t.occurred_at) AS DATE) AS week_start,
        s.store_name,
        SUM(CASE WHEN t.payment_method = 'CASH' THEN 1 ELSE 0 END) AS cash_transactions,
        SUM(CASE WHEN t.payment_method = 'CARD' THEN 1 ELSE 0 END) AS card_transactions,
-       SUM(CASE WHEN t.payment_method = 'CASH' THEN t.total_price ELSE 0 END) AS cash_revenue,
-       SUM(CASE WHEN t.payment_method = 'CARD' THEN t.total_price ELSE 0 END) AS card_revenue,
+       SUM(CASE WHEN t.payment_method = 'CASH' THEN t.total_price ELSE CAST(0 AS DECIMAL(10,2)) END) AS cash_revenue,
+       SUM(CASE WHEN t.payment_method = 'CARD' THEN t.total_price ELSE CAST(0 AS DECIMAL(10,2)) END) AS card_revenue,
        ROUND(100 * CAST(SUM(CASE WHEN t.payment_method = 'CARD' THEN 1 ELSE 0 END) AS DECIMAL(18,2)) / COUNT(*), 1) AS card_share_pct
 FROM transactions t
 JOIN stores s ON s.store_id = t.store_id

@@ -67,10 +67,20 @@ pub fn check_version(client: &mut Client) -> Result<(), Error> {
 /// Creates the tables, the ledger and the views where they are missing
 /// (and replaces the views): `cafe-etl sql ddl --dialect postgres`.
 pub fn apply_schema(client: &mut Client) -> Result<(), Error> {
-    client
-        .batch_execute(&schema::ddl(Dialect::Postgres))
-        .map_err(|e| db_error(Phase::Load, "creating the schema", &e))
+    let err = |e: postgres::Error| db_error(Phase::Load, "creating the schema", &e);
+    let mut tx = client.transaction().map_err(err)?;
+    // Two loads creating the same table at once would clash in the catalog
+    // (`CREATE TABLE IF NOT EXISTS` is not atomic): one waits for the other.
+    tx.batch_execute(&format!(
+        "SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {}",
+        schema::ddl(Dialect::Postgres)
+    ))
+    .map_err(err)?;
+    tx.commit().map_err(err)
 }
+
+/// The advisory lock key of [`apply_schema`]: "cafe-etl" in ASCII.
+const SCHEMA_LOCK: i64 = 0x6361_6665_2d65_746c;
 
 /// The batch ids in the ledger.
 pub fn loaded_batch_ids(client: &mut Client) -> Result<HashSet<String>, Error> {

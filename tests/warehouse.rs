@@ -1,0 +1,968 @@
+//! The warehouse side end to end: staged batches through `load-plan` (the
+//! Redshift script, parsed here with sqlparser's Redshift dialect) and
+//! `load` (run against a real PostgreSQL), the analytics views, `insights`
+//! and the Grafana dashboard.
+//!
+//! The PostgreSQL tests need `CAFE_ETL_TEST_POSTGRES`, the URL of a
+//! database they may create schemas in; `scripts/test-warehouse` starts
+//! the local cluster and sets it. Without it they say plainly that they are
+//! skipped, and fail under CI (`CI` set), where skipping would hide them.
+//! Each test works in a schema of its own, so they run in parallel.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+use cafe_etl::warehouse::{postgres as wpg, schema, VIEWS};
+use cafe_etl::{marker_key, Table};
+use postgres::{Client, NoTls, SimpleQueryMessage};
+use sqlparser::ast::{CopySource, CopyTarget, Statement};
+use sqlparser::dialect::RedshiftSqlDialect;
+use sqlparser::parser::Parser;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const URL_VAR: &str = "CAFE_ETL_TEST_POSTGRES";
+const SECRET_VAR: &str = "CAFE_ETL_TEST_CUSTOMER_KEY_SECRET";
+
+fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// The test database, or `None` (said plainly) outside CI.
+fn database_url(test: &str) -> Option<String> {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if in_ci() => panic!(
+            "{URL_VAR} is not set, so {test} cannot reach PostgreSQL; in CI run the warehouse \
+             tests through scripts/test-warehouse, which starts PostgreSQL and sets it"
+        ),
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: {URL_VAR} is not set; scripts/test-warehouse starts PostgreSQL and runs these tests"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh schema of its own for one test.
+struct Db {
+    url: String,
+    client: Client,
+}
+
+fn fresh_db(test: &str) -> Option<Db> {
+    let base = database_url(test)?;
+    let schema = format!("test_{test}");
+    let mut admin =
+        Client::connect(&base, NoTls).unwrap_or_else(|e| panic!("{URL_VAR} does not connect: {e}"));
+    admin
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let client = Client::connect(&url, NoTls).unwrap();
+    Some(Db { url, client })
+}
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/warehouse")
+}
+
+fn real_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/real/current")
+}
+
+fn cafe_etl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cafe-etl"))
+        .args(args)
+        .env(SECRET_VAR, "a warehouse test secret")
+        .env_remove("CAFE_ETL_POSTGRES")
+        .output()
+        .expect("cafe-etl runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs cafe-etl and wants exit code 0; gives stdout and stderr together.
+fn ok(args: &[&str]) -> (String, String) {
+    let out = cafe_etl(args);
+    assert!(
+        out.status.success(),
+        "cafe-etl {args:?} exited {:?}: {}{}",
+        out.status.code(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    (text(&out.stdout), text(&out.stderr))
+}
+
+/// Stages `inputs` under `root` with a customer-key secret; exit code 1
+/// (some rows rejected) is fine.
+fn stage(inputs: &Path, root: &Path) -> String {
+    let out = cafe_etl(&[
+        "transform",
+        "--out",
+        root.to_str().unwrap(),
+        "--customer-key-secret-env",
+        SECRET_VAR,
+        inputs.to_str().unwrap(),
+    ]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "transform failed: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+fn load(url: &str, root: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["load", "--postgres", url, "--root", root.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    ok(&args).0
+}
+
+/// Rows of a query as text (NULL as the empty string).
+fn rows(client: &mut Client, sql: &str) -> Vec<Vec<String>> {
+    client
+        .simple_query(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+fn table(rows: &[&[&str]]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect()
+}
+
+fn count(client: &mut Client, sql: &str) -> u64 {
+    rows(client, sql)[0][0].parse().unwrap()
+}
+
+/// Row count and an md5 of every row of each table (the ledger without
+/// `loaded_at`, which is when, not what).
+fn fingerprint(client: &mut Client) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for t in schema::LOADED {
+        let name = t.name();
+        let r = rows(
+            client,
+            &format!(
+                "SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {name} t"
+            ),
+        );
+        out.insert(name.to_string(), r[0].clone());
+    }
+    let r = rows(
+        client,
+        "SELECT count(*), md5(coalesce(string_agg(concat_ws(',', batch_id, source, rows_staged, \
+         rows_rejected, revenue, first_at), '|' ORDER BY batch_id), '')) FROM loaded_batches",
+    );
+    out.insert("loaded_batches".into(), r[0].clone());
+    out
+}
+
+/// The names and card numbers of raw exports, as one case-insensitive
+/// searcher, and how many there are.
+fn personal_data(files: &[PathBuf]) -> (AhoCorasick, usize) {
+    let mut needles = BTreeSet::new();
+    for f in files {
+        for rec in csv_records(f) {
+            if rec.len() >= 7 {
+                for field in [&rec[2], &rec[6]] {
+                    let v = field.trim();
+                    if v.len() >= 3 {
+                        needles.insert(v.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let n = needles.len();
+    let ac = AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build(needles)
+        .unwrap();
+    (ac, n)
+}
+
+fn assert_no_personal_data(ac: &AhoCorasick, what: &str, haystack: &str) {
+    if let Some(m) = ac.find(haystack) {
+        panic!(
+            "{what} holds personal data at byte {} (pattern {})",
+            m.start(),
+            m.pattern().as_usize()
+        );
+    }
+}
+
+/// Every text column of every table and view in the test's schema.
+fn assert_no_personal_data_in_db(ac: &AhoCorasick, client: &mut Client) -> usize {
+    let cols = rows(
+        client,
+        "SELECT table_name, column_name FROM information_schema.columns \
+         WHERE table_schema = current_schema() \
+         AND data_type IN ('character', 'character varying', 'text') ORDER BY 1, 2",
+    );
+    for c in &cols {
+        let values = rows(
+            client,
+            &format!(
+                "SELECT DISTINCT {col}::text FROM {t} WHERE {col} IS NOT NULL",
+                t = c[0],
+                col = c[1]
+            ),
+        );
+        for v in values {
+            assert_no_personal_data(ac, &format!("column {}.{}", c[0], c[1]), &v[0]);
+        }
+    }
+    cols.len()
+}
+
+fn csv_records(path: &Path) -> Vec<csv::StringRecord> {
+    let bytes = std::fs::read(path).unwrap();
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(&bytes[..])
+        .records()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+fn gunzip(path: &Path) -> String {
+    let mut s = String::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}
+
+fn csv_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn batch_of(file: &Path) -> String {
+    cafe_etl::batch_id(&std::fs::read(file).unwrap())
+}
+
+/// `6.45` or `4` or `6.5` as pence, without the core's parser.
+fn pence(s: &str) -> i64 {
+    let (int, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
+    let frac = format!("{frac:0<2}");
+    int.parse::<i64>().unwrap() * 100 + frac[..2].parse::<i64>().unwrap()
+}
+
+#[test]
+fn pence_reader_table() {
+    for (s, p) in [("4", 400), ("6.5", 650), ("6.45", 645), ("0.05", 5)] {
+        assert_eq!(pence(s), p, "{s}");
+    }
+}
+
+#[test]
+fn load_plan_writes_manifests_and_a_redshift_script_that_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    let staged = stage(&fixture_dir(), &root);
+    let files = csv_files(&fixture_dir());
+    let (pii, _) = personal_data(&files);
+    assert_no_personal_data(&pii, "transform output", &staged);
+    // One batch still being staged: its marker is not there yet.
+    let unmarked = batch_of(&fixture_dir().join("york_01-09-2021_09-00-00.csv"));
+    std::fs::remove_file(root.join(marker_key(&unmarked))).unwrap();
+
+    let s3 = "s3://cafe-staging/prod";
+    let role = "arn:aws:iam::123456789012:role/cafe-loader";
+    let (script, note) = ok(&[
+        "load-plan",
+        "--root",
+        root.to_str().unwrap(),
+        "--s3-url",
+        s3,
+        "--iam-role",
+        role,
+        "--region",
+        "eu-west-2",
+    ]);
+    assert!(
+        note.contains("5 batches") && note.contains("1 batch without marker"),
+        "{note}"
+    );
+    assert_no_personal_data(&pii, "the load script", &script);
+
+    let statements = Parser::parse_sql(&RedshiftSqlDialect {}, &script)
+        .unwrap_or_else(|e| panic!("the Redshift script does not parse: {e}\n{script}"));
+    assert!(matches!(
+        statements.first(),
+        Some(Statement::StartTransaction { .. })
+    ));
+    assert!(matches!(statements.last(), Some(Statement::Commit { .. })));
+
+    // One COPY per loaded table, from its manifest, with explicit columns.
+    let mut copied = Vec::new();
+    for st in &statements {
+        if let Statement::Copy {
+            source:
+                CopySource::Table {
+                    table_name,
+                    columns,
+                },
+            to: false,
+            target: CopyTarget::File { filename },
+            ..
+        } = st
+        {
+            let table = schema::LOADED
+                .into_iter()
+                .find(|t| table_name.to_string() == format!("tmp_copy_{}", t.name()))
+                .unwrap_or_else(|| panic!("COPY into {table_name}"));
+            let cols: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+            assert_eq!(cols, table.columns(), "{table_name}");
+            let sql = st.to_string();
+            for option in [
+                "MANIFEST",
+                "CSV",
+                "GZIP",
+                "EMPTYASNULL",
+                "TIMEFORMAT 'YYYY-MM-DD HH:MI:SS'",
+                &format!("IAM_ROLE '{role}'"),
+                "REGION 'eu-west-2'",
+            ] {
+                assert!(sql.contains(option), "{option} missing: {sql}");
+            }
+            copied.push((table, filename.clone()));
+        }
+    }
+    assert_eq!(
+        copied.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        schema::LOADED.to_vec()
+    );
+    let merges: Vec<String> = statements
+        .iter()
+        .filter_map(|s| match s {
+            Statement::Merge(m) => Some(m.table.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        merges,
+        ["stores", "products", "transactions", "basket_items"]
+    );
+    let ledger = statements
+        .iter()
+        .position(|s| s.to_string().starts_with("INSERT INTO loaded_batches"))
+        .expect("a ledger insert");
+    let last_merge = statements
+        .iter()
+        .rposition(|s| matches!(s, Statement::Merge(_)))
+        .unwrap();
+    assert!(ledger > last_merge, "the ledger is written after the rows");
+
+    // Each manifest is where the COPY reads it, and lists every complete
+    // batch's file with its size.
+    let plan_dir = std::fs::read_dir(root.join("manifests"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut ids: Vec<String> = files
+        .iter()
+        .map(|f| batch_of(f))
+        .filter(|id| *id != unmarked)
+        .collect();
+    ids.sort();
+    for (table, url) in &copied {
+        let manifest = plan_dir.join(format!("{}.manifest", table.name()));
+        let rel = manifest.strip_prefix(&root).unwrap().to_str().unwrap();
+        assert_eq!(url, &format!("{s3}/{rel}"));
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        assert_no_personal_data(&pii, "a manifest", &text);
+        let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let entries = m["entries"].as_array().unwrap();
+        let listed: Vec<String> = entries
+            .iter()
+            .map(|e| e["url"].as_str().unwrap().to_string())
+            .collect();
+        let want: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{s3}/{}", table.key(id)))
+            .collect();
+        assert_eq!(listed, want);
+        for (e, id) in entries.iter().zip(&ids) {
+            assert_eq!(e["mandatory"], true);
+            let size = std::fs::metadata(root.join(table.key(id))).unwrap().len();
+            assert_eq!(e["meta"]["content_length"].as_u64(), Some(size));
+        }
+    }
+
+    // The views parse as Redshift SQL too.
+    let views = Parser::parse_sql(&RedshiftSqlDialect {}, schema::VIEWS_SQL)
+        .unwrap_or_else(|e| panic!("sql/views.sql does not parse as Redshift SQL: {e}"));
+    assert_eq!(views.len(), VIEWS.len());
+    assert!(views
+        .iter()
+        .all(|v| matches!(v, Statement::CreateView { .. })));
+
+    // Nothing left to plan: staged before --since, or listed as loaded.
+    let (script, note) = ok(&[
+        "load-plan",
+        "--root",
+        root.to_str().unwrap(),
+        "--s3-url",
+        s3,
+        "--since",
+        "2999-01-01",
+    ]);
+    assert!(
+        script.is_empty() && note.starts_with("nothing to plan"),
+        "{note}"
+    );
+    let loaded = dir.path().join("loaded.txt");
+    std::fs::write(&loaded, ids.join("\n")).unwrap();
+    let (script, _) = ok(&[
+        "load-plan",
+        "--root",
+        root.to_str().unwrap(),
+        "--s3-url",
+        s3,
+        "--loaded",
+        loaded.to_str().unwrap(),
+    ]);
+    assert!(script.is_empty());
+
+    // Usage errors exit 2 with the reason.
+    for (args, why) in [
+        (
+            vec!["--s3-url", "https://bucket/x"],
+            "should start with s3://",
+        ),
+        (
+            vec!["--s3-url", s3, "--since", "last week"],
+            "is not a time",
+        ),
+        (vec!["--s3-url", s3, "--iam-role", "admin"], "IAM role ARN"),
+    ] {
+        let mut a = vec!["load-plan", "--root", root.to_str().unwrap()];
+        a.extend(args);
+        let out = cafe_etl(&a);
+        assert_eq!(out.status.code(), Some(2), "{a:?}");
+        assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn sql_ddl_prints_each_dialect() {
+    let (redshift, _) = ok(&["sql", "ddl", "--dialect", "redshift"]);
+    let (postgres, _) = ok(&["sql", "ddl", "--dialect", "postgres"]);
+    assert_eq!(redshift, schema::ddl(schema::Dialect::Redshift));
+    assert_eq!(postgres, schema::ddl(schema::Dialect::Postgres));
+    assert!(redshift.contains("DISTKEY (transaction_id)") && redshift.contains("ENCODE AZ64"));
+    assert!(!postgres.contains("DISTKEY"));
+    let out = cafe_etl(&["sql", "ddl", "--dialect", "oracle"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("expected redshift or postgres"));
+}
+
+#[test]
+fn unreachable_database_is_a_clear_error_without_the_password() {
+    // Port 1 on the loopback: nothing listens there.
+    let url = "postgres://someone:hunter2secret@127.0.0.1:1/warehouse";
+    let root = tempfile::tempdir().unwrap();
+    for args in [
+        vec![
+            "load",
+            "--postgres",
+            url,
+            "--root",
+            root.path().to_str().unwrap(),
+        ],
+        vec!["insights", "--postgres", url],
+    ] {
+        let out = cafe_etl(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with("cafe-etl: load error: cannot connect to PostgreSQL")
+                || err.starts_with("cafe-etl: query error: cannot connect to PostgreSQL"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2secret"), "{err}");
+    }
+}
+
+#[test]
+fn fixture_answers_the_briefs_four_questions() {
+    let Some(mut db) = fresh_db("fixture") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    stage(&fixture_dir(), &root);
+    let out = load(&db.url, &root, &[]);
+    assert!(out.starts_with("loaded 6 batches"), "{out}");
+    let c = &mut db.client;
+
+    // Six batches, two of them the same day of Leeds (a re-export with one
+    // more sale): 13 staged transactions, 11 distinct; Gus's row is rejected.
+    assert_eq!(count(c, "SELECT count(*) FROM stores"), 2);
+    assert_eq!(count(c, "SELECT count(*) FROM products"), 7);
+    assert_eq!(count(c, "SELECT count(*) FROM transactions"), 11);
+    assert_eq!(count(c, "SELECT count(*) FROM basket_items"), 14);
+    assert_eq!(count(c, "SELECT count(*) FROM loaded_batches"), 6);
+
+    // 1. Coffees sold per type per week (weeks start on Monday).
+    assert_eq!(
+        rows(
+            c,
+            "SELECT week_start, coffee_type, units FROM coffees_sold_per_type_weekly \
+             ORDER BY week_start, units DESC, coffee_type"
+        ),
+        table(&[
+            &["2021-08-23", "Latte", "6"],
+            &["2021-08-23", "Flavoured latte", "2"],
+            &["2021-08-23", "Mocha", "2"],
+            &["2021-08-23", "Flavoured iced latte", "1"],
+            &["2021-08-30", "Latte", "3"],
+            &["2021-08-30", "Americano", "1"],
+            &["2021-08-30", "Flavoured latte", "1"],
+        ])
+    );
+    // 2. Best store per day and per week, by revenue.
+    assert_eq!(
+        rows(
+            c,
+            "SELECT day, store_name, revenue, transactions FROM best_store_daily ORDER BY day"
+        ),
+        table(&[
+            &["2021-08-25", "Leeds", "12.05", "3"],
+            &["2021-08-26", "York", "7.45", "2"],
+            &["2021-08-31", "Leeds", "9.40", "3"],
+            &["2021-09-01", "York", "2.45", "1"],
+        ])
+    );
+    assert_eq!(
+        rows(
+            c,
+            "SELECT week_start, store_name, revenue FROM best_store_weekly ORDER BY week_start"
+        ),
+        table(&[
+            &["2021-08-23", "York", "14.90"],
+            &["2021-08-30", "Leeds", "9.40"],
+        ])
+    );
+    // 3. Weekly Hazelnut revenue.
+    assert_eq!(
+        rows(
+            c,
+            "SELECT week_start, units, revenue FROM hazelnut_revenue_weekly ORDER BY week_start"
+        ),
+        table(&[&["2021-08-23", "3", "7.95"], &["2021-08-30", "1", "2.85"]])
+    );
+    // 4. Daily Large Latte revenue.
+    assert_eq!(
+        rows(
+            c,
+            "SELECT day, units, revenue FROM large_latte_revenue_daily ORDER BY day"
+        ),
+        table(&[
+            &["2021-08-25", "3", "7.35"],
+            &["2021-08-26", "2", "4.90"],
+            &["2021-08-31", "1", "2.45"],
+            &["2021-09-01", "1", "2.45"],
+        ])
+    );
+
+    // The rest of the views, on the same hand-checked rows.
+    assert_eq!(
+        rows(
+            c,
+            "SELECT week_start, store_name, new_customers, returning_customers \
+             FROM customers_new_returning_weekly ORDER BY week_start, store_name"
+        ),
+        table(&[
+            &["2021-08-23", "Leeds", "3", "0"],
+            &["2021-08-23", "York", "3", "0"],
+            &["2021-08-30", "Leeds", "1", "2"],
+            &["2021-08-30", "York", "0", "1"],
+        ])
+    );
+    assert_eq!(
+        rows(
+            c,
+            "SELECT week_start, store_name, cash_transactions, card_transactions, cash_revenue, \
+             card_revenue, card_share_pct FROM payment_mix_weekly ORDER BY week_start, store_name"
+        ),
+        table(&[
+            &["2021-08-23", "Leeds", "1", "2", "2.45", "9.60", "66.7"],
+            &["2021-08-23", "York", "1", "3", "2.15", "12.75", "75.0"],
+            &["2021-08-30", "Leeds", "1", "2", "1.95", "7.45", "66.7"],
+            &["2021-08-30", "York", "0", "1", "0.00", "2.45", "100.0"],
+        ])
+    );
+    assert_eq!(
+        rows(
+            c,
+            "SELECT week_start, store_name, transactions, average_basket, average_items \
+             FROM average_basket_weekly ORDER BY week_start, store_name"
+        ),
+        table(&[
+            &["2021-08-23", "Leeds", "3", "4.02", "1.67"],
+            &["2021-08-23", "York", "4", "3.73", "1.50"],
+            &["2021-08-30", "Leeds", "3", "3.13", "1.33"],
+            &["2021-08-30", "York", "1", "2.45", "1.00"],
+        ])
+    );
+    assert_eq!(
+        rows(
+            c,
+            "SELECT store_name, hour, transactions, days, per_day FROM store_hourly_transactions \
+             WHERE store_name = 'Leeds' ORDER BY hour"
+        ),
+        table(&[
+            &["Leeds", "8", "1", "1", "1.0"],
+            &["Leeds", "9", "2", "1", "2.0"],
+            &["Leeds", "10", "1", "1", "1.0"],
+            &["Leeds", "12", "1", "1", "1.0"],
+            &["Leeds", "16", "1", "1", "1.0"],
+        ])
+    );
+    assert_eq!(
+        rows(
+            c,
+            "SELECT store_name, sum(revenue) FROM store_sales_weekly GROUP BY store_name ORDER BY 1"
+        ),
+        table(&[&["Leeds", "21.45"], &["York", "17.35"]])
+    );
+    assert_eq!(
+        rows(
+            c,
+            "SELECT product, units, revenue FROM product_sales_weekly \
+             WHERE week_start = '2021-08-30' ORDER BY revenue DESC, product"
+        ),
+        table(&[
+            &["Large Latte", "2", "4.90"],
+            &["Large Flavoured latte - Hazelnut", "1", "2.85"],
+            &["Regular Latte", "1", "2.15"],
+            &["Regular Americano", "1", "1.95"],
+        ])
+    );
+
+    // A transaction of both Leeds 31/08 batches keeps the first batch id.
+    let first = batch_of(&fixture_dir().join("leeds_31-08-2021_09-00-00.csv"));
+    let second = batch_of(&fixture_dir().join("leeds_31-08-2021_17-00-00.csv"));
+    let kept = rows(
+        c,
+        "SELECT batch_id FROM transactions WHERE occurred_at = '2021-08-31 08:55:00'",
+    );
+    assert_eq!(kept, vec![vec![first.clone().min(second.clone())]]);
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT rows_rejected FROM loaded_batches WHERE batch_id = '{first}'")
+        ),
+        1
+    );
+
+    // insights prints every view, readably, without personal data.
+    let (pii, _) = personal_data(&csv_files(&fixture_dir()));
+    let (shown, _) = ok(&["insights", "--postgres", &db.url, "--limit", "5"]);
+    for v in VIEWS {
+        assert!(
+            shown.contains(&format!("{} ({})", v.title, v.name)),
+            "{}",
+            v.name
+        );
+    }
+    assert!(shown.contains("2021-08-23      3     7.95"), "{shown}");
+    assert_no_personal_data(&pii, "insights", &shown);
+    let cols = assert_no_personal_data_in_db(&pii, &mut db.client);
+    assert!(cols > 20, "only {cols} text columns searched");
+
+    // Losing the ledger, or planning loaded batches again, changes no row.
+    let before = fingerprint(&mut db.client);
+    let out = load(&db.url, &root, &[]);
+    assert!(out.starts_with("nothing to load"), "{out}");
+    db.client
+        .batch_execute("DELETE FROM loaded_batches")
+        .unwrap();
+    let out = load(&db.url, &root, &[]);
+    assert!(out.starts_with("loaded 6 batches"), "{out}");
+    let out = load(&db.url, &root, &["--include-loaded"]);
+    assert!(out.starts_with("loaded 6 batches"), "{out}");
+    for t in ["stores", "products", "transactions", "basket_items"] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(t) && l.ends_with(" 0")),
+            "{t} gained rows:\n{out}"
+        );
+    }
+    assert_eq!(fingerprint(&mut db.client), before);
+}
+
+#[test]
+fn two_loads_at_once_load_each_batch_once() {
+    let Some(mut db) = fresh_db("concurrent") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    stage(&fixture_dir(), &root);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_cafe-etl"))
+            .args(["load", "--postgres", &db.url, "--root"])
+            .arg(&root)
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for out in [&a, &b] {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let c = &mut db.client;
+    assert_eq!(count(c, "SELECT count(*) FROM loaded_batches"), 6);
+    assert_eq!(count(c, "SELECT count(*) FROM transactions"), 11);
+    assert_eq!(count(c, "SELECT count(*) FROM basket_items"), 14);
+}
+
+/// Grafana's macros, as it would expand them for a wide time range.
+fn expand_grafana_macros(sql: &str) -> String {
+    let mut out = sql
+        .replace("$__timeFrom()", "'2000-01-01T00:00:00Z'")
+        .replace("$__timeTo()", "'2100-01-01T00:00:00Z'");
+    while let Some(start) = out.find("$__timeFilter(") {
+        let end = start + out[start..].find(')').expect("a closed macro");
+        let col = &out[start + "$__timeFilter(".len()..end];
+        let expanded = format!("{col} BETWEEN '2000-01-01T00:00:00Z' AND '2100-01-01T00:00:00Z'");
+        out.replace_range(start..=end, &expanded);
+    }
+    assert!(
+        !out.contains('$'),
+        "a Grafana macro this test does not know: {sql}"
+    );
+    out
+}
+
+#[test]
+fn grafana_dashboard_panels_run_on_the_warehouse() {
+    let grafana = Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana");
+    let dashboard: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(grafana.join("dashboards/cafe-etl.json")).unwrap())
+            .expect("the dashboard is JSON");
+    let datasource =
+        std::fs::read_to_string(grafana.join("provisioning/datasources/cafe-warehouse.yaml"))
+            .unwrap();
+    let provider =
+        std::fs::read_to_string(grafana.join("provisioning/dashboards/cafe-etl.yaml")).unwrap();
+    assert!(provider.contains("type: file") && provider.contains("path:"));
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut queries = Vec::new();
+    let mut ids = HashSet::new();
+    for p in panels {
+        let title = p["title"].as_str().unwrap();
+        assert!(
+            ids.insert(p["id"].as_u64().unwrap()),
+            "{title}: id repeated"
+        );
+        let uid = p["datasource"]["uid"].as_str().unwrap();
+        assert!(
+            datasource.contains(&format!("uid: {uid}")),
+            "{title}: data source {uid} is not provisioned"
+        );
+        for t in p["targets"].as_array().unwrap() {
+            assert_eq!(t["datasource"]["uid"].as_str(), Some(uid), "{title}");
+            queries.push((title.to_string(), t["rawSql"].as_str().unwrap().to_string()));
+        }
+    }
+    for v in VIEWS {
+        assert!(
+            queries.iter().any(|(_, q)| q.contains(v.name)),
+            "no panel shows {}",
+            v.name
+        );
+    }
+
+    let Some(mut db) = fresh_db("grafana") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    stage(&fixture_dir(), &root);
+    // Through the library this time.
+    let report = wpg::load(&mut db.client, &root, &wpg::LoadOptions::default()).unwrap();
+    assert_eq!((report.planned, report.recorded), (6, 6));
+    for (title, sql) in &queries {
+        let got = rows(&mut db.client, &expand_grafana_macros(sql));
+        assert!(
+            !got.is_empty(),
+            "panel {title:?} shows nothing on the fixture"
+        );
+    }
+}
+
+#[test]
+fn real_corpus_loads_exactly_once() {
+    let data = real_dir();
+    if !data.is_dir() {
+        if in_ci() {
+            panic!("the real exports are not at {}", data.display());
+        }
+        eprintln!(
+            "SKIPPED real_corpus_loads_exactly_once: no real exports at {}",
+            data.display()
+        );
+        return;
+    }
+    let Some(mut db) = fresh_db("real") else {
+        return;
+    };
+    let files = csv_files(&data);
+    assert!(files.len() >= 100, "{} files", files.len());
+    let (pii, needles) = personal_data(&files);
+    assert!(needles > 1000, "only {needles} names and cards found");
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    let staged = stage(&data, &root);
+    assert_no_personal_data(&pii, "transform output", &staged);
+
+    // A batch whose marker is not there yet is left alone...
+    let held = batch_of(&files[0]);
+    let marker = root.join(marker_key(&held));
+    let aside = dir.path().join("held-marker.json");
+    std::fs::rename(&marker, &aside).unwrap();
+    let out = load(&db.url, &root, &[]);
+    let want = format!("loaded {} batches", files.len() - 1);
+    assert!(out.starts_with(&want), "{out}");
+    assert!(out.contains("1 without marker"), "{out}");
+    let c = &mut db.client;
+    let held_rows = format!("SELECT count(*) FROM transactions WHERE batch_id = '{held}'");
+    assert_eq!(count(c, &held_rows), 0);
+    // ...and loaded once it is.
+    std::fs::rename(&aside, &marker).unwrap();
+    let out = load(&db.url, &root, &[]);
+    assert!(out.starts_with("loaded 1 batches"), "{out}");
+    assert!(count(c, &held_rows) > 0);
+    let throughput = out.clone();
+
+    // Rows per table: one per distinct key in the staged files.
+    for t in schema::LOADED {
+        let mut keys = HashSet::new();
+        let key_cols: Vec<usize> = schema::key(t)
+            .iter()
+            .map(|k| t.columns().iter().position(|c| c == k).unwrap())
+            .collect();
+        for f in &files {
+            let body = gunzip(&root.join(t.key(&batch_of(f))));
+            for rec in csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(body.as_bytes())
+                .records()
+            {
+                let rec = rec.unwrap();
+                keys.insert(
+                    key_cols
+                        .iter()
+                        .map(|&i| rec[i].to_string())
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        let n = count(c, &format!("SELECT count(*) FROM {}", t.name()));
+        assert_eq!(n, keys.len() as u64, "{}", t.name());
+    }
+
+    // Revenue and transactions per store, summed here from the raw files
+    // (rows the stage rejected left out, by their line).
+    let mut want: BTreeMap<String, (i64, u64)> = BTreeMap::new();
+    let mut rejected = 0;
+    for f in &files {
+        let rejects: HashSet<u64> = gunzip(&root.join(Table::Rejects.key(&batch_of(f))))
+            .lines()
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        rejected += rejects.len();
+        let bytes = std::fs::read(f).unwrap();
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&bytes[..]);
+        for rec in reader.records() {
+            let rec = rec.unwrap();
+            let line = rec.position().unwrap().line();
+            if rejects.contains(&line) {
+                continue;
+            }
+            let e = want.entry(rec[1].trim().to_string()).or_default();
+            e.0 += pence(&rec[4]);
+            e.1 += 1;
+        }
+    }
+    let got: BTreeMap<String, (i64, u64)> = rows(
+        c,
+        "SELECT s.store_name, (sum(t.total_price) * 100)::bigint, count(*) \
+         FROM transactions t JOIN stores s USING (store_id) GROUP BY s.store_name",
+    )
+    .into_iter()
+    .map(|r| (r[0].clone(), (r[1].parse().unwrap(), r[2].parse().unwrap())))
+    .collect();
+    assert_eq!(
+        got, want,
+        "revenue and transactions per store ({rejected} rows rejected)"
+    );
+
+    // No name or card number anywhere: tables, views, outputs.
+    let cols = assert_no_personal_data_in_db(&pii, c);
+    assert!(cols > 20, "only {cols} text columns searched");
+    let (shown, _) = ok(&["insights", "--postgres", &db.url, "--limit", "50"]);
+    assert_no_personal_data(&pii, "insights", &shown);
+    let (script, _) = ok(&[
+        "load-plan",
+        "--root",
+        root.to_str().unwrap(),
+        "--s3-url",
+        "s3://cafe-staging/prod",
+    ]);
+    assert_no_personal_data(&pii, "the load script", &script);
+
+    // Loading again changes nothing, even when the plan takes every batch.
+    let before = fingerprint(&mut db.client);
+    let out = load(&db.url, &root, &[]);
+    assert!(out.starts_with("nothing to load"), "{out}");
+    let out = load(&db.url, &root, &["--include-loaded"]);
+    assert!(
+        out.starts_with(&format!("loaded {} batches", files.len())),
+        "{out}"
+    );
+    assert_eq!(fingerprint(&mut db.client), before);
+    eprintln!(
+        "real corpus, last load: {}",
+        throughput.lines().next().unwrap()
+    );
+}
