@@ -1,0 +1,138 @@
+// Shared by benches/wasm-bench.mjs (Node) and benches/wasm-bench-browser.mjs
+// (headless Chromium): the input file and the measurement itself.
+//
+// The input is the same 100 MB generated export as the native benchmark:
+//   cafe-etl generate --stores 20 --days 56 --seed 42 --transactions-per-day 600 \
+//     --single bench-100mb.csv --out test-output/bench
+// (56 days of 20 stores at ~600 sales a day come to 100.3 MB.)
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const GENERATE = ['--stores', '20', '--days', '56', '--seed', '42', '--transactions-per-day', '600'];
+export const RUNS = Number(process.env.BENCH_RUNS || 3);
+
+export function cli() {
+  const bin = process.env.CAFE_ETL_BIN
+    || path.join(process.env.CARGO_TARGET_DIR || path.join(root, 'target'), 'release', 'cafe-etl');
+  if (!existsSync(bin)) throw new Error(`no native CLI at ${bin}: cargo build --release (or set CAFE_ETL_BIN)`);
+  return bin;
+}
+
+/** The benchmark file, generated once (BENCH_FILE overrides it). */
+export function benchFile() {
+  if (process.env.BENCH_FILE) return process.env.BENCH_FILE;
+  const dir = path.join(root, 'test-output', 'bench');
+  const file = path.join(dir, 'bench-100mb.csv');
+  if (!existsSync(file)) {
+    mkdirSync(dir, { recursive: true });
+    execFileSync(cli(), ['generate', ...GENERATE, '--single', 'bench-100mb.csv', '--out', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  return file;
+}
+
+/** The native CLI on the same file (whole process, file in the page cache), median of RUNS. */
+export function nativeMBps(file) {
+  const mb = statSync(file).size / 1e6;
+  const time = (args) => {
+    const t = [];
+    for (let i = 0; i < RUNS; i += 1) {
+      const out = mkdtempSync(path.join(tmpdir(), 'cafe-bench-'));
+      const t0 = process.hrtime.bigint();
+      const r = spawnSync(cli(), args(out), { stdio: 'ignore' });
+      t.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      rmSync(out, { recursive: true, force: true });
+      if (r.status !== 0 && r.status !== 1) throw new Error(`cafe-etl ${args(out).join(' ')}: exit ${r.status}`);
+    }
+    return mb / median(t);
+  };
+  return {
+    check: time(() => ['check', file]),
+    transform: time((out) => ['transform', '--jobs', '1', '--out', out, file]),
+  };
+}
+
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/**
+ * The measurement, self-contained so that it can run in Node and be sent to
+ * a page as source. `api` is the wasm module (Pipeline, check, transform,
+ * batchId); `Papa` is PapaParse. Returns MB/s (1 MB = 10^6 bytes), medians.
+ */
+export async function measure(api, bytes, Papa, runs) {
+  const now = () => performance.now();
+  const mb = bytes.length / 1e6;
+  const CHUNK = 1 << 20;
+  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const timed = (fn) => {
+    fn(); // warm-up (JIT, wasm tier-up, memory growth)
+    const t = [];
+    for (let i = 0; i < runs; i += 1) {
+      const t0 = now();
+      fn();
+      t.push((now() - t0) / 1000);
+    }
+    return mb / med(t);
+  };
+  const source = 'bench-100mb.csv';
+  let rows = 0;
+  const out = {};
+  // Streaming, as the page's worker and the edge worker run it: 1 MiB chunks.
+  out.check = timed(() => {
+    const p = new api.Pipeline({ source });
+    for (let i = 0; i < bytes.length; i += CHUNK) p.push(bytes.subarray(i, i + CHUNK));
+    rows = p.finish().report.rows_read;
+    p.free();
+  });
+  const id = api.batchId(bytes);
+  out.transform = timed(() => {
+    const p = new api.Pipeline({ source, batchId: id });
+    for (let i = 0; i < bytes.length; i += CHUNK) {
+      p.push(bytes.subarray(i, i + CHUNK));
+      p.drain();
+    }
+    p.finish();
+    p.free();
+  });
+  // One-shot helpers on the whole buffer.
+  out.checkOneShot = timed(() => { api.check(bytes, { source }); });
+  out.transformOneShot = timed(() => { api.transform(bytes, { source }); });
+  // PapaParse, parse only: rows of strings from the text (decoding the bytes
+  // to a string is not counted: its best case). Both its ways, the faster kept.
+  const text = new TextDecoder().decode(bytes);
+  let papaRows = 0;
+  const papaAll = timed(() => { papaRows = Papa.parse(text, { delimiter: ',', newline: '\n' }).data.length; });
+  const papaStep = timed(() => {
+    let n = 0;
+    Papa.parse(text, { delimiter: ',', newline: '\n', step: () => { n += 1; } });
+  });
+  out.papaparse = Math.max(papaAll, papaStep);
+  out.papaparseWay = papaAll >= papaStep ? 'whole string to an array of rows' : 'row by row (step)';
+  out.rows = rows;
+  out.papaRows = papaRows;
+  out.mb = mb;
+  return out;
+}
+
+export function print(runtime, r, native) {
+  const f = (x) => x.toFixed(1).padStart(7);
+  const lines = [
+    `${runtime}: ${r.mb.toFixed(1)} MB, ${r.rows} rows (PapaParse saw ${r.papaRows} lines), median of ${RUNS} runs, MB/s`,
+    `  wasm check     (Pipeline, 1 MiB chunks) ${f(r.check)}   one-shot check()     ${f(r.checkOneShot)}`,
+    `  wasm transform (Pipeline + drain)       ${f(r.transform)}   one-shot transform() ${f(r.transformOneShot)}`,
+    `  PapaParse parse only (${r.papaparseWay}) ${f(r.papaparse)}`,
+    `  ratios: wasm check / PapaParse ${(r.check / r.papaparse).toFixed(2)}x, wasm transform / PapaParse ${(r.transform / r.papaparse).toFixed(2)}x (target >= 2x)`,
+  ];
+  if (native) {
+    lines.push(`  native CLI (whole process, 1 job)       check ${f(native.check)}   transform ${f(native.transform)}`);
+    lines.push(`  ratios: wasm / native check ${(r.check / native.check).toFixed(2)}, transform ${(r.transform / native.transform).toFixed(2)} (target >= 0.67)`);
+  }
+  console.log(lines.join('\n'));
+}
