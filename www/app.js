@@ -448,7 +448,12 @@ async function downloadRejects(entry) {
   renderIssues(entry);
   announce(`Preparing the rejected rows of ${entry.file.name}…`);
   try {
-    const { csv, rows } = await engine.request('rejects', { file: entry.file, batchId: entry.report.batch_id });
+    const card = elements.cards.get(entry.key);
+    const { csv, rows } = await engine.request('rejects', { file: entry.file, batchId: entry.report.batch_id }, {
+      onProgress: (p) => {
+        if (card) card.download.textContent = `Preparing the rejected rows… ${Math.floor((p.bytes / Math.max(1, p.total)) * 100)}%`;
+      },
+    });
     const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv;charset=utf-8' }));
     const a = document.createElement('a');
     a.href = url;
@@ -462,6 +467,8 @@ async function downloadRejects(entry) {
     announce(`Could not prepare the rejected rows of ${entry.file.name}: ${e.message}`);
   } finally {
     entry.downloading = false;
+    const card = elements.cards.get(entry.key);
+    if (card) card.download.textContent = 'Download rejected rows (CSV)';
     renderIssues(entry);
   }
 }
