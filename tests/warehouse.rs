@@ -28,6 +28,13 @@ fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
+/// Says a test was skipped where a person sees it: straight to stderr,
+/// past the test harness's capture (which only takes `eprintln!`).
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {why}");
+}
+
 /// The test database, or `None` (said plainly) outside CI.
 fn database_url(test: &str) -> Option<String> {
     match std::env::var(URL_VAR) {
@@ -37,9 +44,9 @@ fn database_url(test: &str) -> Option<String> {
              tests through scripts/test-warehouse, which starts PostgreSQL and sets it"
         ),
         _ => {
-            eprintln!(
-                "SKIPPED {test}: {URL_VAR} is not set; scripts/test-warehouse starts PostgreSQL and runs these tests"
-            );
+            skipped(&format!(
+                "{test}: {URL_VAR} is not set; scripts/test-warehouse starts PostgreSQL and runs these tests"
+            ));
             None
         }
     }
@@ -53,7 +60,7 @@ struct Db {
 
 fn fresh_db(test: &str) -> Option<Db> {
     let base = database_url(test)?;
-    let schema = format!("test_{test}");
+    let schema = format!("test_{}", &test[..test.len().min(50)]);
     let mut admin =
         Client::connect(&base, NoTls).unwrap_or_else(|e| panic!("{URL_VAR} does not connect: {e}"));
     admin
@@ -515,7 +522,7 @@ fn unreachable_database_is_a_clear_error_without_the_password() {
 
 #[test]
 fn fixture_answers_the_briefs_four_questions() {
-    let Some(mut db) = fresh_db("fixture") else {
+    let Some(mut db) = fresh_db("fixture_answers_the_briefs_four_questions") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -724,7 +731,7 @@ fn fixture_answers_the_briefs_four_questions() {
 
 #[test]
 fn two_loads_at_once_load_each_batch_once() {
-    let Some(mut db) = fresh_db("concurrent") else {
+    let Some(mut db) = fresh_db("two_loads_at_once_load_each_batch_once") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -808,7 +815,7 @@ fn grafana_dashboard_panels_run_on_the_warehouse() {
         );
     }
 
-    let Some(mut db) = fresh_db("grafana") else {
+    let Some(mut db) = fresh_db("grafana_dashboard_panels_run_on_the_warehouse") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -833,13 +840,13 @@ fn real_corpus_loads_exactly_once() {
         if in_ci() {
             panic!("the real exports are not at {}", data.display());
         }
-        eprintln!(
-            "SKIPPED real_corpus_loads_exactly_once: no real exports at {}",
+        skipped(&format!(
+            "real_corpus_loads_exactly_once: no real exports at {}",
             data.display()
-        );
+        ));
         return;
     }
-    let Some(mut db) = fresh_db("real") else {
+    let Some(mut db) = fresh_db("real_corpus_loads_exactly_once") else {
         return;
     };
     let files = csv_files(&data);

@@ -103,17 +103,26 @@ pub struct InsightsArgs {
     views: Vec<String>,
 }
 
-fn write_err(e: std::io::Error) -> String {
-    format!("writing the output: {e}")
+/// Writes to stdout (or stderr) at once. A reader that went away (`| head`)
+/// is not an error: there is nobody left to tell.
+fn emit(text: &str, to_stderr: bool) -> Result<(), String> {
+    let result = if to_stderr {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|()| out.flush())
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("writing the output: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 pub fn sql(args: SqlArgs) -> Result<Outcome, String> {
     match args.what {
-        SqlWhat::Ddl { dialect } => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(schema::ddl(dialect).as_bytes())
-                .map_err(write_err)?;
-        }
+        SqlWhat::Ddl { dialect } => emit(&schema::ddl(dialect), false)?,
     }
     Ok(Outcome::Clean)
 }
@@ -141,36 +150,36 @@ pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome, String> {
         .filter(|b| since.is_none_or(|s| b.staged_at >= s))
         .filter(|b| !loaded.contains(b.id()))
         .collect();
-    let mut err = std::io::stderr().lock();
     let skipped = skipped_note(
         scan.incomplete.len(),
         complete - batches.len(),
         "left out by --since or --loaded",
     );
     if batches.is_empty() {
-        writeln!(err, "nothing to plan: no complete batch to load{skipped}").map_err(write_err)?;
+        emit(
+            &format!("nothing to plan: no complete batch to load{skipped}\n"),
+            true,
+        )?;
         return Ok(Outcome::Clean);
     }
     let plan = Plan::new(batches);
     let paths = plan
         .write_manifests(&args.root, &s3)
         .map_err(|e| e.to_string())?;
-    std::io::stdout()
-        .lock()
-        .write_all(plan.redshift_script(&s3).as_bytes())
-        .map_err(write_err)?;
+    emit(&plan.redshift_script(&s3), false)?;
     let dir = paths[0]
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    writeln!(
-        err,
-        "plan {}: {} batches; manifests in {dir}: upload the root to {} before running the script{skipped}",
-        plan.id(),
-        plan.batches().len(),
-        args.s3_url.trim_end_matches('/'),
-    )
-    .map_err(write_err)?;
+    emit(
+        &format!(
+            "plan {}: {} batches; manifests in {dir}: upload the root to {} before running the script{skipped}\n",
+            plan.id(),
+            plan.batches().len(),
+            args.s3_url.trim_end_matches('/'),
+        ),
+        true,
+    )?;
     Ok(Outcome::Clean)
 }
 
@@ -200,7 +209,16 @@ pub fn load(args: LoadArgs) -> Result<Outcome, String> {
         include_loaded: args.include_loaded,
     };
     let report = pg::load(&mut client, &args.root, &options).map_err(|e| e.to_string())?;
-    let mut out = std::io::stdout().lock();
+    emit(
+        &load_summary(&report, &args.root.display().to_string()),
+        false,
+    )?;
+    Ok(Outcome::Clean)
+}
+
+/// What a load did, for people: the totals, rows per table, what was
+/// left alone and why.
+fn load_summary(report: &pg::LoadReport, root: &str) -> String {
     let mut notes = Vec::new();
     if report.incomplete > 0 {
         notes.push(format!("{} without marker (incomplete)", report.incomplete));
@@ -217,44 +235,37 @@ pub fn load(args: LoadArgs) -> Result<Outcome, String> {
         format!(" (skipped: {})", notes.join(", "))
     };
     if report.planned == 0 {
-        writeln!(
-            out,
-            "nothing to load: {} complete batches in {}{notes}",
-            report.complete,
-            args.root.display()
-        )
-        .map_err(write_err)?;
-        return Ok(Outcome::Clean);
+        return format!(
+            "nothing to load: {} complete batches in {root}{notes}\n",
+            report.complete
+        );
     }
-    writeln!(
-        out,
-        "loaded {} batches in {:.2} s: {} rows copied, {:.0} rows/s{notes}",
+    let mut s = format!(
+        "loaded {} batches in {:.2} s: {} rows copied, {:.0} rows/s{notes}\n",
         report.planned,
         report.elapsed.as_secs_f64(),
         report.rows_copied(),
         report.rows_per_second()
-    )
-    .map_err(write_err)?;
-    writeln!(out, "  {:<16} {:>10} {:>10}", "table", "copied", "added").map_err(write_err)?;
+    );
+    s.push_str(&format!(
+        "  {:<16} {:>10} {:>10}\n",
+        "table", "copied", "added"
+    ));
     for t in &report.tables {
-        writeln!(
-            out,
-            "  {:<16} {:>10} {:>10}",
+        s.push_str(&format!(
+            "  {:<16} {:>10} {:>10}\n",
             t.table.name(),
             t.copied,
             t.added
-        )
-        .map_err(write_err)?;
+        ));
     }
-    writeln!(
-        out,
-        "  {:<16} {:>10} {:>10}",
+    s.push_str(&format!(
+        "  {:<16} {:>10} {:>10}\n",
         schema::LEDGER_TABLE,
         report.planned,
         report.recorded
-    )
-    .map_err(write_err)?;
-    Ok(Outcome::Clean)
+    ));
+    s
 }
 
 /// The views asked for, by name, in the order of [`VIEWS`].
@@ -279,22 +290,19 @@ fn chosen_views(names: &[String]) -> Result<Vec<View>, String> {
 }
 
 pub fn insights(args: InsightsArgs) -> Result<Outcome, String> {
-    let mut out = std::io::stdout().lock();
     if args.views.iter().any(|v| v == "list") {
-        for v in VIEWS {
-            writeln!(out, "{:<32} {}", v.name, v.title).map_err(write_err)?;
-        }
+        let list: String = VIEWS
+            .iter()
+            .map(|v| format!("{:<32} {}\n", v.name, v.title))
+            .collect();
+        emit(&list, false)?;
         return Ok(Outcome::Clean);
     }
     let views = chosen_views(&args.views)?;
     let mut client = pg::connect(&args.postgres, Phase::Query).map_err(|e| e.to_string())?;
     let tables = pg::insights(&mut client, &views, args.limit).map_err(|e| e.to_string())?;
-    for (i, t) in tables.iter().enumerate() {
-        if i > 0 {
-            writeln!(out).map_err(write_err)?;
-        }
-        out.write_all(render(t).as_bytes()).map_err(write_err)?;
-    }
+    let shown: Vec<String> = tables.iter().map(render).collect();
+    emit(&shown.join("\n"), false)?;
     Ok(Outcome::Clean)
 }
 
@@ -404,6 +412,44 @@ Weekly Hazelnut revenue (hazelnut_revenue_weekly)
                 (Err(e), Err(w)) => assert!(e.contains(w), "{e}"),
                 (got, _) => panic!("{names:?}: {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn load_summaries() {
+        use cafe_etl::Table;
+        let nothing = pg::LoadReport {
+            complete: 3,
+            already_loaded: 2,
+            incomplete: 1,
+            ..Default::default()
+        };
+        let loaded = pg::LoadReport {
+            complete: 2,
+            planned: 2,
+            recorded: 2,
+            tables: vec![pg::TableLoad {
+                table: Table::Transactions,
+                copied: 300,
+                added: 250,
+            }],
+            elapsed: std::time::Duration::from_millis(1500),
+            ..Default::default()
+        };
+        for (report, want) in [
+            (
+                nothing,
+                "nothing to load: 3 complete batches in /s (skipped: 1 without marker (incomplete), 2 already loaded)\n",
+            ),
+            (
+                loaded,
+                "loaded 2 batches in 1.50 s: 300 rows copied, 200 rows/s\n  \
+                 table                copied      added\n  \
+                 transactions            300        250\n  \
+                 loaded_batches            2          2\n",
+            ),
+        ] {
+            assert_eq!(load_summary(&report, "/s"), want);
         }
     }
 
