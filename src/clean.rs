@@ -259,7 +259,7 @@ impl Cleaner {
     /// Tells what the record is and, for a data row, drops the name and the
     /// card number.
     pub fn clean<'a>(&mut self, rec: &RawRecord<'a>) -> Kind<'a> {
-        if rec.iter().all(|f| f.trim().is_empty()) {
+        if rec.iter().all(|f| f.trim_ascii().is_empty()) {
             return Kind::Blank;
         }
         if is_header(rec) {
@@ -271,24 +271,26 @@ impl Cleaner {
         let f = |i| rec.get(i).unwrap_or("");
         // The 2020 tills put the payment before the total, whatever their
         // header says: decide by what the two fields hold.
-        let (p4, p5) = (
-            Payment::parse(f(4)).is_some(),
-            Payment::parse(f(5)).is_some(),
-        );
-        let (m4, m5) = (looks_like_money(f(4)), looks_like_money(f(5)));
-        let legacy_order = (p4 && !p5) || (!p4 && !p5 && m5 && !m4);
+        let legacy_order = if Payment::parse(f(5)).is_some() {
+            false
+        } else if Payment::parse(f(4)).is_some() {
+            true
+        } else {
+            looks_like_money(f(5)) && !looks_like_money(f(4))
+        };
         let (total, payment, total_col, payment_col) = if legacy_order {
             (f(5), f(4), 6, 5)
         } else {
             (f(4), f(5), 5, 6)
         };
         let basket = f(BASKET);
-        let last_value = basket.rsplit(',').next().unwrap_or("");
-        let basket_style = if basket.contains(',') && !last_value.contains(" - ") {
-            BasketStyle::Legacy
-        } else {
-            BasketStyle::Current
-        };
+        let last_comma = memchr::memrchr(b',', basket.as_bytes());
+        let basket_style =
+            if last_comma.is_some_and(|i| crate::validate::find_dash(&basket[i..]).is_none()) {
+                BasketStyle::Legacy
+            } else {
+                BasketStyle::Current
+            };
         let customer_key = self.customer_key(f(NAME));
         Kind::Row(CleanRow {
             line: rec.line,

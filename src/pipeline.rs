@@ -6,7 +6,7 @@ use crate::read::{self, RawRecord, Reader};
 use crate::report::{Code, Format, Issue, Report, Severity};
 use crate::stage::{self, TableWriters};
 use crate::transform::{self, CountingSink, Transformer};
-use crate::validate::{self, Item, Timestamp};
+use crate::validate::{self, Item, Menu, Timestamp};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 
@@ -152,6 +152,7 @@ struct Processor<W: Write> {
     config: validate::Config,
     cleaner: Cleaner,
     transformer: Transformer,
+    menu: Menu,
     items: Vec<Item>,
     row_issues: Vec<Issue>,
     report: Report,
@@ -269,9 +270,13 @@ impl<W: Write> Processor<W> {
                     });
                 }
                 let mut issues = std::mem::take(&mut self.row_issues);
-                let tx = validate::validate_row(&row, &self.config, &mut self.items, &mut |i| {
-                    issues.push(i)
-                });
+                let tx = validate::validate_row(
+                    &row,
+                    &self.config,
+                    &mut self.menu,
+                    &mut self.items,
+                    &mut |i| issues.push(i),
+                );
                 self.row_issues = issues;
                 let has_error = self
                     .row_issues
@@ -429,6 +434,7 @@ impl<W: Write> Pipeline<W> {
                 cleaner: Cleaner::new(&config.clean),
                 transformer: Transformer::new(config.transform.clone()),
                 config: config.validate.clone(),
+                menu: Menu::new(config.transform.max_products),
                 items: Vec::with_capacity(16),
                 row_issues: Vec::new(),
                 report,

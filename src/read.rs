@@ -13,7 +13,7 @@
 //! valid UTF-8 is read as Windows-1252 (and flagged, so the caller can warn).
 //! Each record carries the 1-based physical line it starts on.
 
-use memchr::{memchr, memchr3};
+use memchr::{memchr2, memchr3};
 
 /// Limits of the reader. Both keep memory bounded on hostile input.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -270,13 +270,22 @@ impl Reader {
                 }
                 State::Quoted => {
                     let rest = &chunk[i..];
-                    let n = memchr(b'"', rest).unwrap_or(rest.len());
-                    self.newlines += memchr::memchr_iter(b'\n', &rest[..n]).count() as u64;
-                    self.put(&rest[..n]);
-                    i += n;
-                    if i < chunk.len() {
-                        i += 1;
-                        self.state = State::QuoteInQuoted;
+                    match memchr2(b'"', b'\n', rest) {
+                        Some(n) if rest[n] == b'\n' => {
+                            // A line break inside quotes: part of the field.
+                            self.put(&rest[..=n]);
+                            self.newlines += 1;
+                            i += n + 1;
+                        }
+                        Some(n) => {
+                            self.put(&rest[..n]);
+                            i += n + 1;
+                            self.state = State::QuoteInQuoted;
+                        }
+                        None => {
+                            self.put(rest);
+                            i = chunk.len();
+                        }
                     }
                 }
                 State::QuoteInQuoted => {

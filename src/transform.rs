@@ -28,11 +28,10 @@ use crate::error::Error;
 use crate::report::{
     format_pence, HourSummary, PreviewRow, ProductSummary, StoreSummary, Summary, TableCounts,
 };
-use crate::validate::{Item, Transaction};
+use crate::validate::{Item, Transaction, NO_PRODUCT};
+use rustc_hash::FxHashMap as HashMap;
 use sha1::{Digest, Sha1};
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 /// Caps of the transform stage.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -155,6 +154,11 @@ pub trait StarSink {
     ) -> Result<(), Error>;
     /// A transaction.
     fn transaction(&mut self, row: &TransactionRow<'_>, batch_id: &str) -> Result<(), Error>;
+    /// Whether this sink writes rows at all; when not, the transaction id
+    /// (a SHA-1 per row) is not computed.
+    fn wants_rows(&self) -> bool {
+        true
+    }
     /// A line of a basket.
     fn basket_item(
         &mut self,
@@ -170,6 +174,9 @@ pub trait StarSink {
 pub struct CountingSink;
 
 impl StarSink for CountingSink {
+    fn wants_rows(&self) -> bool {
+        false
+    }
     fn store(&mut self, _: &UuidText, _: &str) -> Result<(), Error> {
         Ok(())
     }
@@ -193,6 +200,19 @@ struct ProductEntry {
     revenue: i64,
 }
 
+impl ProductEntry {
+    fn new(id: UuidText, size: &str, name: &str, flavour: &str, price_pence: i64) -> ProductEntry {
+        ProductEntry {
+            id,
+            size: size.into(),
+            name: name.into(),
+            flavour: flavour.into(),
+            quantity: 1,
+            revenue: price_pence,
+        }
+    }
+}
+
 struct StoreEntry {
     id: UuidText,
     transactions: u64,
@@ -202,6 +222,9 @@ struct StoreEntry {
 /// The transform stage at run time.
 pub struct Transformer {
     config: Config,
+    /// Products numbered by the batch's menu, by number.
+    numbered: Vec<Option<ProductEntry>>,
+    /// Products past the menu's cap, by key.
     products: HashMap<Box<[u8]>, ProductEntry>,
     stores: HashMap<Box<str>, StoreEntry>,
     other_products: (u64, i64),
@@ -217,6 +240,8 @@ pub struct Transformer {
     counts: TableCounts,
     summary: Summary,
     by_hour: [(u64, i64); 24],
+    first_at: Option<[u8; 19]>,
+    last_at: Option<[u8; 19]>,
     preview: Vec<PreviewRow>,
 }
 
@@ -233,20 +258,23 @@ impl Transformer {
     pub fn new(config: Config) -> Transformer {
         Transformer {
             config,
-            products: HashMap::new(),
-            stores: HashMap::new(),
+            numbered: Vec::new(),
+            products: HashMap::default(),
+            stores: HashMap::default(),
             other_products: (0, 0),
             other_stores: (0, 0),
             run_ts: [0; 19],
             run_number: 0,
-            run_counts: HashMap::new(),
-            runs_per_ts: HashMap::new(),
+            run_counts: HashMap::default(),
+            runs_per_ts: HashMap::default(),
             key: Vec::with_capacity(256),
             product_key: Vec::with_capacity(64),
             lines: Vec::with_capacity(16),
             counts: TableCounts::default(),
             summary: Summary::default(),
             by_hour: [(0, 0); 24],
+            first_at: None,
+            last_at: None,
             preview: Vec::new(),
         }
     }
@@ -290,50 +318,55 @@ impl Transformer {
         };
 
         // Products, and the basket folded into lines of identical items.
+        // Only a sink that writes rows needs the lines and the id's key.
+        let rows = sink.wants_rows();
         self.lines.clear();
         self.key.clear();
-        self.key.extend_from_slice(b"transaction\x1f");
-        self.key.extend_from_slice(tx.store.as_bytes());
-        self.key.push(0x1f);
-        self.key.extend_from_slice(&occurred_at);
-        self.key.push(0x1f);
-        self.key.extend_from_slice(tx.payment.as_str().as_bytes());
-        self.key.push(0x1f);
-        self.key.extend_from_slice(itoa(tx.total_pence).as_bytes());
+        if rows {
+            self.key.extend_from_slice(b"transaction\x1f");
+            self.key.extend_from_slice(tx.store.as_bytes());
+            self.key.push(0x1f);
+            self.key.extend_from_slice(&occurred_at);
+            self.key.push(0x1f);
+            self.key.extend_from_slice(tx.payment.as_str().as_bytes());
+            self.key.push(0x1f);
+            self.key.extend_from_slice(itoa(tx.total_pence).as_bytes());
+        }
         for item in items {
             let (size, name, flavour) = item.parts(tx.basket);
-            product_key(&mut self.product_key, size, name, flavour);
-            let id = match self.products.get_mut(self.product_key.as_slice()) {
-                Some(e) => {
-                    e.quantity += 1;
-                    e.revenue += item.price_pence;
-                    e.id
+            let id = if item.product != NO_PRODUCT {
+                // Numbered by the menu: an index, no hashing.
+                let n = item.product as usize;
+                if n >= self.numbered.len() {
+                    self.numbered.resize_with(n + 1, || None);
                 }
-                None => {
-                    let id = uuid5(&self.product_key);
-                    sink.product(&id, size, name, flavour)?;
-                    self.counts.products += 1;
-                    if self.products.len() < self.config.max_products {
-                        self.products.insert(
-                            self.product_key.as_slice().into(),
-                            ProductEntry {
-                                id,
-                                size: size.into(),
-                                name: name.into(),
-                                flavour: flavour.into(),
-                                quantity: 1,
-                                revenue: item.price_pence,
-                            },
-                        );
-                    } else {
-                        self.other_products.0 += 1;
-                        self.other_products.1 += item.price_pence;
+                match &mut self.numbered[n] {
+                    Some(e) => {
+                        e.quantity += 1;
+                        e.revenue += item.price_pence;
+                        e.id
                     }
-                    id
+                    slot @ None => {
+                        product_key(&mut self.product_key, size, name, flavour);
+                        let id = uuid5(&self.product_key);
+                        sink.product(&id, size, name, flavour)?;
+                        self.counts.products += 1;
+                        *slot = Some(ProductEntry::new(id, size, name, flavour, item.price_pence));
+                        id
+                    }
                 }
+            } else {
+                self.unnumbered_product(size, name, flavour, item.price_pence, sink)?
             };
+            if !rows {
+                continue;
+            }
             self.key.push(0x1e);
-            self.key.extend_from_slice(&self.product_key[8..]);
+            self.key.extend_from_slice(size.as_bytes());
+            self.key.push(0x1f);
+            self.key.extend_from_slice(name.as_bytes());
+            self.key.push(0x1f);
+            self.key.extend_from_slice(flavour.as_bytes());
             self.key.push(0x1f);
             self.key
                 .extend_from_slice(itoa(item.price_pence).as_bytes());
@@ -348,31 +381,36 @@ impl Transformer {
         }
 
         // Occurrence number: which copy of identical content this is.
-        if occurred_at != self.run_ts {
-            self.run_ts = occurred_at;
-            self.run_counts.clear();
-            if self.runs_per_ts.len() >= self.config.max_timestamps {
-                // Deterministic (depends only on the input so far) and bounded.
-                self.runs_per_ts.clear();
+        let transaction_id = if rows {
+            if occurred_at != self.run_ts {
+                self.run_ts = occurred_at;
+                self.run_counts.clear();
+                if self.runs_per_ts.len() >= self.config.max_timestamps {
+                    // Deterministic (depends only on the input so far) and bounded.
+                    self.runs_per_ts.clear();
+                }
+                let n = self.runs_per_ts.entry(occurred_at).or_insert(0);
+                self.run_number = *n;
+                *n += 1;
             }
-            let n = self.runs_per_ts.entry(occurred_at).or_insert(0);
-            self.run_number = *n;
-            *n += 1;
-        }
-        let mut h = DefaultHasher::new();
-        self.key.hash(&mut h);
-        let copy = self.run_counts.entry(h.finish()).or_insert(0);
-        let occurrence = *copy;
-        *copy += 1;
-        self.key.push(0x1f);
-        self.key
-            .extend_from_slice(itoa(self.run_number as i64).as_bytes());
-        self.key.push(0x1f);
-        self.key
-            .extend_from_slice(itoa(occurrence as i64).as_bytes());
-        let transaction_id = uuid5(&self.key);
+            // A fixed-seed hash: the same content always meets the same counter.
+            let mut h = rustc_hash::FxBuildHasher.build_hasher();
+            self.key.hash(&mut h);
+            let copy = self.run_counts.entry(h.finish()).or_insert(0);
+            let occurrence = *copy;
+            *copy += 1;
+            self.key.push(0x1f);
+            self.key
+                .extend_from_slice(itoa(self.run_number as i64).as_bytes());
+            self.key.push(0x1f);
+            self.key
+                .extend_from_slice(itoa(occurrence as i64).as_bytes());
+            uuid5(&self.key)
+        } else {
+            [b'0'; 36]
+        };
 
-        let item_count: u32 = self.lines.iter().map(|l| l.2).sum();
+        let item_count = items.len() as u32;
         sink.transaction(
             &TransactionRow {
                 transaction_id: &transaction_id,
@@ -400,12 +438,11 @@ impl Transformer {
             crate::validate::Payment::Cash => s.cash_transactions += 1,
             crate::validate::Payment::Card => s.card_transactions += 1,
         }
-        let at = std::str::from_utf8(&occurred_at).unwrap_or_default();
-        if s.first_at.as_deref().is_none_or(|f| at < f) {
-            s.first_at = Some(at.to_string());
+        if self.first_at.is_none_or(|f| occurred_at < f) {
+            self.first_at = Some(occurred_at);
         }
-        if s.last_at.as_deref().is_none_or(|l| at > l) {
-            s.last_at = Some(at.to_string());
+        if self.last_at.is_none_or(|l| occurred_at > l) {
+            self.last_at = Some(occurred_at);
         }
         let hour = &mut self.by_hour[tx.occurred_at.hour as usize % 24];
         hour.0 += 1;
@@ -413,7 +450,7 @@ impl Transformer {
         if self.preview.len() < self.config.preview_rows {
             self.preview.push(PreviewRow {
                 line: tx.line,
-                occurred_at: at.to_string(),
+                occurred_at: String::from_utf8_lossy(&occurred_at).into_owned(),
                 store: tx.store.to_string(),
                 payment_method: tx.payment.as_str().to_string(),
                 total_price: format_pence(tx.total_pence),
@@ -424,6 +461,36 @@ impl Transformer {
         Ok(())
     }
 
+    /// A product the menu could not number: found by hashing its key.
+    fn unnumbered_product(
+        &mut self,
+        size: &str,
+        name: &str,
+        flavour: &str,
+        price_pence: i64,
+        sink: &mut impl StarSink,
+    ) -> Result<UuidText, Error> {
+        product_key(&mut self.product_key, size, name, flavour);
+        if let Some(e) = self.products.get_mut(self.product_key.as_slice()) {
+            e.quantity += 1;
+            e.revenue += price_pence;
+            return Ok(e.id);
+        }
+        let id = uuid5(&self.product_key);
+        sink.product(&id, size, name, flavour)?;
+        self.counts.products += 1;
+        if self.products.len() < self.config.max_products {
+            self.products.insert(
+                self.product_key.as_slice().into(),
+                ProductEntry::new(id, size, name, flavour, price_pence),
+            );
+        } else {
+            self.other_products.0 += 1;
+            self.other_products.1 += price_pence;
+        }
+        Ok(id)
+    }
+
     /// Rows written per table so far (rejects excluded).
     pub fn counts(&self) -> &TableCounts {
         &self.counts
@@ -432,6 +499,9 @@ impl Transformer {
     /// The summary and preview, once every row is in.
     pub fn finish(self) -> (TableCounts, Summary, Vec<PreviewRow>) {
         let mut summary = self.summary;
+        let text = |t: [u8; 19]| String::from_utf8_lossy(&t).into_owned();
+        summary.first_at = self.first_at.map(text);
+        summary.last_at = self.last_at.map(text);
         let mut by_store: Vec<StoreSummary> = self
             .stores
             .iter()
@@ -454,7 +524,12 @@ impl Transformer {
                 .then_with(|| a.store.cmp(&b.store))
         });
         summary.by_store = by_store;
-        let mut products: Vec<&ProductEntry> = self.products.values().collect();
+        let mut products: Vec<&ProductEntry> = self
+            .numbered
+            .iter()
+            .flatten()
+            .chain(self.products.values())
+            .collect();
         products.sort_by(|a, b| {
             b.quantity
                 .cmp(&a.quantity)

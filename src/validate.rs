@@ -8,6 +8,7 @@
 
 use crate::clean::{BasketStyle, CleanRow, CustomerKey};
 use crate::report::{format_pence, Code, Issue, Severity};
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::ops::Range;
 
@@ -124,7 +125,10 @@ fn expect(s: &[u8], c: u8) -> Option<&[u8]> {
 /// tills; `T` also accepted). Surrounding spaces are ignored. The date must
 /// exist and the year lie in `years`.
 pub fn parse_timestamp(s: &str, years: std::ops::RangeInclusive<u16>) -> Option<Timestamp> {
-    let s = s.trim().as_bytes();
+    let s = s.trim_ascii().as_bytes();
+    if let Some(t) = fast_timestamp(s) {
+        return check_timestamp(t, years);
+    }
     let (year, month, day, rest) = if s.len() > 4 && s[4] == b'-' {
         let (y, r) = digits(s, 4, 4)?;
         let (m, r) = digits(expect(r, b'-')?, 1, 2)?;
@@ -151,8 +155,46 @@ pub fn parse_timestamp(s: &str, years: std::ops::RangeInclusive<u16>) -> Option<
     if !r.is_empty() {
         return None;
     }
-    let year = u16::try_from(year).ok()?;
-    let (month, day) = (month as u8, day as u8);
+    let t = Timestamp {
+        year: u16::try_from(year).ok()?,
+        month: u8::try_from(month).ok()?,
+        day: u8::try_from(day).ok()?,
+        hour: u8::try_from(hour).ok()?,
+        minute: minute as u8,
+        second: second as u8,
+    };
+    check_timestamp(t, years)
+}
+
+/// `dd/mm/yyyy HH:MM`, the tills' own layout, without the general parser.
+#[inline]
+fn fast_timestamp(s: &[u8]) -> Option<Timestamp> {
+    if s.len() != 16 || s[2] != b'/' || s[5] != b'/' || s[10] != b' ' || s[13] != b':' {
+        return None;
+    }
+    let d = |i: usize| -> Option<u32> {
+        let (a, b) = (s[i].wrapping_sub(b'0'), s[i + 1].wrapping_sub(b'0'));
+        (a < 10 && b < 10).then_some(a as u32 * 10 + b as u32)
+    };
+    Some(Timestamp {
+        day: d(0)? as u8,
+        month: d(3)? as u8,
+        year: (d(6)? * 100 + d(8)?) as u16,
+        hour: d(11)? as u8,
+        minute: d(14)? as u8,
+        second: 0,
+    })
+}
+
+fn check_timestamp(t: Timestamp, years: std::ops::RangeInclusive<u16>) -> Option<Timestamp> {
+    let Timestamp {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+    } = t;
     if !years.contains(&year)
         || !(1..=12).contains(&month)
         || day == 0
@@ -163,14 +205,7 @@ pub fn parse_timestamp(s: &str, years: std::ops::RangeInclusive<u16>) -> Option<
     {
         return None;
     }
-    Some(Timestamp {
-        year,
-        month,
-        day,
-        hour: hour as u8,
-        minute: minute as u8,
-        second: second as u8,
-    })
+    Some(t)
 }
 
 fn r_first(s: &[u8]) -> Option<u8> {
@@ -186,27 +221,40 @@ fn trim_start_spaces(s: &[u8]) -> &[u8] {
 /// At most two decimals that matter (`2.450` is fine, `2.455` is not), no
 /// sign, no thousands separator. Never goes through a float.
 pub fn parse_money(s: &str, max_pence: i64) -> Option<i64> {
-    let s = s.trim().as_bytes();
-    let (int, frac) = match s.iter().position(|&b| b == b'.') {
-        Some(p) => (&s[..p], &s[p + 1..]),
-        None => (s, &s[s.len()..]),
-    };
-    if int.is_empty() || int.len() > 12 || !int.iter().all(u8::is_ascii_digit) {
+    // One pass over the bytes: this runs for every item and every total.
+    let b = s.trim_ascii().as_bytes();
+    if b.is_empty() || b.len() > 24 {
         return None;
     }
-    if !frac.iter().all(u8::is_ascii_digit) || (s.contains(&b'.') && frac.is_empty()) {
-        return None;
-    }
-    if frac.len() > 2 && frac[2..].iter().any(|&b| b != b'0') {
-        return None;
-    }
+    let mut i = 0;
     let mut pence: i64 = 0;
-    for &b in int {
-        pence = pence * 10 + (b - b'0') as i64;
+    while i < b.len() && b[i].is_ascii_digit() {
+        if i == 12 {
+            return None;
+        }
+        pence = pence * 10 + (b[i] - b'0') as i64;
+        i += 1;
     }
-    let f0 = frac.first().map_or(0, |b| (b - b'0') as i64);
-    let f1 = frac.get(1).map_or(0, |b| (b - b'0') as i64);
-    let pence = pence.checked_mul(100)? + f0 * 10 + f1;
+    if i == 0 {
+        return None;
+    }
+    pence *= 100;
+    if i < b.len() {
+        if b[i] != b'.' || i + 1 == b.len() {
+            return None;
+        }
+        for (n, &d) in b[i + 1..].iter().enumerate() {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            match n {
+                0 => pence += (d - b'0') as i64 * 10,
+                1 => pence += (d - b'0') as i64,
+                _ if d != b'0' => return None,
+                _ => {}
+            }
+        }
+    }
     (pence <= max_pence).then_some(pence)
 }
 
@@ -222,7 +270,13 @@ pub struct Item {
     pub flavour: Range<u32>,
     /// Unit price in pence.
     pub price_pence: i64,
+    /// The product's number in the batch's [`Menu`], or [`NO_PRODUCT`].
+    pub product: u32,
 }
+
+/// [`Item::product`] of an item no [`Menu`] numbered (the menu was full, or
+/// the basket was read without one).
+pub const NO_PRODUCT: u32 = u32::MAX;
 
 impl Item {
     /// The three identity parts as `&str`, given the basket text.
@@ -287,12 +341,57 @@ impl fmt::Display for BasketProblem {
     }
 }
 
-/// Splits `Name - Flavour` at the first ` - `.
-fn name_flavour<'a>(s: &'a str) -> (&'a str, &'a str) {
-    match s.split_once(" - ") {
-        Some((n, f)) => (n.trim(), f.trim()),
-        None => (s.trim(), &s[s.len()..]),
+/// Byte offset of the first ` - ` in `s`. Hand-rolled over `memchr`:
+/// `str::split_once(" - ")` builds a substring searcher on every call, and
+/// this runs for every item of every basket.
+#[inline]
+pub fn find_dash(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'-', &b[from..]) {
+        let i = from + i;
+        if i >= 1 && b[i - 1] == b' ' && b.get(i + 1) == Some(&b' ') {
+            return Some(i - 1);
+        }
+        from = i + 1;
     }
+    None
+}
+
+/// Byte offset of the last ` - ` in `s` (see [`find_dash`]).
+#[inline]
+pub fn rfind_dash(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut to = b.len();
+    while let Some(i) = memchr::memrchr(b'-', &b[..to]) {
+        if i >= 1 && b[i - 1] == b' ' && b.get(i + 1) == Some(&b' ') {
+            return Some(i - 1);
+        }
+        to = i;
+    }
+    None
+}
+
+/// Splits `Name - Flavour` at the first ` - `.
+#[inline]
+fn name_flavour(s: &str) -> (&str, &str) {
+    match find_dash(s) {
+        Some(i) => (s[..i].trim_ascii(), s[i + 3..].trim_ascii()),
+        None => (s.trim_ascii(), &s[s.len()..]),
+    }
+}
+
+/// Calls `each` with every comma-separated piece of `s`.
+#[inline]
+fn for_each_piece<E>(s: &str, mut each: impl FnMut(usize, &str) -> Result<(), E>) -> Result<(), E> {
+    let mut start = 0;
+    let mut n = 0;
+    for i in memchr::memchr_iter(b',', s.as_bytes()).chain(std::iter::once(s.len())) {
+        n += 1;
+        each(n, &s[start..i])?;
+        start = i + 1;
+    }
+    Ok(())
 }
 
 /// Reads a current-format basket: `Size Name[ - Flavour] - price, ...`.
@@ -302,46 +401,170 @@ pub fn parse_basket_current(
     items: &mut Vec<Item>,
 ) -> Result<(), BasketProblem> {
     items.clear();
-    if basket.trim().is_empty() {
+    if basket.trim_ascii().is_empty() {
         return Err(BasketProblem::Empty);
     }
-    for (n, raw) in basket.split(',').enumerate() {
-        let item = n + 1;
-        let text = raw.trim();
-        let Some((desc, price)) = text.rsplit_once(" - ").or_else(|| text.rsplit_once(" -")) else {
+    for_each_piece(basket, |item, raw| {
+        items.push(parse_current_item(
+            basket,
+            raw.trim_ascii(),
+            item,
+            max_pence,
+        )?);
+        Ok(())
+    })
+}
+
+/// Reads one current-format item, `text` (trimmed, a slice of `basket`),
+/// the `item`th of its basket; ranges are relative to `basket`.
+fn parse_current_item(
+    basket: &str,
+    text: &str,
+    item: usize,
+    max_pence: i64,
+) -> Result<Item, BasketProblem> {
+    let (desc, price) = match rfind_dash(text) {
+        Some(i) => (&text[..i], &text[i + 3..]),
+        None => {
             return Err(BasketProblem::Shape {
                 item,
                 expected: "Size Name[ - Flavour] - price, like Large Latte - 2.45",
                 found: quote(text),
-            });
-        };
-        let price_pence = parse_money(price, max_pence).ok_or_else(|| BasketProblem::Price {
-            item,
-            found: quote(price.trim()),
-        })?;
-        let desc = desc.trim();
-        let (size, rest) = match desc.split_once(' ') {
-            Some((first, rest)) if SIZES.iter().any(|s| s.eq_ignore_ascii_case(first)) => {
-                (first, rest.trim_start())
-            }
-            _ => (&desc[..0], desc),
-        };
-        let (name, flavour) = name_flavour(rest);
-        if name.is_empty() {
-            return Err(BasketProblem::Shape {
-                item,
-                expected: "a product name before the price",
-                found: quote(text),
-            });
+            })
         }
-        items.push(Item {
-            size: range_in(basket, size),
-            name: range_in(basket, name),
-            flavour: range_in(basket, flavour),
-            price_pence,
+    };
+    let price_pence = parse_money(price, max_pence).ok_or_else(|| BasketProblem::Price {
+        item,
+        found: quote(price),
+    })?;
+    let desc = desc.trim_ascii();
+    let (size, rest) = match memchr::memchr(b' ', desc.as_bytes()) {
+        Some(sp) if SIZES.iter().any(|s| s.eq_ignore_ascii_case(&desc[..sp])) => {
+            (&desc[..sp], desc[sp + 1..].trim_ascii_start())
+        }
+        _ => (&desc[..0], desc),
+    };
+    let (name, flavour) = name_flavour(rest);
+    if name.is_empty() {
+        return Err(BasketProblem::Shape {
+            item,
+            expected: "a product name before the price",
+            found: quote(text),
         });
     }
-    Ok(())
+    Ok(Item {
+        size: range_in(basket, size),
+        name: range_in(basket, name),
+        flavour: range_in(basket, flavour),
+        price_pence,
+        product: NO_PRODUCT,
+    })
+}
+
+/// The products of one batch, numbered in order of first appearance, and a
+/// cache of the item texts already read.
+///
+/// A day's export repeats a few dozen item texts thousands of times, so
+/// reading each distinct text once and remembering its parts (and its
+/// product number, which the transform stage uses instead of hashing the
+/// product again) halves the work per item. Both tables are capped: past
+/// the cap items are read in full and left unnumbered.
+#[derive(Debug, Default)]
+pub struct Menu {
+    texts: HashMap<Box<str>, Item>,
+    products: HashMap<Box<str>, u32>,
+    next: u32,
+    key: String,
+    cap: usize,
+}
+
+impl Menu {
+    /// A menu remembering at most `cap` products and `cap` item texts.
+    pub fn new(cap: usize) -> Menu {
+        Menu {
+            cap,
+            ..Menu::default()
+        }
+    }
+
+    /// The number of a product, given its parts; [`NO_PRODUCT`] when full.
+    pub fn number(&mut self, size: &str, name: &str, flavour: &str) -> u32 {
+        self.key.clear();
+        for (i, part) in [size, name, flavour].iter().enumerate() {
+            if i > 0 {
+                self.key.push('\x1f');
+            }
+            self.key.push_str(part);
+        }
+        if let Some(&n) = self.products.get(self.key.as_str()) {
+            return n;
+        }
+        if self.products.len() >= self.cap {
+            return NO_PRODUCT;
+        }
+        let n = self.next;
+        self.next += 1;
+        self.products.insert(self.key.as_str().into(), n);
+        n
+    }
+
+    /// [`parse_basket_current`] with the cache, items numbered.
+    pub fn parse_current(
+        &mut self,
+        basket: &str,
+        max_pence: i64,
+        items: &mut Vec<Item>,
+    ) -> Result<(), BasketProblem> {
+        items.clear();
+        if basket.trim_ascii().is_empty() {
+            return Err(BasketProblem::Empty);
+        }
+        for_each_piece(basket, |item, raw| {
+            let text = raw.trim_ascii();
+            let at = (text.as_ptr() as usize - basket.as_ptr() as usize) as u32;
+            let shift = |r: &Range<u32>| r.start + at..r.end + at;
+            if let Some(known) = self.texts.get(text) {
+                items.push(Item {
+                    size: shift(&known.size),
+                    name: shift(&known.name),
+                    flavour: shift(&known.flavour),
+                    price_pence: known.price_pence,
+                    product: known.product,
+                });
+                return Ok(());
+            }
+            // Read it against itself, so the ranges can be reused anywhere.
+            let mut own = parse_current_item(text, text, item, max_pence)?;
+            let (size, name, flavour) = own.parts(text);
+            own.product = self.number(size, name, flavour);
+            items.push(Item {
+                size: shift(&own.size),
+                name: shift(&own.name),
+                flavour: shift(&own.flavour),
+                price_pence: own.price_pence,
+                product: own.product,
+            });
+            if self.texts.len() < self.cap && own.product != NO_PRODUCT {
+                self.texts.insert(text.into(), own);
+            }
+            Ok(())
+        })
+    }
+
+    /// [`parse_basket_legacy`], items numbered.
+    pub fn parse_legacy(
+        &mut self,
+        basket: &str,
+        max_pence: i64,
+        items: &mut Vec<Item>,
+    ) -> Result<(), BasketProblem> {
+        parse_basket_legacy(basket, max_pence, items)?;
+        for item in items.iter_mut() {
+            let (size, name, flavour) = item.parts(basket);
+            item.product = self.number(size, name, flavour);
+        }
+        Ok(())
+    }
 }
 
 /// Reads a legacy basket: flat `size,name,price` triplets, size may be blank.
@@ -351,10 +574,10 @@ pub fn parse_basket_legacy(
     items: &mut Vec<Item>,
 ) -> Result<(), BasketProblem> {
     items.clear();
-    if basket.trim().is_empty() {
+    if basket.trim_ascii().is_empty() {
         return Err(BasketProblem::Empty);
     }
-    let values = basket.split(',').count();
+    let values = memchr::memchr_iter(b',', basket.as_bytes()).count() + 1;
     if values % 3 != 0 {
         return Err(BasketProblem::Triplets { values });
     }
@@ -375,10 +598,11 @@ pub fn parse_basket_legacy(
             });
         }
         items.push(Item {
-            size: range_in(basket, size.trim()),
+            size: range_in(basket, size.trim_ascii()),
             name: range_in(basket, name),
             flavour: range_in(basket, flavour),
             price_pence,
+            product: NO_PRODUCT,
         });
     }
     Ok(())
@@ -404,7 +628,7 @@ impl Payment {
 
     /// Reads `CASH`/`CARD` in any case, with surrounding spaces.
     pub fn parse(s: &str) -> Option<Payment> {
-        let s = s.trim();
+        let s = s.trim_ascii();
         if s.eq_ignore_ascii_case("cash") {
             Some(Payment::Cash)
         } else if s.eq_ignore_ascii_case("card") {
@@ -548,6 +772,7 @@ pub fn mask_long_digit_runs(s: &str) -> String {
 pub fn validate_row<'a>(
     row: &CleanRow<'a>,
     config: &Config,
+    menu: &mut Menu,
     items: &mut Vec<Item>,
     issue: &mut impl FnMut(Issue),
 ) -> Option<Transaction<'a>> {
@@ -576,7 +801,7 @@ pub fn validate_row<'a>(
             ),
         );
     }
-    let store = row.store.trim();
+    let store = row.store.trim_ascii();
     if store.is_empty() {
         err(
             cols.store,
@@ -584,7 +809,7 @@ pub fn validate_row<'a>(
             "store is empty, expected the branch name".into(),
         );
     } else if store.len() > 100
-        || store.chars().any(char::is_control)
+        || store.bytes().any(|b| b < 0x20 || b == 0x7f)
         || store.bytes().all(|b| {
             b.is_ascii_digit() || b == b'.' || b == b'/' || b == b':' || b == b' ' || b == b'-'
         })
@@ -599,8 +824,8 @@ pub fn validate_row<'a>(
         );
     }
     let parsed = match row.basket_style {
-        BasketStyle::Current => parse_basket_current(row.basket, config.max_pence, items),
-        BasketStyle::Legacy => parse_basket_legacy(row.basket, config.max_pence, items),
+        BasketStyle::Current => menu.parse_current(row.basket, config.max_pence, items),
+        BasketStyle::Legacy => menu.parse_legacy(row.basket, config.max_pence, items),
     };
     let basket_ok = match parsed {
         Ok(()) => true,

@@ -62,7 +62,15 @@ fn exit_codes() {
 
 #[test]
 fn check_json_gives_the_reports() {
-    let (code, out, _) = run(&["check", "--json", data("real").to_str().unwrap()]);
+    let fixtures: Vec<String> = std::fs::read_dir(data("real"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["check", "--json"];
+    args.extend(fixtures.iter().map(String::as_str));
+    let (code, out, _) = run(&args);
     assert_eq!(code, Some(0));
     let reports: Vec<cafe_etl::Report> = serde_json::from_str(&out).unwrap();
     assert_eq!(reports.len(), 7);
