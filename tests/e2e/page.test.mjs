@@ -171,6 +171,7 @@ describe('the page', () => {
 
     await page.screenshot({ path: path.join(outDir, 'page-after-drop.png'), fullPage: true });
     await card(page, BAD).screenshot({ path: path.join(outDir, 'card-bad-rows.png') });
+    await card(page, CURRENT).screenshot({ path: path.join(outDir, 'card-current.png') });
     assert.deepEqual(errors, []);
   });
 
