@@ -730,6 +730,42 @@ fn fixture_answers_the_briefs_four_questions() {
 }
 
 #[test]
+fn an_empty_warehouse_says_what_to_do() {
+    let Some(db) = fresh_db("an_empty_warehouse_says_what_to_do") else {
+        return;
+    };
+    let out = cafe_etl(&["insights", "--postgres", &db.url]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("cafe-etl: query error: reading coffees_sold_per_type_weekly: relation")
+            && err.contains("`cafe-etl load` creates the views"),
+        "{err}"
+    );
+    // Everything staged before --since: the schema is made, nothing loaded.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    stage(&fixture_dir(), &root);
+    let out = load(&db.url, &root, &["--since", "2999-01-01"]);
+    assert!(
+        out.starts_with("nothing to load: 6 complete batches")
+            && out.contains("6 staged before --since"),
+        "{out}"
+    );
+    let (shown, _) = ok(&[
+        "insights",
+        "--postgres",
+        &db.url,
+        "--view",
+        "best_store_daily",
+    ]);
+    assert_eq!(
+        shown,
+        "Best store per day (by revenue) (best_store_daily)\n  (no rows)\n"
+    );
+}
+
+#[test]
 fn two_loads_at_once_load_each_batch_once() {
     let Some(mut db) = fresh_db("two_loads_at_once_load_each_batch_once") else {
         return;

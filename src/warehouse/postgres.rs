@@ -211,9 +211,8 @@ pub fn execute(
     for step in plan.steps() {
         match step {
             Step::Sql { sql, .. } => {
-                let what = sql.split(" (").next().unwrap_or(&sql).to_string();
                 tx.batch_execute(&sql)
-                    .map_err(|e| db_error(Phase::Load, &what.to_lowercase(), &e))?;
+                    .map_err(|e| db_error(Phase::Load, &statement_label(&sql), &e))?;
             }
             Step::PlanBatches => {
                 let mut csv = String::new();
@@ -256,6 +255,21 @@ pub fn execute(
         })
         .collect();
     Ok((tables, after[4].saturating_sub(before[4])))
+}
+
+/// A statement named for an error message: its keywords up to the first
+/// table it names (`merge into stores`). The generated SQL writes keywords
+/// in capitals and names in lower case.
+fn statement_label(sql: &str) -> String {
+    let mut words = Vec::new();
+    for w in sql.split_whitespace() {
+        let w = w.trim_end_matches(',');
+        words.push(w.to_lowercase());
+        if w.bytes().any(|b| b.is_ascii_lowercase()) {
+            break;
+        }
+    }
+    words.join(" ")
 }
 
 /// Streams one table's staged files, decompressed, into its temporary
@@ -357,4 +371,30 @@ pub fn insights(client: &mut Client, views: &[View], limit: u64) -> Result<Vec<I
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_named_by_their_table() {
+        for (sql, want) in [
+            (
+                "MERGE INTO stores USING tmp_new_stores s ON x",
+                "merge into stores",
+            ),
+            (
+                "CREATE TEMP TABLE tmp_new_products AS SELECT",
+                "create temp table tmp_new_products",
+            ),
+            (
+                "DROP TABLE tmp_plan_batches, tmp_copy_stores",
+                "drop table tmp_plan_batches",
+            ),
+            ("LOCK TABLE loaded_batches", "lock table loaded_batches"),
+        ] {
+            assert_eq!(statement_label(sql), want);
+        }
+    }
 }

@@ -195,7 +195,7 @@ fn layout(table: Table) -> Layout {
         Table::Products => Layout {
             dist_key: None,
             sort_key: &["product_id"],
-            why: "Under a hundred rows joined to every basket line: DISTSTYLE ALL, as stores.",
+            why: "The menu: a small table joined to every basket line; DISTSTYLE ALL, as stores.",
         },
         Table::Transactions => Layout {
             dist_key: Some("transaction_id"),
