@@ -202,7 +202,8 @@ fn layout(table: Table) -> Layout {
             sort_key: &["occurred_at"],
             why: "DISTKEY transaction_id puts a transaction on the same slice as its basket \
                   lines (the largest join, and the MERGE on it); the ids are hashes, so \
-                  slices stay even, where store_id would pile London on one. SORTKEY \
+                  slices stay even, where store_id (a few stores, some far busier) would \
+                  skew them. SORTKEY \
                   occurred_at: every view groups or filters by day, week or hour, and zone \
                   maps then skip whole blocks.",
         },
