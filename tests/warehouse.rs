@@ -8,6 +8,7 @@
 //! the local cluster and sets it. Without it they say plainly that they are
 //! skipped, and fail under CI (`CI` set), where skipping would hide them.
 //! Each test works in a schema of its own, so they run in parallel.
+#![cfg(not(target_arch = "wasm32"))]
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 use cafe_etl::warehouse::{postgres as wpg, schema, VIEWS};
