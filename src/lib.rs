@@ -40,7 +40,7 @@
 //! assert_eq!(report.issues[0].line, 3);
 //! assert_eq!(report.issues[0].code.as_str(), "total_mismatch");
 //! assert_eq!(report.summary.revenue_pence, 980);
-//! assert_eq!(report.tables.products, 2);
+//! assert_eq!(report.tables.products, 3);
 //!
 //! // Every file is gzip CSV; nothing in them names a customer.
 //! let (path, gz) = &staged.files[Table::Transactions as usize];
