@@ -6,13 +6,15 @@ SHELL := /bin/bash
 install:
 	bash .ci/install
 
-demo:
+demo: install
 	./scripts/demo
 
 wasm:
 	./scripts/build-wasm
 
-test: test-rust wasm test-wasm test-www test-worker test-warehouse
+# Every test, from a fresh machine: installs what is missing first.
+test: install
+	$(MAKE) test-rust wasm test-wasm test-www test-worker
 
 test-rust:
 	./scripts/test-rust
