@@ -434,7 +434,10 @@ impl<W: Write> Pipeline<W> {
                 cleaner: Cleaner::new(&config.clean),
                 transformer: Transformer::new(config.transform.clone()),
                 config: config.validate.clone(),
-                menu: Menu::new(config.transform.max_products),
+                menu: Menu::new(
+                    config.transform.max_products,
+                    config.transform.max_cache_bytes,
+                ),
                 items: Vec::with_capacity(16),
                 row_issues: Vec::new(),
                 report,

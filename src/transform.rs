@@ -41,6 +41,9 @@ pub struct Config {
     pub max_products: usize,
     /// Distinct stores remembered per batch.
     pub max_stores: usize,
+    /// Bytes of product and store text remembered per batch (names can be
+    /// long in hostile input; this keeps memory bounded whatever they are).
+    pub max_cache_bytes: usize,
     /// Distinct timestamps remembered for the occurrence number.
     pub max_timestamps: usize,
     /// Staged rows kept for the report's preview.
@@ -54,6 +57,7 @@ impl Default for Config {
         Config {
             max_products: 100_000,
             max_stores: 10_000,
+            max_cache_bytes: 16 << 20,
             max_timestamps: 1 << 20,
             preview_rows: 20,
             top_products: 10,
@@ -229,6 +233,7 @@ pub struct Transformer {
     stores: HashMap<Box<str>, StoreEntry>,
     other_products: (u64, i64),
     other_stores: (u64, i64),
+    cache_bytes: usize,
     /// Occurrence bookkeeping: the current timestamp run and its counts.
     run_ts: [u8; 19],
     run_number: u32,
@@ -263,6 +268,7 @@ impl Transformer {
             stores: HashMap::default(),
             other_products: (0, 0),
             other_stores: (0, 0),
+            cache_bytes: 0,
             run_ts: [0; 19],
             run_number: 0,
             run_counts: HashMap::default(),
@@ -300,7 +306,10 @@ impl Transformer {
                 let id = store_id(tx.store);
                 sink.store(&id, tx.store)?;
                 self.counts.stores += 1;
-                if self.stores.len() < self.config.max_stores {
+                if self.stores.len() < self.config.max_stores
+                    && self.cache_bytes + tx.store.len() <= self.config.max_cache_bytes
+                {
+                    self.cache_bytes += tx.store.len();
                     self.stores.insert(
                         tx.store.into(),
                         StoreEntry {
@@ -479,7 +488,10 @@ impl Transformer {
         let id = uuid5(&self.product_key);
         sink.product(&id, size, name, flavour)?;
         self.counts.products += 1;
-        if self.products.len() < self.config.max_products {
+        if self.products.len() < self.config.max_products
+            && self.cache_bytes + 2 * self.product_key.len() <= self.config.max_cache_bytes
+        {
+            self.cache_bytes += 2 * self.product_key.len();
             self.products.insert(
                 self.product_key.as_slice().into(),
                 ProductEntry::new(id, size, name, flavour, price_pence),

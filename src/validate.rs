@@ -476,13 +476,18 @@ pub struct Menu {
     next: u32,
     key: String,
     cap: usize,
+    /// Bytes of text held, against `max_bytes`: item texts can be long.
+    bytes: usize,
+    max_bytes: usize,
 }
 
 impl Menu {
-    /// A menu remembering at most `cap` products and `cap` item texts.
-    pub fn new(cap: usize) -> Menu {
+    /// A menu remembering at most `cap` products and `cap` item texts, and
+    /// at most `max_bytes` of their text.
+    pub fn new(cap: usize, max_bytes: usize) -> Menu {
         Menu {
             cap,
+            max_bytes,
             ..Menu::default()
         }
     }
@@ -499,9 +504,10 @@ impl Menu {
         if let Some(&n) = self.products.get(self.key.as_str()) {
             return n;
         }
-        if self.products.len() >= self.cap {
+        if self.products.len() >= self.cap || self.bytes + self.key.len() > self.max_bytes {
             return NO_PRODUCT;
         }
+        self.bytes += self.key.len();
         let n = self.next;
         self.next += 1;
         self.products.insert(self.key.as_str().into(), n);
@@ -544,7 +550,11 @@ impl Menu {
                 price_pence: own.price_pence,
                 product: own.product,
             });
-            if self.texts.len() < self.cap && own.product != NO_PRODUCT {
+            if self.texts.len() < self.cap
+                && own.product != NO_PRODUCT
+                && self.bytes + text.len() <= self.max_bytes
+            {
+                self.bytes += text.len();
                 self.texts.insert(text.into(), own);
             }
             Ok(())
