@@ -354,26 +354,69 @@ async function authenticate(request, cfg) {
   return v.store;
 }
 
-/** Reads a stream in chunks, failing with 413 past `max` bytes. */
-async function* chunks(stream, max) {
-  if (!stream) return;
-  const reader = stream.getReader();
-  let total = 0;
-  let finished = false;
-  try {
+/**
+ * The request body, read in chunks and counted (413 past `max` bytes in all).
+ *
+ * When the answer is decided before the body is read to its end (401, 403, 428, a
+ * duplicate, a refusal), `discardRest()` reads the rest and drops it, up to `max` in
+ * all: a server that closes a connection with unread bytes in it resets it, and the
+ * client (a browser's XHR in particular) then reports a network error instead of our
+ * answer. A client that sent `Expect: 100-continue` has not sent the body yet and is
+ * left alone. A body over `max` (413) is still drained up to twice `max`, so a file a
+ * little too big gets its 413 too; past that, or when the declared Content-Length is
+ * past that, or when the client stalls for 30 s, it is cancelled (and the client may
+ * see a reset).
+ */
+class Body {
+  constructor(request, max) {
+    this.stream = request.body;
+    this.max = max;
+    this.total = 0;
+    this.done = !request.body;
+    this.abandon = false;
+    this.reader = null;
+    this.expectContinue = /100-continue/i.test(request.headers.get('expect') ?? '');
+  }
+
+  async *chunks() {
+    if (this.done) return;
+    this.reader ??= this.stream.getReader();
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = await this.reader.read();
       if (done) {
-        finished = true;
+        this.done = true;
         return;
       }
-      total += value.length;
-      if (total > max) throw tooLarge(max);
+      this.total += value.length;
+      if (this.total > this.max) throw tooLarge(this.max);
       yield value;
     }
-  } finally {
-    // Stopped early (413, a refusal, S3 down): stop receiving the rest.
-    if (!finished) await reader.cancel().catch(() => {});
+  }
+
+  async discardRest(timeoutMs = 30_000) {
+    if (this.done) return;
+    if (!this.reader && this.expectContinue) return;
+    this.reader ??= this.stream.getReader();
+    let timer;
+    const stalled = new Promise((resolve) => {
+      timer = setTimeout(() => resolve({ stalled: true }), timeoutMs);
+    });
+    try {
+      while (!this.abandon && this.total <= 2 * this.max) {
+        const r = await Promise.race([this.reader.read(), stalled]);
+        if (r.stalled) break;
+        if (r.done) {
+          this.done = true;
+          return;
+        }
+        this.total += r.value.length;
+      }
+      await this.reader.cancel();
+    } catch {
+      // The client went away: nothing to answer.
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -388,10 +431,10 @@ function* slices(bytes, size = 256 * 1024) {
   for (let at = 0; at < bytes.length; at += size) yield bytes.subarray(at, Math.min(at + size, bytes.length));
 }
 
-async function bufferBody(request, cfg) {
+async function bufferBody(body, cfg) {
   const parts = [];
   let total = 0;
-  for await (const c of chunks(request.body, cfg.maxUploadBytes)) {
+  for await (const c of body.chunks()) {
     total += c.length;
     if (total > cfg.bufferLimitBytes) throw needHash(cfg);
     parts.push(c);
@@ -422,6 +465,8 @@ function parseReport(obj) {
 }
 
 async function handleUpload(request, cfg, fileName, log) {
+  const input = new Body(request, cfg.maxUploadBytes);
+  log.body = input;
   const store = await authenticate(request, cfg);
   log.store = store;
   const nameProblem = checkFileName(fileName);
@@ -440,7 +485,10 @@ async function handleUpload(request, cfg, fileName, log) {
   }
   const lengthHeader = request.headers.get('content-length');
   const length = lengthHeader === null ? null : Number(lengthHeader);
-  if (length !== null && length > cfg.maxUploadBytes) throw tooLarge(cfg.maxUploadBytes);
+  if (length !== null && length > cfg.maxUploadBytes) {
+    input.abandon = length > 2 * cfg.maxUploadBytes;
+    throw tooLarge(cfg.maxUploadBytes);
+  }
   const claimed = request.headers.get('x-content-sha256');
   if (claimed !== null && !/^[0-9a-fA-F]{64}$/.test(claimed.trim())) {
     throw new HttpError(400, 'bad_sha256', 'X-Content-SHA256 must be 64 hex digits (the SHA-256 of the whole body)');
@@ -454,7 +502,7 @@ async function handleUpload(request, cfg, fileName, log) {
     batchId = claimed.trim().toLowerCase().slice(0, 32);
   } else {
     if (length !== null && length > cfg.bufferLimitBytes) throw needHash(cfg);
-    const buffered = await bufferBody(request, cfg);
+    const buffered = await bufferBody(input, cfg);
     const h = new BatchHasher();
     try {
       h.update(buffered);
@@ -484,7 +532,7 @@ async function handleUpload(request, cfg, fileName, log) {
     return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [] }, { 'x-batch-id': batchId });
   }
 
-  body ??= chunks(request.body, cfg.maxUploadBytes);
+  body ??= input.chunks();
   const limiter = new Limiter(cfg.partsInFlight);
   const objects = new Map(keys.slice(0, -1).map((k) => [k.slice(cfg.prefix.length), new TableObject(s3, k, cfg.partBytes, limiter)]));
   const pipeline = new Pipeline({ source: fileName, batchId, customerKeySecret: cfg.customerKeySecret });
@@ -689,7 +737,11 @@ async function handle(request, env) {
   }
   if (r.name === 'health') {
     wasm();
-    return json(200, { ok: true, core: coreVersion() }, cors);
+    return json(
+      200,
+      { ok: true, core: coreVersion(), max_upload_bytes: cfg.maxUploadBytes, buffer_limit_bytes: cfg.bufferLimitBytes },
+      cors,
+    );
   }
   const log = { event: r.name, start: Date.now(), s3: { requests: 0, retries: 0 } };
   let response;
@@ -725,6 +777,7 @@ async function handle(request, env) {
       response = json(500, { error: 'internal_error', message: 'the worker failed; nothing was committed' });
     }
   }
+  await log.body?.discardRest();
   log.status = response.status;
   logLine(log);
   for (const [k, v] of Object.entries(cors)) response.headers.set(k, v);

@@ -623,3 +623,36 @@ export async function assertLargeSameAsCli(assert, stack, file, batchId) {
   fs.rmSync(out, { recursive: true, force: true });
   return { marker, tables };
 }
+
+/**
+ * Sends a body and reads the answer even when the worker gives it before reading the
+ * whole body (413, 428), which `fetch` reports as a failure to write. Without
+ * `content-length` in `headers` the body goes chunked, 16 KiB at a time; with
+ * `firstOnly` only the first chunk is sent.
+ */
+export function earlyAnswer(url, headers, bytes, { firstOnly = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'PUT', headers });
+    let answered = false;
+    req.on('response', (res) => {
+      answered = true;
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => {
+        req.destroy();
+        resolve({ status: res.statusCode, body: JSON.parse(text) });
+      });
+    });
+    req.on('error', (e) => {
+      if (!answered) reject(e);
+    });
+    (async () => {
+      for (let at = 0; at < bytes.length && !answered; at += 16_384) {
+        if (!req.write(bytes.subarray(at, at + 16_384))) await once(req, 'drain');
+        if (firstOnly) return;
+      }
+      if (!answered) req.end();
+    })().catch(() => {});
+  });
+}

@@ -3,7 +3,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -12,6 +11,7 @@ import {
   cliGenerate,
   cliToken,
   cliTransform,
+  earlyAnswer,
   personalData,
   readLayout,
   realDataDir,
@@ -95,7 +95,10 @@ after(async () => {
 test('GET /healthz answers without S3 or a token', async () => {
   const res = await fetch(`${stack.url}/healthz`);
   assert.equal(res.status, 200);
-  assert.equal((await res.json()).ok, true);
+  const body = await res.json();
+  assert.equal(body.ok, true);
+  assert.equal(body.max_upload_bytes, 200_000_000);
+  assert.equal(body.buffer_limit_bytes, 32 * 1024 * 1024);
 });
 
 describe('staging real exports', { skip: NO_CORPUS }, () => {
@@ -286,29 +289,15 @@ describe('refusals', () => {
     assert.deepEqual(await allKeys(), keysBefore);
   });
 
-  test('413 when Content-Length is above MAX_UPLOAD_BYTES, answered before the body is read', async () => {
+  test('413 when Content-Length is far above MAX_UPLOAD_BYTES, answered before the body is read', async () => {
     const token = await tokenFor('leeds');
     uploadsMade.push('huge.csv');
-    const { status, body } = await new Promise((resolve, reject) => {
-      const u = new URL(`${stack.url}/v1/uploads/huge.csv`);
-      const req = http.request({
-        host: u.hostname,
-        port: u.port,
-        path: u.pathname,
-        method: 'PUT',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'text/csv', 'content-length': String(300 * 1000 * 1000) },
-      });
-      req.on('response', (res) => {
-        let text = '';
-        res.on('data', (d) => (text += d));
-        res.on('end', () => {
-          req.destroy();
-          resolve({ status: res.statusCode, body: JSON.parse(text) });
-        });
-      });
-      req.on('error', reject);
-      req.write(csv);
-    });
+    const { status, body } = await earlyAnswer(
+      `${stack.url}/v1/uploads/huge.csv`,
+      { authorization: `Bearer ${token}`, 'content-type': 'text/csv', 'content-length': String(1000 * 1000 * 1000) },
+      csv,
+      { firstOnly: true },
+    );
     assert.equal(status, 413);
     assert.equal(body.error, 'too_large');
     assert.equal(body.max_upload_bytes, 200_000_000);
