@@ -505,7 +505,8 @@ async function handleUpload(request, cfg, fileName, log) {
     const buffered = await bufferBody(input, cfg);
     const h = new BatchHasher();
     try {
-      h.update(buffered);
+      // In slices: wasm memory grows to the largest buffer passed in, and never shrinks.
+      for (const slice of slices(buffered)) h.update(slice);
       batchId = h.finish();
     } finally {
       h.free();

@@ -27,6 +27,16 @@ const QUIET_WRANGLER = {
   WRANGLER_LOG: 'warn',
 };
 
+let tmpRoot = null;
+/** A fresh temporary folder, removed when the test process exits. */
+export function tmpDir(prefix = 'tmp-') {
+  if (!tmpRoot) {
+    tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'cafe-worker-test-'));
+    process.on('exit', () => fs.rmSync(tmpRoot, { recursive: true, force: true }));
+  }
+  return fs.mkdtempSync(path.join(tmpRoot, prefix));
+}
+
 /** A fresh random secret (hex), never written to the repository. */
 export function secret(bytes = 32) {
   return randomBytes(bytes).toString('hex');
@@ -73,7 +83,7 @@ export function findS3sFs() {
  * Returns {endpoint, port, accessKeyId, secretAccessKey, bucket, dir, client, stop()}.
  */
 export async function startS3({ dir, port, bucket = 'cafe-staging', accessKeyId, secretAccessKey } = {}) {
-  dir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'cafe-s3-'));
+  dir ??= tmpDir('s3-');
   fs.mkdirSync(dir, { recursive: true });
   port ??= await freePort();
   accessKeyId ??= 'AK' + secret(8).toUpperCase();
@@ -440,7 +450,7 @@ export function cliPath() {
 
 /** Runs `cafe-etl transform` on one file; returns the output folder. */
 export function cliTransform(file, customerKeySecret) {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cafe-cli-'));
+  const out = tmpDir('cli-');
   const r = spawnSync(cliPath(), ['transform', '--customer-key-secret-env', 'CAFE_TEST_CUSTOMER_KEY', '--out', out, file], {
     env: { ...process.env, CAFE_TEST_CUSTOMER_KEY: customerKeySecret },
     encoding: 'utf8',
@@ -461,7 +471,7 @@ export function cliToken(uploadSecret, store, ttl = '1h') {
 
 /** Runs `cafe-etl generate` into a folder; returns the folder. */
 export function cliGenerate(args) {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cafe-gen-'));
+  const out = tmpDir('gen-');
   const r = spawnSync(cliPath(), ['generate', '--out', out, ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`cafe-etl generate: ${r.stderr}`);
   return out;
@@ -655,4 +665,61 @@ export function earlyAnswer(url, headers, bytes, { firstOnly = false } = {}) {
       if (!answered) req.end();
     })().catch(() => {});
   });
+}
+
+/**
+ * Streams a file to the worker with its Content-Length (and X-Content-SHA256 unless
+ * `sha256` is false), never holding it in memory. Returns {status, body, seconds}.
+ */
+export async function uploadFile(url, token, file, { name = path.basename(file), sha256 = true } = {}) {
+  const { createHash } = await import('node:crypto');
+  const { pipeline } = await import('node:stream/promises');
+  const headers = {
+    authorization: `Bearer ${token}`,
+    'content-type': 'text/csv',
+    'content-length': String(fs.statSync(file).size),
+  };
+  if (sha256) {
+    const h = createHash('sha256');
+    await pipeline(fs.createReadStream(file), h);
+    headers['x-content-sha256'] = h.digest('hex');
+  }
+  const u = new URL(`${url}/v1/uploads/${encodeURIComponent(name)}`);
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'PUT', headers });
+    req.on('response', (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => {
+        let body;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = { unparsed: text };
+        }
+        resolve({ status: res.statusCode, body, text, seconds: (performance.now() - t0) / 1000 });
+      });
+    });
+    req.on('error', reject);
+    fs.createReadStream(file, { highWaterMark: 256 * 1024 }).pipe(req);
+  });
+}
+
+/** A generated export of about `bytes` bytes for one store, cut at a line end. */
+export function generatedExport(bytes, { store = 'chesterfield', seed = 1 } = {}) {
+  const perDay = 7000;
+  const days = Math.max(1, Math.ceil(bytes / (perDay * 152)));
+  const name = `${store}_big_${bytes}.csv`;
+  const dir = cliGenerate(['--stores', '1', '--days', String(days), '--seed', String(seed), '--transactions-per-day', String(perDay), '--single', name]);
+  const file = path.join(dir, name);
+  const size = fs.statSync(file).size;
+  if (size > bytes) {
+    const fd = fs.openSync(file, 'r+');
+    const tail = Buffer.alloc(4096);
+    fs.readSync(fd, tail, 0, 4096, bytes - 4096);
+    fs.ftruncateSync(fd, bytes - 4096 + tail.lastIndexOf(10) + 1);
+    fs.closeSync(fd);
+  }
+  return file;
 }

@@ -3,7 +3,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import {
@@ -17,6 +16,7 @@ import {
   realDataDir,
   realFiles,
   startStack,
+  tmpDir,
   upload,
 } from './harness.js';
 import { batchKeys, mintToken, storeSlug } from '../src/lib.js';
@@ -65,7 +65,7 @@ const allKeys = () => stack.s3.client.keys(stack.prefix);
  * customer-key secret: each table row for row, and the report.
  */
 async function assertSameAsCli(file, name, batchId) {
-  const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cafe-cmp-')), name);
+  const dir = path.join(tmpDir('cmp-'), name);
   fs.copyFileSync(file, dir);
   const cli = readLayout(cliTransform(dir, stack.customerKeySecret));
   const keys = batchKeys(stack.prefix, batchId);
@@ -140,7 +140,7 @@ describe('staging real exports', { skip: NO_CORPUS }, () => {
     const plain = lines.map((l, i) => [l, i]).filter(([l, i]) => i > 3 && /^\d/.test(l) && !l.includes('"'))[0][1];
     lines[3] = lines[3].replace(/,(\d+(?:\.\d+)?),(CASH|CARD),/, ',999.99,$2,');
     lines[plain] = lines[plain].replace(/,(CASH|CARD),/, ',');
-    const tmp = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cafe-bad-')), path.basename(chesterfield));
+    const tmp = path.join(tmpDir('bad-'), path.basename(chesterfield));
     fs.writeFileSync(tmp, lines.join('\n'));
     const bytes = fs.readFileSync(tmp);
     const id = await batchIdOf(bytes);
@@ -426,7 +426,7 @@ test('one JSON log line per upload, with ids and counts and no personal data', a
   const everything = logText + '\n' + objects.join('\n');
   let checked = 0;
   for (const bytes of filesSent) {
-    const tmp = path.join(os.tmpdir(), `cafe-pii-${process.pid}.csv`);
+    const tmp = path.join(tmpDir('pii-'), 'sent.csv');
     fs.writeFileSync(tmp, bytes);
     const { names, cards } = personalData(tmp);
     for (const n of names) {
