@@ -426,8 +426,33 @@ function tooLarge(max) {
   });
 }
 
+/** Bytes per `Pipeline.push`: fewer, larger calls across the wasm boundary (and
+ *  fewer drains) run the pipeline about a quarter faster than the runtime's
+ *  request-body chunks would. */
+const PUSH_BYTES = 256 * 1024;
+
+/** Groups a stream's chunks into chunks of at least `size` bytes (the last may be less). */
+async function* coalesce(source, size) {
+  let parts = [];
+  let total = 0;
+  for await (const c of source) {
+    if (total === 0 && c.length >= size) {
+      yield c;
+      continue;
+    }
+    parts.push(c);
+    total += c.length;
+    if (total >= size) {
+      yield concat(parts, total);
+      parts = [];
+      total = 0;
+    }
+  }
+  if (total > 0) yield concat(parts, total);
+}
+
 /** Splits buffered bytes into pipeline-sized chunks. */
-function* slices(bytes, size = 256 * 1024) {
+function* slices(bytes, size = PUSH_BYTES) {
   for (let at = 0; at < bytes.length; at += size) yield bytes.subarray(at, Math.min(at + size, bytes.length));
 }
 
@@ -533,7 +558,7 @@ async function handleUpload(request, cfg, fileName, log) {
     return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [] }, { 'x-batch-id': batchId });
   }
 
-  body ??= input.chunks();
+  body ??= coalesce(input.chunks(), PUSH_BYTES);
   const limiter = new Limiter(cfg.partsInFlight);
   const objects = new Map(keys.slice(0, -1).map((k) => [k.slice(cfg.prefix.length), new TableObject(s3, k, cfg.partBytes, limiter)]));
   const pipeline = new Pipeline({ source: fileName, batchId, customerKeySecret: cfg.customerKeySecret });

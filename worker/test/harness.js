@@ -530,16 +530,17 @@ export function readLayout(dir) {
  * everything until told otherwise), and the worker on workerd talking to S3 through
  * the proxy. `vars` override wrangler.toml's [vars].
  */
-export async function startStack(vars = {}) {
+export async function startStack(vars = {}, { direct = false } = {}) {
   const s3 = await startS3();
   const proxy = await new FaultProxy({ host: '127.0.0.1', port: s3.port }).listen();
+  // `direct`: the worker talks to s3s-fs itself (benchmarks), not through the proxy.
   const uploadSecret = secret();
   const customerKeySecret = secret();
   let worker;
   try {
     worker = await startWorker({
       bindings: {
-        S3_ENDPOINT: proxy.endpoint,
+        S3_ENDPOINT: direct ? s3.endpoint : proxy.endpoint,
         S3_BUCKET: s3.bucket,
         S3_ACCESS_KEY_ID: s3.accessKeyId,
         S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
