@@ -367,18 +367,8 @@ impl Transformer {
             } else {
                 self.unnumbered_product(size, name, flavour, item.price_pence, sink)?
             };
-            if !rows {
-                continue;
-            }
-            self.key.push(0x1e);
-            self.key.extend_from_slice(size.as_bytes());
-            self.key.push(0x1f);
-            self.key.extend_from_slice(name.as_bytes());
-            self.key.push(0x1f);
-            self.key.extend_from_slice(flavour.as_bytes());
-            self.key.push(0x1f);
-            self.key
-                .extend_from_slice(itoa(item.price_pence).as_bytes());
+            // Lines are counted even when only checking (the report's
+            // basket_items count must not depend on the mode).
             match self
                 .lines
                 .iter_mut()
@@ -386,6 +376,17 @@ impl Transformer {
             {
                 Some(line) => line.2 += 1,
                 None => self.lines.push((id, item.price_pence, 1)),
+            }
+            if rows {
+                self.key.push(0x1e);
+                self.key.extend_from_slice(size.as_bytes());
+                self.key.push(0x1f);
+                self.key.extend_from_slice(name.as_bytes());
+                self.key.push(0x1f);
+                self.key.extend_from_slice(flavour.as_bytes());
+                self.key.push(0x1f);
+                self.key
+                    .extend_from_slice(itoa(item.price_pence).as_bytes());
             }
         }
 

@@ -818,6 +818,15 @@ pub fn validate_row<'a>(
             Code::BadStore,
             "store is empty, expected the branch name".into(),
         );
+    } else if store.starts_with(['=', '+', '-', '@']) {
+        err(
+            cols.store,
+            Code::BadStore,
+            format!(
+                "store is {}, which reads as a spreadsheet formula, expected a branch name",
+                quote(store)
+            ),
+        );
     } else if store.len() > 100
         || store.bytes().any(|b| b < 0x20 || b == 0x7f)
         || store.bytes().all(|b| {

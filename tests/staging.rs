@@ -197,3 +197,28 @@ fn past_the_cache_caps_rows_stay_right_and_memory_bounded() {
     assert_eq!(ids(&full).len(), 60);
     assert!(capped.report.summary.top_products.len() <= 10);
 }
+
+#[test]
+fn check_counts_what_transform_writes() {
+    for file in [
+        "real/isle-of-wight_2020-10-01.csv",
+        "real/chesterfield_25-08-2021_09-00-00.csv",
+    ] {
+        let bytes = read_data(file);
+        let checked = check(&bytes, file);
+        let staged = cafe_etl::transform(&bytes, file, &Config::default()).unwrap();
+        assert_eq!(
+            checked, staged.report,
+            "{file}: check and transform report alike"
+        );
+        assert_eq!(
+            checked.tables.basket_items,
+            table(&staged, Table::BasketItems).len() as u64
+        );
+        let mut quick = Config::default();
+        quick.skip_batch_id = true;
+        let unhashed = cafe_etl::check(&bytes, file, &quick);
+        assert_eq!(unhashed.batch_id, "");
+        assert_eq!(unhashed.tables, checked.tables);
+    }
+}

@@ -18,6 +18,7 @@ fn each_problem_has_its_code_column_and_message() {
         ("yesterday,Leeds,Ann Example,Large Latte - 2.45,2.45,CASH,", "bad_timestamp", Some(1), &["[withheld: 9 characters that do not look like a timestamp]"]),
         ("25/08/2021 09:00, ,Ann Example,Large Latte - 2.45,2.45,CASH,", "bad_store", Some(2), &["empty"]),
         ("25/08/2021 09:00,12345,Ann Example,Large Latte - 2.45,2.45,CASH,", "bad_store", Some(2), &["\"12345\""]),
+        ("25/08/2021 09:00,=HYPERLINK(\"x\"),Ann Example,Large Latte - 2.45,2.45,CASH,", "bad_store", Some(2), &["spreadsheet formula"]),
         ("25/08/2021 09:00,Leeds,Ann Example,,0,CASH,", "bad_basket", Some(4), &["empty"]),
         ("25/08/2021 09:00,Leeds,Ann Example,Large Latte 2.45,2.45,CASH,", "bad_basket", Some(4), &["item 1", "Large Latte - 2.45"]),
         ("25/08/2021 09:00,Leeds,Ann Example,Large Latte - 2.4x,2.45,CASH,", "bad_price", Some(4), &["item 1", "\"2.4x\""]),
