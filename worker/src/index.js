@@ -308,10 +308,10 @@ class TableObject {
   }
 
   /** Undoes whatever reached S3: aborts an open multipart upload, deletes a committed object. */
-  async discard() {
+  async discard({ keepCommitted = false } = {}) {
     this.chunks = [];
     if (this.committed) {
-      await this.s3.delete(this.key);
+      if (!keepCommitted) await this.s3.delete(this.key);
     } else if (this.starting) {
       const id = await this.starting.catch(() => null);
       if (id) await this.s3.abortMultipart(this.key, id);
@@ -605,16 +605,25 @@ async function handleUpload(request, cfg, fileName, log) {
     await forward(Object.fromEntries(Object.entries(result.files).filter(([p]) => !p.startsWith('batches/'))));
     // Commit: every table file, then the marker.
     await limiter.drain();
-    await Promise.all([...objects.values()].map((o) => o.commit()));
+    // Settled, not raced: on a failure nothing may still be in flight when we undo.
+    const commits = await Promise.allSettled([...objects.values()].map((o) => o.commit()));
+    const failed = commits.find((c) => c.status === 'rejected');
+    if (failed) throw failed.reason;
     await s3.put(markerKey, marker, { 'content-type': 'application/json', 'x-amz-meta-store': store });
     log.outcome = 'staged';
     log.multipart = [...objects.values()].filter((o) => o.multipart).length;
     return json(200, { batch_id: batchId, duplicate: false, store, report, keys }, { 'x-batch-id': batchId });
   } catch (e) {
-    // No marker: undo what reached S3 (best effort: the loader ignores a batch without
+    // No marker: undo what reached S3, best effort (the loader ignores a batch without
     // its marker anyway, and the next upload of the same file rewrites the same keys).
+    // Open multipart uploads are always aborted. Committed table objects are deleted
+    // only when the marker is known to be absent: a concurrent upload of the same
+    // bytes may have committed the batch meanwhile, and its tables are these keys.
     await limiter.drain().catch(() => {});
-    await Promise.all([...objects.values()].map((o) => o.discard().catch(() => {})));
+    const committedElsewhere = [...objects.values()].some((o) => o.committed)
+      ? await s3.get(markerKey).then((m) => m !== null, () => true)
+      : false;
+    await Promise.all([...objects.values()].map((o) => o.discard({ keepCommitted: committedElsewhere }).catch(() => {})));
     throw e;
   } finally {
     pipeline.free();

@@ -403,6 +403,20 @@ describe('concurrency', { skip: NO_CORPUS }, () => {
   });
 });
 
+describe('the same bytes twice at once', { skip: NO_CORPUS }, () => {
+  test('two concurrent uploads of one file both succeed and leave one complete batch', async () => {
+    const file = current.find((f) => /^leeds_/.test(path.basename(f)) && f !== leeds && !uploadsMade.includes(path.basename(f)));
+    const bytes = fs.readFileSync(file);
+    const id = await batchIdOf(bytes);
+    const token = await tokenFor('leeds');
+    const [a, b] = await Promise.all([put(token, path.basename(file), bytes), put(token, path.basename(file), bytes)]);
+    assert.equal(a.status, 200, a.text);
+    assert.equal(b.status, 200, b.text);
+    assert.ok([a, b].some((r) => !r.body.duplicate), 'at least one staged it');
+    await assertSameAsCli(file, path.basename(file), id);
+  });
+});
+
 test('one JSON log line per upload, with ids and counts and no personal data', async () => {
   const lines = stack.worker.logs.filter((l) => l.event === 'upload');
   assert.equal(lines.length, uploadsMade.length, 'one line per upload request');
