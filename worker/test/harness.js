@@ -17,7 +17,8 @@ import { AwsClient } from 'aws4fetch';
 
 export const WORKER_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = path.resolve(WORKER_DIR, '..');
-export const REAL_DATA = path.resolve(REPO, '..', 'shared', 'data', 'real');
+/** The shared corpus beside the repository (CAFE_REAL_DATA overrides its path). */
+export const REAL_DATA = process.env.CAFE_REAL_DATA ?? path.resolve(REPO, '..', 'shared', 'data', 'real');
 export const VENDORED_REAL = path.join(REPO, 'tests', 'data', 'real');
 
 const QUIET_WRANGLER = {
@@ -478,23 +479,33 @@ export function cliGenerate(args) {
 }
 
 /**
- * The real exports, from ../shared/data/real/ (beside the repository), falling back
- * to the few vendored in tests/data/real/. `null` when neither is there.
+ * Where the real exports are: the shared corpus `../shared/data/real/` beside the
+ * repository (153 current files in `current/`, two legacy ones in `legacy-2020/`), or
+ * else the few copied into `tests/data/real/` (see its README). `null` when neither.
  */
 export function realDataDir() {
   if (fs.existsSync(path.join(REAL_DATA, 'current'))) return REAL_DATA;
-  if (fs.existsSync(path.join(VENDORED_REAL, 'current'))) return VENDORED_REAL;
+  if (fs.existsSync(VENDORED_REAL)) return VENDORED_REAL;
   return null;
 }
 
-export function realFiles(sub = 'current') {
+/** The real exports of a kind, `current` or `legacy-2020`, from `realDataDir()`. */
+export function realFiles(kind = 'current') {
   const dir = realDataDir();
-  if (!dir || !fs.existsSync(path.join(dir, sub))) return [];
+  if (!dir) return [];
+  if (dir === REAL_DATA) {
+    const sub = path.join(dir, kind);
+    if (!fs.existsSync(sub)) return [];
+    return fs.readdirSync(sub).filter((f) => f.endsWith('.csv')).sort().map((f) => path.join(sub, f));
+  }
+  // tests/data/real/ is flat: the legacy files are Isle of Wight's; spreadsheet-damaged
+  // copies (excel_*) are neither kind.
   return fs
-    .readdirSync(path.join(dir, sub))
-    .filter((f) => f.endsWith('.csv'))
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.csv') && !f.startsWith('excel_'))
+    .filter((f) => (kind === 'legacy-2020') === f.includes('isle-of-wight'))
     .sort()
-    .map((f) => path.join(dir, sub, f));
+    .map((f) => path.join(dir, f));
 }
 
 /** Personal data of a real export (names, card numbers), to prove it never leaves. */
