@@ -555,7 +555,7 @@ async function handleUpload(request, cfg, fileName, log) {
     log.rows_staged = report.rows_staged;
     log.rows_rejected = report.rows_rejected;
     log.bytes = report.bytes;
-    return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [] }, { 'x-batch-id': batchId });
+    return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [] });
   }
 
   body ??= coalesce(input.chunks(), PUSH_BYTES);
@@ -612,7 +612,7 @@ async function handleUpload(request, cfg, fileName, log) {
     await s3.put(markerKey, marker, { 'content-type': 'application/json', 'x-amz-meta-store': store });
     log.outcome = 'staged';
     log.multipart = [...objects.values()].filter((o) => o.multipart).length;
-    return json(200, { batch_id: batchId, duplicate: false, store, report, keys }, { 'x-batch-id': batchId });
+    return json(200, { batch_id: batchId, duplicate: false, store, report, keys });
   } catch (e) {
     // No marker: undo what reached S3, best effort (the loader ignores a batch without
     // its marker anyway, and the next upload of the same file rewrites the same keys).
@@ -816,6 +816,7 @@ async function handle(request, env) {
   log.status = response.status;
   logLine(log);
   for (const [k, v] of Object.entries(cors)) response.headers.set(k, v);
+  if (log.batch_id) response.headers.set('x-batch-id', log.batch_id);
   return response;
 }
 
