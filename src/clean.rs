@@ -329,7 +329,12 @@ fn looks_like_money(s: &str) -> bool {
 /// fifth and sixth fields (total and payment in either order).
 pub fn reject_fields<'a>(rec: &RawRecord<'a>) -> [String; 5] {
     use crate::validate::{mask_long_digit_runs, withhold_off_shape, Shape};
-    let get = |i: usize| rec.get(i).unwrap_or("");
+    // A field with a line break holds lines a runaway quote swallowed,
+    // whatever stood in them: keep nothing of it.
+    let get = |i: usize| match rec.get(i).unwrap_or("") {
+        f if f.contains(['\n', '\r']) => "[withheld: a field running over several lines]",
+        f => f,
+    };
     // The fifth and sixth fields may be total and payment in either order.
     let either = |s: &str| {
         if Payment::parse(s).is_some() {

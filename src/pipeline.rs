@@ -218,6 +218,41 @@ impl<W: Write> Processor<W> {
             self.flush_row_issues();
             return Ok(());
         }
+        if rec.line_breaks > 0 {
+            // A quote left open swallows the lines after it, names and card
+            // numbers included: nothing of such a record is read further,
+            // and its multi-line fields are withheld from the reject file.
+            self.report.rows_read += 1;
+            let column = rec
+                .iter()
+                .position(|f| f.contains(['\n', '\r']))
+                .map(|i| i as u32 + 1);
+            let last = rec.line + rec.line_breaks as u64;
+            self.row_issues.push(Issue {
+                line: rec.line,
+                column,
+                code: Code::LineBreakInField,
+                severity: Severity::Error,
+                message: format!(
+                    "a quoted field runs from line {} to line {last}, expected one transaction per line (a double quote is probably left open; the lines it swallowed are part of this rejected row)",
+                    rec.line
+                ),
+            });
+            if rec.unterminated_quote {
+                self.row_issues.push(Issue {
+                    line: rec.line,
+                    column,
+                    code: Code::UnterminatedQuote,
+                    severity: Severity::Error,
+                    message: "the quoted field is never closed, expected a closing \" before the end of the file".into(),
+                });
+            }
+            let kept = clean::reject_fields(rec);
+            let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+            self.reject(rec.line, &kept)?;
+            self.flush_row_issues();
+            return Ok(());
+        }
         if rec.unterminated_quote {
             self.row_issues.push(Issue {
                 line: rec.line,

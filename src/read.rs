@@ -51,6 +51,9 @@ pub struct RawRecord<'a> {
     pub too_long: bool,
     /// The input ended inside a quoted field.
     pub unterminated_quote: bool,
+    /// Line breaks inside quoted fields: legal CSV, but no till writes
+    /// them, so they mean a quote left open that swallowed the next lines.
+    pub line_breaks: u32,
 }
 
 impl<'a> RawRecord<'a> {
@@ -105,6 +108,8 @@ pub struct Reader {
     record_line: u64,
     record_byte: u64,
     too_long: bool,
+    /// Line breaks inside quotes in the current record.
+    line_breaks: u32,
     /// The last record ended on `\r`, so a `\n` next completes its CRLF.
     ended_on_cr: bool,
     /// Lines with nothing on them, skipped.
@@ -131,6 +136,7 @@ impl Reader {
             record_line: 1,
             record_byte: 0,
             too_long: false,
+            line_breaks: 0,
             ended_on_cr: false,
             empty_lines: 0,
             bom: Vec::with_capacity(3),
@@ -275,6 +281,7 @@ impl Reader {
                             // A line break inside quotes: part of the field.
                             self.put(&rest[..=n]);
                             self.newlines += 1;
+                            self.line_breaks += 1;
                             i += n + 1;
                         }
                         Some(n) => {
@@ -366,6 +373,7 @@ impl Reader {
                 reencoded: false,
                 too_long,
                 unterminated_quote,
+                line_breaks: self.line_breaks,
             }),
             Err(_) => {
                 self.decoded.clear();
@@ -384,12 +392,14 @@ impl Reader {
                     reencoded: true,
                     too_long,
                     unterminated_quote,
+                    line_breaks: self.line_breaks,
                 })
             }
         };
         self.out.clear();
         self.ends.clear();
         self.too_long = false;
+        self.line_breaks = 0;
         result
     }
 }

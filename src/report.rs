@@ -48,6 +48,8 @@ pub enum Code {
     UnterminatedQuote,
     /// A row dated on another day than the file name says (warning).
     DateMismatch,
+    /// A quoted field running over several lines: a quote left open.
+    LineBreakInField,
 }
 
 impl Code {
@@ -67,6 +69,7 @@ impl Code {
             Code::RecordTooLong => "record_too_long",
             Code::UnterminatedQuote => "unterminated_quote",
             Code::DateMismatch => "date_mismatch",
+            Code::LineBreakInField => "line_break_in_field",
         }
     }
 }

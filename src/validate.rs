@@ -671,7 +671,9 @@ pub struct Transaction<'a> {
 /// Quotes a found value for a message: trimmed, cut to 40 characters, and
 /// any run of 12 or more digits (a card number in the wrong column) masked.
 pub fn quote(s: &str) -> String {
-    // Mask before cutting, so no part of a card number survives the cut.
+    // Never past a line break (what follows one belongs to another line);
+    // mask before cutting, so no part of a card number survives the cut.
+    let s = s.split(['\n', '\r']).next().unwrap_or_default();
     let s = mask_long_digit_runs(s.trim());
     let mut out = String::from("\"");
     for (n, c) in s.chars().enumerate() {

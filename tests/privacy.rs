@@ -154,3 +154,49 @@ fn the_cli_prints_no_personal_data() {
         );
     }
 }
+
+#[test]
+fn a_quote_left_open_does_not_carry_the_next_lines_names_into_rejects() {
+    // Line 8 of a real export cut inside its quoted basket: the open quote
+    // swallows line 9 (a name, a card number) up to line 9's own quote.
+    let bytes = read_data("real/chesterfield_25-08-2021_09-00-00.csv");
+    let text = String::from_utf8(bytes).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let quoted = lines.iter().position(|l| l.contains(",\"")).unwrap();
+    let cut = lines[quoted].find(", ").unwrap();
+    lines[quoted].truncate(cut);
+    let broken = lines.join("\n") + "\n";
+    let (names, cards) = personal_data(text.as_bytes());
+    let staged =
+        cafe_etl::transform(broken.as_bytes(), "chesterfield.csv", &Config::default()).unwrap();
+    let r = &staged.report;
+    assert_eq!(r.rows_rejected, 1);
+    assert_eq!(r.issues[0].code.as_str(), "line_break_in_field");
+    assert_eq!(r.issues[0].line, quoted as u64 + 1);
+    // The field closes at the next line holding a double quote.
+    let closing = lines
+        .iter()
+        .skip(quoted + 1)
+        .position(|l| l.contains('"'))
+        .unwrap()
+        + quoted
+        + 1;
+    assert!(
+        r.issues[0]
+            .message
+            .contains(&format!("from line {} to line {}", quoted + 1, closing + 1)),
+        "{}",
+        r.issues[0].message
+    );
+    assert_eq!(
+        r.rows_read + (closing - quoted) as u64,
+        text.lines().count() as u64,
+        "the swallowed lines are part of one record"
+    );
+    assert_no_personal_data(
+        &all_outputs(&staged),
+        &names,
+        &cards,
+        "outputs of a file with a quote left open",
+    );
+}
