@@ -58,7 +58,7 @@ impl Default for Config {
             max_products: 100_000,
             max_stores: 10_000,
             max_cache_bytes: 16 << 20,
-            max_timestamps: 1 << 20,
+            max_timestamps: 1 << 12,
             preview_rows: 20,
             top_products: 10,
         }
@@ -237,7 +237,10 @@ pub struct Transformer {
     /// Occurrence bookkeeping: the current timestamp run and its counts.
     run_ts: [u8; 19],
     run_number: u32,
-    run_counts: HashMap<u64, u32>,
+    /// Copies seen of each content in the current run: a short list (runs
+    /// are a few rows), and a map once a run grows long.
+    run_counts: Vec<(u64, u32)>,
+    run_counts_map: HashMap<u64, u32>,
     runs_per_ts: HashMap<[u8; 19], u32>,
     key: Vec<u8>,
     product_key: Vec<u8>,
@@ -271,7 +274,8 @@ impl Transformer {
             cache_bytes: 0,
             run_ts: [0; 19],
             run_number: 0,
-            run_counts: HashMap::default(),
+            run_counts: Vec::new(),
+            run_counts_map: HashMap::default(),
             runs_per_ts: HashMap::default(),
             key: Vec::with_capacity(256),
             product_key: Vec::with_capacity(64),
@@ -395,6 +399,7 @@ impl Transformer {
             if occurred_at != self.run_ts {
                 self.run_ts = occurred_at;
                 self.run_counts.clear();
+                self.run_counts_map.clear();
                 if self.runs_per_ts.len() >= self.config.max_timestamps {
                     // Deterministic (depends only on the input so far) and bounded.
                     self.runs_per_ts.clear();
@@ -406,7 +411,15 @@ impl Transformer {
             // A fixed-seed hash: the same content always meets the same counter.
             let mut h = rustc_hash::FxBuildHasher.build_hasher();
             self.key.hash(&mut h);
-            let copy = self.run_counts.entry(h.finish()).or_insert(0);
+            let hash = h.finish();
+            let copy = match self.run_counts.iter().position(|(k, _)| *k == hash) {
+                Some(i) => &mut self.run_counts[i].1,
+                None if self.run_counts.len() < 32 => {
+                    self.run_counts.push((hash, 0));
+                    &mut self.run_counts.last_mut().expect("just pushed").1
+                }
+                None => self.run_counts_map.entry(hash).or_insert(0),
+            };
             let occurrence = *copy;
             *copy += 1;
             self.key.push(0x1f);

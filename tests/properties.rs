@@ -57,7 +57,7 @@ fn row() -> impl Strategy<Value = (String, String, String)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn no_panic_and_conservation_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
@@ -125,6 +125,10 @@ proptest! {
             other = other.replace(name.as_str(), "Someone Else").replace(card.as_str(), "4111111111111111");
         }
         let c = cafe_etl::transform(other.as_bytes(), "leeds.csv", &Config::default()).unwrap();
+        prop_assert_eq!(a.report.refused, c.report.refused);
+        if a.report.refused {
+            return Ok(());
+        }
         let strip = |s: &StagedBatch, t: cafe_etl::Table| -> Vec<Vec<String>> {
             common::table(s, t).into_iter().map(|mut r| { if t == cafe_etl::Table::Transactions { r.pop(); } r }).collect()
         };

@@ -71,6 +71,14 @@ pub fn stage_file(
     progress: &ProgressBar,
 ) -> Result<FileOutcome, String> {
     let name = source_name(path);
+    // The bytes are read twice (the batch id goes into every row); instead
+    // of hashing them twice, check the file did not change in between.
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| (m.len(), m.modified().ok()))
+            .map_err(|e| io_err(p, e))
+    };
+    let before = stamp(path)?;
     let mut hasher = BatchHasher::new();
     read_chunks(path, |c| {
         hasher.update(c);
@@ -109,7 +117,14 @@ pub fn stage_file(
         progress.inc(c.len() as u64);
         pipeline.push(c).map_err(|e| format!("{name}: {e}"))
     });
-    let finished = streamed.and_then(|()| pipeline.finish().map_err(|e| format!("{name}: {e}")));
+    let finished = streamed
+        .and_then(|()| match stamp(path)? == before {
+            true => Ok(()),
+            false => Err(format!(
+                "{name}: the file changed while it was read; nothing of it is staged"
+            )),
+        })
+        .and_then(|()| pipeline.finish().map_err(|e| format!("{name}: {e}")));
     let finished = match finished {
         Ok(f) => f,
         Err(e) => {
@@ -157,6 +172,7 @@ pub fn run(args: Args) -> Result<Outcome, String> {
     let mut config = Config::default();
     config.clean.customer_key_secret = secret_from_env(args.customer_key_secret_env.as_deref())?;
     config.stage.gzip_level = args.gzip_level;
+    config.trust_batch_id = true;
     let files = input_files(&args.inputs)?;
     create_layout(&args.out)?;
     if let Some(jobs) = args.jobs {
