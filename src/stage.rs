@@ -265,13 +265,10 @@ impl<W: Write> TableWriters<W> {
         push_field(&mut f.buf, codes.as_bytes());
         f.buf.push(b',');
         push_field(&mut f.buf, message.as_bytes());
-        for (i, field) in fields.iter().enumerate().take(5) {
-            let _ = i;
+        // Always the five row columns, empty where nothing could be kept.
+        for i in 0..5 {
             f.buf.push(b',');
-            push_field(&mut f.buf, field.as_bytes());
-        }
-        for _ in fields.len()..5 {
-            f.buf.push(b',');
+            push_field(&mut f.buf, fields.get(i).map_or(&b""[..], |s| s.as_bytes()));
         }
         self.end_row(Table::Rejects)
     }
