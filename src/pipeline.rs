@@ -683,7 +683,10 @@ pub struct StagedBatch {
 /// ```
 pub fn transform(input: &[u8], source: &str, config: &Config) -> Result<StagedBatch, Error> {
     let id = batch_id(input);
-    let mut p = Pipeline::transform(config.clone(), source, &id, |_| Vec::new())?;
+    // The id was just computed from these very bytes: no second hash.
+    let mut config = config.clone();
+    config.trust_batch_id = true;
+    let mut p = Pipeline::transform(config, source, &id, |_| Vec::new())?;
     p.push(input)?;
     let finished = p.finish()?;
     let report = finished.report;
