@@ -26,10 +26,11 @@ use std::io::Write;
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Config {
-    /// gzip level, 0 (store) to 9. Level 1 is the default: measured on a
-    /// generated 100 MB export it gives files about 10% larger than level 6
-    /// at three to four times the speed (see `benches/`), and the bytes go
-    /// to S3 once while the CPU is spent on every upload.
+    /// gzip level, 0 (store) to 9. Level 1 is the default: on a generated
+    /// 100 MB export (`benches/run`) the whole transform runs twice as fast
+    /// as at level 6, for files 60% larger (65.7 against 40.8 MB): the CPU
+    /// is spent on every upload, in the edge worker's time limit, while
+    /// S3 storage of staged files is cheap and short-lived.
     pub gzip_level: u32,
 }
 
