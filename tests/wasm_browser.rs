@@ -55,7 +55,12 @@ async fn chunks(stream: ReadableStream) -> Vec<Vec<u8>> {
         if get(&step, "done").as_bool().unwrap() {
             return out;
         }
-        out.push(get(&step, "value").dyn_into::<Uint8Array>().unwrap().to_vec());
+        out.push(
+            get(&step, "value")
+                .dyn_into::<Uint8Array>()
+                .unwrap()
+                .to_vec(),
+        );
     }
 }
 
@@ -64,7 +69,10 @@ async fn a_blob_streamed_in_browser_chunks_gives_the_one_shot_result() {
     // About 4.7 MB: the legacy export (CRLF line ends) sixty times over, so
     // the browser splits it into chunks at places of its choosing (Chromium:
     // about 1 MiB for a Blob in memory, 64 KiB for a file on disk).
-    let real = real_files().into_iter().find(|r| r.name == "isle-of-wight_2020-10-01.csv").unwrap();
+    let real = real_files()
+        .into_iter()
+        .find(|r| r.name == "isle-of-wight_2020-10-01.csv")
+        .unwrap();
     let input: Vec<u8> = real.bytes.repeat(60);
     let parts = chunks(blob(&input).stream()).await;
     assert!(parts.len() > 2, "the browser gave {} chunks", parts.len());
@@ -82,7 +90,11 @@ async fn a_blob_streamed_in_browser_chunks_gives_the_one_shot_result() {
         h.update(part).unwrap();
     }
     let result = p.finish().unwrap();
-    assert_same(&to_json(&get(&result, "report")), &expected, "streamed check");
+    assert_same(
+        &to_json(&get(&result, "report")),
+        &expected,
+        "streamed check",
+    );
     let sha = h.sha256().unwrap();
     assert_eq!(&sha[..32], expected["batch_id"].as_str().unwrap());
     assert_eq!(sha.len(), 64);
@@ -96,7 +108,11 @@ async fn the_browser_gunzips_the_staged_files_to_the_native_rows() {
             let pair: JsValue = DecompressionStream::new("gzip").into();
             let parts = chunks(blob(gz).stream().pipe_through(&pair)).await;
             let text = String::from_utf8(parts.concat()).unwrap();
-            assert_same_text(&text, expected, &format!("{}: {path} through DecompressionStream", real.name));
+            assert_same_text(
+                &text,
+                expected,
+                &format!("{}: {path} through DecompressionStream", real.name),
+            );
         }
         let report: Value = to_json(&get(&result, "report"));
         assert!(report["rows_read"].as_u64().unwrap() > 0);

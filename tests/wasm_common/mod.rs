@@ -28,11 +28,34 @@ macro_rules! real {
             bytes: include_bytes!($input),
             report: include_str!(concat!("../data/real/native/", $fixture, "/report.json")),
             tables: [
-                ("stores", include_str!(concat!("../data/real/native/", $fixture, "/stores.csv"))),
-                ("products", include_str!(concat!("../data/real/native/", $fixture, "/products.csv"))),
-                ("transactions", include_str!(concat!("../data/real/native/", $fixture, "/transactions.csv"))),
-                ("basket_items", include_str!(concat!("../data/real/native/", $fixture, "/basket_items.csv"))),
-                ("rejects", include_str!(concat!("../data/real/native/", $fixture, "/rejects.csv"))),
+                (
+                    "stores",
+                    include_str!(concat!("../data/real/native/", $fixture, "/stores.csv")),
+                ),
+                (
+                    "products",
+                    include_str!(concat!("../data/real/native/", $fixture, "/products.csv")),
+                ),
+                (
+                    "transactions",
+                    include_str!(concat!(
+                        "../data/real/native/",
+                        $fixture,
+                        "/transactions.csv"
+                    )),
+                ),
+                (
+                    "basket_items",
+                    include_str!(concat!(
+                        "../data/real/native/",
+                        $fixture,
+                        "/basket_items.csv"
+                    )),
+                ),
+                (
+                    "rejects",
+                    include_str!(concat!("../data/real/native/", $fixture, "/rejects.csv")),
+                ),
             ],
         }
     };
@@ -69,16 +92,21 @@ pub fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             for k in x.keys().chain(y.keys()) {
-                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
                 if let Some(d) = first_difference(va, vb, &format!("{path}.{k}")) {
                     return Some(d);
                 }
             }
             None
         }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            x.iter().zip(y).enumerate().find_map(|(i, (va, vb))| first_difference(va, vb, &format!("{path}[{i}]")))
-        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (va, vb))| first_difference(va, vb, &format!("{path}[{i}]"))),
         _ if a == b => None,
         _ => {
             let short = |v: &Value| v.to_string().chars().take(300).collect::<String>();
@@ -98,7 +126,11 @@ pub fn assert_same(a: &Value, b: &Value, what: &str) {
 #[track_caller]
 pub fn assert_same_text(a: &str, b: &str, what: &str) {
     if a != b {
-        let line = a.lines().zip(b.lines()).position(|(x, y)| x != y).unwrap_or(a.lines().count().min(b.lines().count()));
+        let line = a
+            .lines()
+            .zip(b.lines())
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.lines().count().min(b.lines().count()));
         panic!(
             "{what}: differs at line {}: {:?} != {:?} ({} and {} lines)",
             line + 1,
@@ -144,14 +176,19 @@ pub fn files(result: &JsValue) -> Vec<(String, Vec<u8>)> {
 
 pub fn gunzip(bytes: &[u8]) -> String {
     let mut s = String::new();
-    flate2::read::GzDecoder::new(bytes).read_to_string(&mut s).unwrap();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut s)
+        .unwrap();
     s
 }
 
 /// The message of a binding error, checking that JavaScript sees an `Error`.
 pub fn js_error_message(err: wasm_bindgen::JsError) -> String {
     let value = JsValue::from(err);
-    assert!(value.is_instance_of::<js_sys::Error>(), "a JS Error, got {value:?}");
+    assert!(
+        value.is_instance_of::<js_sys::Error>(),
+        "a JS Error, got {value:?}"
+    );
     let e: js_sys::Error = value.unchecked_into();
     assert_eq!(String::from(e.name()), "Error");
     String::from(e.message())
@@ -160,7 +197,11 @@ pub fn js_error_message(err: wasm_bindgen::JsError) -> String {
 /// Runs a whole input through a streaming Pipeline, fed in the given pieces;
 /// returns the TransformResult as (report JSON, files with drained parts
 /// concatenated).
-pub fn pipeline(opts: Value, pieces: &[&[u8]], drain_every: usize) -> (Value, Vec<(String, Vec<u8>)>) {
+pub fn pipeline(
+    opts: Value,
+    pieces: &[&[u8]],
+    drain_every: usize,
+) -> (Value, Vec<(String, Vec<u8>)>) {
     let mut p = wasm::Pipeline::new(options(opts)).unwrap();
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     let mut add = |parts: Vec<(String, Vec<u8>)>| {
@@ -193,8 +234,12 @@ pub fn tricky_export() -> Vec<u8> {
         "25/08/2021 09:00,Chesterfield,Zoë Exämple,\"Regular Flavoured latte - Crème brûlée - 2.55, Large Latte - 2.45\",5,CARD,4111111111111111\r\n"
             .as_bytes(),
     );
-    v.extend_from_slice("25/08/2021 09:05,Chesterfield,Ann Example 😀,Large Latte - 2.45,2.45,CASH,\r\n".as_bytes());
-    v.extend_from_slice(b"25/08/2021 09:07,Chesterfield,Jos\xe9 Example,Large Latte - 2.45,2.45,CASH,\r\n");
+    v.extend_from_slice(
+        "25/08/2021 09:05,Chesterfield,Ann Example 😀,Large Latte - 2.45,2.45,CASH,\r\n".as_bytes(),
+    );
+    v.extend_from_slice(
+        b"25/08/2021 09:07,Chesterfield,Jos\xe9 Example,Large Latte - 2.45,2.45,CASH,\r\n",
+    );
     v.extend_from_slice("25/08/2021 09:09,Chesterfield,Bo Example,Large Latte - 2.45,2.54,CARD,5555555555554444\r\n".as_bytes());
     v.extend_from_slice("25/08/2021 09:12,Chesterfield,Cy Example,\"Large Latte - 2.45, Regular Latte - 2.15\",4.6,CASH,".as_bytes());
     v
@@ -223,7 +268,11 @@ fn every_split_point_gives_the_same_report_and_files() {
         let (report, _) = pipeline(json!({ "source": source }), &[a, b], 0);
         assert_same(&report, &expected, &format!("check, split at byte {i}"));
         let (report, out) = pipeline(json!({ "source": source, "batchId": id }), &[a, b], 1);
-        assert_same(&report, &staged_report, &format!("stage, split at byte {i}"));
+        assert_same(
+            &report,
+            &staged_report,
+            &format!("stage, split at byte {i}"),
+        );
         assert_eq!(out.len(), staged_files.len());
         for ((k1, v1), (k2, v2)) in out.iter().zip(&staged_files) {
             assert_eq!(k1, k2);
@@ -241,8 +290,17 @@ fn every_split_point_gives_the_same_report_and_files() {
     // around each multi-byte character.
     for (i, w) in input.windows(2).enumerate() {
         if w == b"\r\n" || (w[0] >= 0xC0 && w[1] & 0xC0 == 0x80) {
-            let pieces = [&input[..i], &input[i..i + 1], &input[i + 1..i + 2], &input[i + 2..]];
-            assert_eq!(pipeline(json!({ "source": source }), &pieces, 0).0, expected, "pieces around byte {i}");
+            let pieces = [
+                &input[..i],
+                &input[i..i + 1],
+                &input[i + 1..i + 2],
+                &input[i + 2..],
+            ];
+            assert_eq!(
+                pipeline(json!({ "source": source }), &pieces, 0).0,
+                expected,
+                "pieces around byte {i}"
+            );
         }
     }
 }
@@ -258,7 +316,11 @@ fn real_exports_check_and_transform_as_the_native_cli() {
         let report = to_json(&wasm::check(real.bytes, opts()).unwrap());
         let mut without_tables = native.clone();
         without_tables["tables"]["basket_items"] = report["tables"]["basket_items"].clone();
-        assert_same(&report, &without_tables, &format!("{}: check report", real.name));
+        assert_same(
+            &report,
+            &without_tables,
+            &format!("{}: check report", real.name),
+        );
         assert!(report["rows_read"].as_u64().unwrap() > 0);
         assert_eq!(
             report["rows_read"].as_u64().unwrap(),
@@ -266,19 +328,37 @@ fn real_exports_check_and_transform_as_the_native_cli() {
         );
 
         let result = wasm::transform(real.bytes, opts()).unwrap();
-        assert_same(&to_json(&get(&result, "report")), &native, &format!("{}: transform report", real.name));
+        assert_same(
+            &to_json(&get(&result, "report")),
+            &native,
+            &format!("{}: transform report", real.name),
+        );
         let files = files(&result);
         let id = native["batch_id"].as_str().unwrap();
         let paths: Vec<&str> = files.iter().map(|(k, _)| k.as_str()).collect();
-        let expected_paths: Vec<String> = ["stores", "products", "transactions", "basket_items", "rejects"]
-            .iter()
-            .map(|t| format!("{t}/{id}.csv.gz"))
-            .chain([format!("batches/{id}.json")])
-            .collect();
-        assert_eq!(paths, expected_paths, "{}: the staging layout, marker last", real.name);
+        let expected_paths: Vec<String> = [
+            "stores",
+            "products",
+            "transactions",
+            "basket_items",
+            "rejects",
+        ]
+        .iter()
+        .map(|t| format!("{t}/{id}.csv.gz"))
+        .chain([format!("batches/{id}.json")])
+        .collect();
+        assert_eq!(
+            paths, expected_paths,
+            "{}: the staging layout, marker last",
+            real.name
+        );
         for ((path, bytes), (table, text)) in files.iter().zip(real.tables.iter()) {
             assert!(path.starts_with(table));
-            assert_same_text(&gunzip(bytes), text, &format!("{}: {path} against the native CLI's", real.name));
+            assert_same_text(
+                &gunzip(bytes),
+                text,
+                &format!("{}: {path} against the native CLI's", real.name),
+            );
         }
         let marker: Value = serde_json::from_slice(&files[5].1).unwrap();
         assert_same(&marker, &native, &format!("{}: marker", real.name));
@@ -302,52 +382,90 @@ fn real_exports_stream_in_chunks_with_drain_as_transform() {
         assert_same(&report, &native, real.name);
         assert_eq!(out.len(), 6, "{}: five tables and the marker", real.name);
         for (table, text) in real.tables {
-            let (path, bytes) = out.iter().find(|(k, _)| k.starts_with(&format!("{table}/"))).unwrap();
+            let (path, bytes) = out
+                .iter()
+                .find(|(k, _)| k.starts_with(&format!("{table}/")))
+                .unwrap();
             assert_same_text(&gunzip(bytes), text, &format!("{}: {path}", real.name));
         }
-        assert_eq!(out.last().unwrap().0, format!("batches/{id}.json"), "marker last");
+        assert_eq!(
+            out.last().unwrap().0,
+            format!("batches/{id}.json"),
+            "marker last"
+        );
     }
 }
 
 #[wasm_bindgen_test]
 fn errors_are_js_errors_with_the_core_text() {
     // A batch id that is not one: the core's own message, word for word.
-    let core = cafe_etl::Pipeline::transform(cafe_etl::Config::default(), "x.csv", "not-a-batch-id", |_| Vec::new())
-        .err()
-        .expect("the core refuses it")
-        .to_string();
-    let err = wasm::Pipeline::new(options(json!({ "source": "x.csv", "batchId": "not-a-batch-id" }))).err().unwrap();
+    let core = cafe_etl::Pipeline::transform(
+        cafe_etl::Config::default(),
+        "x.csv",
+        "not-a-batch-id",
+        |_| Vec::new(),
+    )
+    .err()
+    .expect("the core refuses it")
+    .to_string();
+    let err = wasm::Pipeline::new(options(
+        json!({ "source": "x.csv", "batchId": "not-a-batch-id" }),
+    ))
+    .err()
+    .unwrap();
     assert_eq!(js_error_message(err), core);
     assert!(core.starts_with("config error:"), "{core}");
 
     // Bytes that are not those of the batch id given at the start.
     let real = &real_files()[0];
-    let mut p = wasm::Pipeline::new(options(json!({ "source": real.name, "batchId": wasm::batch_id(b"other bytes") }))).unwrap();
+    let mut p = wasm::Pipeline::new(options(
+        json!({ "source": real.name, "batchId": wasm::batch_id(b"other bytes") }),
+    ))
+    .unwrap();
     p.push(real.bytes).unwrap();
     let msg = js_error_message(p.finish().err().unwrap());
-    assert!(msg.starts_with("stage error: the bytes have batch id"), "{msg}");
+    assert!(
+        msg.starts_with("stage error: the bytes have batch id"),
+        "{msg}"
+    );
     assert!(msg.contains("the file changed while it was read"), "{msg}");
 
     // A finished pipeline.
     let mut p = wasm::Pipeline::new(JsValue::UNDEFINED).unwrap();
     p.push(real.bytes).unwrap();
     p.finish().unwrap();
-    assert_eq!(js_error_message(p.push(b"more").err().unwrap()), "config error: the pipeline is finished");
-    assert_eq!(js_error_message(p.finish().err().unwrap()), "config error: the pipeline is finished");
+    assert_eq!(
+        js_error_message(p.push(b"more").err().unwrap()),
+        "config error: the pipeline is finished"
+    );
+    assert_eq!(
+        js_error_message(p.finish().err().unwrap()),
+        "config error: the pipeline is finished"
+    );
 
     // Options of the wrong type.
-    let msg = js_error_message(wasm::check(b"", options(json!({ "maxIssues": "many" }))).err().unwrap());
+    let msg = js_error_message(
+        wasm::check(b"", options(json!({ "maxIssues": "many" })))
+            .err()
+            .unwrap(),
+    );
     assert!(msg.starts_with("config error: options:"), "{msg}");
 
     // A finished hasher.
     let mut h = wasm::BatchHasher::new();
     h.finish().unwrap();
-    assert_eq!(js_error_message(h.update(b"x").err().unwrap()), "config error: the hasher is finished");
+    assert_eq!(
+        js_error_message(h.update(b"x").err().unwrap()),
+        "config error: the hasher is finished"
+    );
 }
 
 #[wasm_bindgen_test]
 fn refused_files_stage_nothing() {
-    for (bytes, code) in [(&b""[..], "empty_file"), (&b"PK\x03\x04\x14\x00\x00\x00binary"[..], "not_csv")] {
+    for (bytes, code) in [
+        (&b""[..], "empty_file"),
+        (&b"PK\x03\x04\x14\x00\x00\x00binary"[..], "not_csv"),
+    ] {
         let result = wasm::transform(bytes, options(json!({ "source": "x.csv" }))).unwrap();
         let report = to_json(&get(&result, "report"));
         assert_eq!(report["refused"], true);
@@ -361,7 +479,10 @@ fn batch_hasher_streams_the_sha256() {
     let mut h = wasm::BatchHasher::new();
     h.update(b"a").unwrap();
     h.update(b"bc").unwrap();
-    assert_eq!(h.sha256().unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        h.sha256().unwrap(),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
 
     let real = &real_files()[1];
     let mut h = wasm::BatchHasher::new();
@@ -377,12 +498,30 @@ fn batch_hasher_streams_the_sha256() {
 #[wasm_bindgen_test]
 fn no_personal_data_in_any_output() {
     let input = tricky_export();
-    let result = wasm::transform(&input, options(json!({ "source": "chesterfield_25-08-2021_09-00-00.csv" }))).unwrap();
+    let result = wasm::transform(
+        &input,
+        options(json!({ "source": "chesterfield_25-08-2021_09-00-00.csv" })),
+    )
+    .unwrap();
     let mut all = to_json(&get(&result, "report")).to_string();
     for (_, bytes) in files(&result) {
-        all.push_str(&if bytes.starts_with(&[0x1f, 0x8b]) { gunzip(&bytes) } else { String::from_utf8(bytes).unwrap() });
+        all.push_str(&if bytes.starts_with(&[0x1f, 0x8b]) {
+            gunzip(&bytes)
+        } else {
+            String::from_utf8(bytes).unwrap()
+        });
     }
-    for pii in ["Zoë", "Exämple", "Ann Example", "😀", "Jos", "Bo Example", "Cy Example", "4111111111111111", "5555555555554444"] {
+    for pii in [
+        "Zoë",
+        "Exämple",
+        "Ann Example",
+        "😀",
+        "Jos",
+        "Bo Example",
+        "Cy Example",
+        "4111111111111111",
+        "5555555555554444",
+    ] {
         assert!(!all.contains(pii), "{pii} in the output");
     }
 }
