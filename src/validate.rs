@@ -400,19 +400,8 @@ pub fn parse_basket_current(
     max_pence: i64,
     items: &mut Vec<Item>,
 ) -> Result<(), BasketProblem> {
-    items.clear();
-    if basket.trim_ascii().is_empty() {
-        return Err(BasketProblem::Empty);
-    }
-    for_each_piece(basket, |item, raw| {
-        items.push(parse_current_item(
-            basket,
-            raw.trim_ascii(),
-            item,
-            max_pence,
-        )?);
-        Ok(())
-    })
+    // A menu that remembers nothing reads every item afresh and numbers none.
+    Menu::new(0, 0).parse_current(basket, max_pence, items)
 }
 
 /// Reads one current-format item, `text` (trimmed, a slice of `basket`),
