@@ -518,34 +518,30 @@ impl Menu {
             let text = raw.trim_ascii();
             let at = (text.as_ptr() as usize - basket.as_ptr() as usize) as u32;
             let shift = |r: &Range<u32>| r.start + at..r.end + at;
-            if let Some(known) = self.texts.get(text) {
-                items.push(Item {
-                    size: shift(&known.size),
-                    name: shift(&known.name),
-                    flavour: shift(&known.flavour),
-                    price_pence: known.price_pence,
-                    product: known.product,
-                });
-                return Ok(());
-            }
-            // Read it against itself, so the ranges can be reused anywhere.
-            let mut own = parse_current_item(text, text, item, max_pence)?;
-            let (size, name, flavour) = own.parts(text);
-            own.product = self.number(size, name, flavour);
+            let known = match self.texts.get(text) {
+                Some(known) => known.clone(),
+                None => {
+                    // Read it against itself, so the ranges can be reused anywhere.
+                    let mut own = parse_current_item(text, text, item, max_pence)?;
+                    let (size, name, flavour) = own.parts(text);
+                    own.product = self.number(size, name, flavour);
+                    if self.texts.len() < self.cap
+                        && own.product != NO_PRODUCT
+                        && self.bytes + text.len() <= self.max_bytes
+                    {
+                        self.bytes += text.len();
+                        self.texts.insert(text.into(), own.clone());
+                    }
+                    own
+                }
+            };
             items.push(Item {
-                size: shift(&own.size),
-                name: shift(&own.name),
-                flavour: shift(&own.flavour),
-                price_pence: own.price_pence,
-                product: own.product,
+                size: shift(&known.size),
+                name: shift(&known.name),
+                flavour: shift(&known.flavour),
+                price_pence: known.price_pence,
+                product: known.product,
             });
-            if self.texts.len() < self.cap
-                && own.product != NO_PRODUCT
-                && self.bytes + text.len() <= self.max_bytes
-            {
-                self.bytes += text.len();
-                self.texts.insert(text.into(), own);
-            }
             Ok(())
         })
     }

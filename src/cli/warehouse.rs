@@ -61,17 +61,24 @@ pub struct LoadPlanArgs {
     loaded: Option<PathBuf>,
 }
 
+/// The warehouse connection, shared by `load` and `insights`.
 #[derive(clap::Args, Debug)]
-pub struct LoadArgs {
+pub struct Postgres {
     /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1/warehouse;
     /// better given in the environment, out of the process list.
     #[arg(
-        long,
+        long = "postgres",
         value_name = "URL",
         env = "CAFE_ETL_POSTGRES",
         hide_env_values = true
     )]
-    postgres: String,
+    url: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    postgres: Postgres,
     /// Root of the staging layout (`transform --out`).
     #[arg(long)]
     root: PathBuf,
@@ -87,14 +94,8 @@ pub struct LoadArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct InsightsArgs {
-    /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1/warehouse.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "CAFE_ETL_POSTGRES",
-        hide_env_values = true
-    )]
-    postgres: String,
+    #[command(flatten)]
+    postgres: Postgres,
     /// Rows shown per view, newest first.
     #[arg(long, default_value_t = 10)]
     limit: u64,
@@ -203,7 +204,7 @@ fn skipped_note(incomplete: usize, left_out: usize, why: &str) -> String {
 
 pub fn load(args: LoadArgs) -> Result<Outcome, String> {
     let since = args.since.as_deref().map(parse_since).transpose()?;
-    let mut client = pg::connect(&args.postgres, Phase::Load).map_err(|e| e.to_string())?;
+    let mut client = pg::connect(&args.postgres.url, Phase::Load).map_err(|e| e.to_string())?;
     let options = LoadOptions {
         since,
         include_loaded: args.include_loaded,
@@ -299,7 +300,7 @@ pub fn insights(args: InsightsArgs) -> Result<Outcome, String> {
         return Ok(Outcome::Clean);
     }
     let views = chosen_views(&args.views)?;
-    let mut client = pg::connect(&args.postgres, Phase::Query).map_err(|e| e.to_string())?;
+    let mut client = pg::connect(&args.postgres.url, Phase::Query).map_err(|e| e.to_string())?;
     let tables = pg::insights(&mut client, &views, args.limit).map_err(|e| e.to_string())?;
     let shown: Vec<String> = tables.iter().map(render).collect();
     emit(&shown.join("\n"), false)?;
