@@ -15,6 +15,7 @@
 //! for the CLI, memory for WebAssembly); where they end up is the caller's
 //! business, and so is writing the marker last.
 
+use crate::deflate::{Column, GzipWriter};
 use crate::error::{Error, Stage};
 use crate::report::Issue;
 use crate::transform::{itoa, StarSink, TransactionRow, UuidText};
@@ -23,21 +24,20 @@ use flate2::Compression;
 use std::io::Write;
 
 /// Options of the stage step.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Config {
-    /// gzip level, 0 (store) to 9. Level 1 is the default: on a generated
-    /// 100 MB export (`benches/run`) the whole transform runs twice as fast
-    /// as at level 6, for files 60% larger (65.7 against 40.8 MB): the CPU
-    /// is spent on every upload, in the edge worker's time limit, while
-    /// S3 storage of staged files is cheap and short-lived.
-    pub gzip_level: u32,
-}
-
-impl Default for Config {
-    fn default() -> Config {
-        Config { gzip_level: 1 }
-    }
+    /// The compressor of the table files. `None`, the default, is this
+    /// crate's own gzip writer ([`crate::deflate`]), which knows where each
+    /// column repeats instead of searching for it. `Some(level)` is zlib
+    /// (zlib-rs) at that level, 0 (store) to 9.
+    ///
+    /// On a generated 100 MB export (`benches/run`) the default runs the
+    /// whole transform faster than zlib at level 1 and its files are
+    /// smaller than zlib's at level 6: it codes repeated ids as
+    /// back-references it knows of, and hexadecimal with Huffman codes of
+    /// about 4 bits, where zlib's fast levels spend 8.
+    pub gzip_level: Option<u32>,
 }
 
 /// A file of the staging layout.
@@ -148,34 +148,149 @@ pub fn push_field(line: &mut Vec<u8>, field: &[u8]) {
 /// Appends pence as `12.34`.
 #[inline]
 pub fn push_pence(line: &mut Vec<u8>, pence: i64) {
-    if pence < 0 {
-        line.push(b'-');
-    }
-    let p = pence.unsigned_abs();
-    line.extend_from_slice(itoa((p / 100) as i64).as_bytes());
-    line.push(b'.');
-    line.push(b'0' + (p % 100 / 10) as u8);
-    line.push(b'0' + (p % 10) as u8);
+    let mut text = [0u8; 24];
+    let n = format_pence(&mut text, pence);
+    line.extend_from_slice(&text[..n]);
 }
 
 const BUFFER: usize = 64 * 1024;
+/// Columns per table file, the widest being `rejects`.
+const COLUMNS: usize = 8;
 
-struct TableFile<W: Write> {
-    gz: GzEncoder<W>,
-    /// Rows gathered before one call into the compressor.
-    buf: Vec<u8>,
+/// One table file being written.
+enum TableFile<W: Write> {
+    /// This crate's gzip writer, with what each column last wrote.
+    Columns {
+        gz: GzipWriter<W>,
+        columns: Box<[Column; COLUMNS]>,
+    },
+    /// zlib at a chosen level, fed rows gathered in `buf`.
+    Zlib { gz: GzEncoder<W>, buf: Vec<u8> },
 }
 
 impl<W: Write> TableFile<W> {
+    /// Appends the row's next value as it is (it needs no quotes).
+    #[inline(always)]
+    fn value(&mut self, value: &[u8]) {
+        match self {
+            TableFile::Columns { gz, .. } => gz.value(value),
+            TableFile::Zlib { buf, .. } => buf.extend_from_slice(value),
+        }
+    }
+
+    /// Appends the row's next value, quoted when RFC 4180 needs it.
+    #[inline]
+    fn text(&mut self, value: &[u8]) {
+        if !needs_quotes(value) {
+            return self.value(value);
+        }
+        match self {
+            TableFile::Columns { gz, .. } => gz.value_with(|text| push_field(text, value)),
+            TableFile::Zlib { buf, .. } => push_field(buf, value),
+        }
+    }
+
+    /// Appends the row's next value, pence as `12.34`.
+    #[inline]
+    fn pence(&mut self, pence: i64) {
+        let mut text = [0u8; 24];
+        let n = format_pence(&mut text, pence);
+        self.value(&text[..n]);
+    }
+
+    /// Appends a separator or a line end.
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        match self {
+            TableFile::Columns { gz, .. } => gz.separator(b),
+            TableFile::Zlib { buf, .. } => buf.push(b),
+        }
+    }
+
+    fn end_row(&mut self, table: Table) -> Result<(), Error> {
+        self.byte(b'\n');
+        match self {
+            TableFile::Columns { gz, columns } => {
+                gz.end_row(&mut columns[..]);
+                gz.pump()
+                    .map_err(|e| Error::io(Stage::Stage, table.name(), e))
+            }
+            TableFile::Zlib { buf, .. } if buf.len() >= BUFFER => self.flush_buf(table),
+            TableFile::Zlib { .. } => Ok(()),
+        }
+    }
+
     fn flush_buf(&mut self, table: Table) -> Result<(), Error> {
-        if !self.buf.is_empty() {
-            self.gz
-                .write_all(&self.buf)
-                .map_err(|e| Error::io(Stage::Stage, table.name(), e))?;
-            self.buf.clear();
+        if let TableFile::Zlib { gz, buf } = self {
+            if !buf.is_empty() {
+                gz.write_all(buf)
+                    .map_err(|e| Error::io(Stage::Stage, table.name(), e))?;
+                buf.clear();
+            }
         }
         Ok(())
     }
+
+    fn get_mut(&mut self) -> &mut W {
+        match self {
+            TableFile::Columns { gz, .. } => gz.get_mut(),
+            TableFile::Zlib { gz, .. } => gz.get_mut(),
+        }
+    }
+
+    fn flush(&mut self, table: Table) -> Result<(), Error> {
+        self.flush_buf(table)?;
+        match self {
+            TableFile::Columns { gz, .. } => gz.flush(),
+            TableFile::Zlib { gz, .. } => gz.flush(),
+        }
+        .map_err(|e| Error::io(Stage::Stage, table.name(), e))
+    }
+
+    fn finish(mut self, table: Table) -> Result<W, Error> {
+        self.flush_buf(table)?;
+        match self {
+            TableFile::Columns { gz, .. } => gz.finish(),
+            TableFile::Zlib { gz, .. } => gz.finish(),
+        }
+        .map_err(|e| Error::io(Stage::Stage, table.name(), e))
+    }
+}
+
+#[inline]
+fn needs_quotes(field: &[u8]) -> bool {
+    field
+        .iter()
+        .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+}
+
+/// Writes pence as `12.34` into `out`, returning the length.
+fn format_pence(out: &mut [u8; 24], pence: i64) -> usize {
+    let p = pence.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    let mut whole = p / 100;
+    loop {
+        digits[n] = b'0' + (whole % 10) as u8;
+        n += 1;
+        whole /= 10;
+        if whole == 0 {
+            break;
+        }
+    }
+    let mut len = 0;
+    if pence < 0 {
+        out[0] = b'-';
+        len = 1;
+    }
+    for i in (0..n).rev() {
+        out[len] = digits[i];
+        len += 1;
+    }
+    out[len] = b'.';
+    out[len + 1] = b'0' + (p % 100 / 10) as u8;
+    out[len + 2] = b'0' + (p % 10) as u8;
+    len + 3
 }
 
 /// The five gzip-compressed table files of one batch, written row by row.
@@ -192,14 +307,21 @@ impl<W: Write> std::fmt::Debug for TableWriters<W> {
 impl<W: Write> TableWriters<W> {
     /// Opens one writer per [`Table`] with `open`.
     pub fn new(config: &Config, mut open: impl FnMut(Table) -> W) -> TableWriters<W> {
-        let level = Compression::new(config.gzip_level.min(9));
         let files = Table::ALL
             .iter()
-            .map(|&t| TableFile {
-                // No file name and mtime 0 in the gzip header: the same rows
-                // give the same bytes on every run and machine.
-                gz: flate2::GzBuilder::new().mtime(0).write(open(t), level),
-                buf: Vec::with_capacity(BUFFER),
+            .map(|&t| match config.gzip_level {
+                None => TableFile::Columns {
+                    gz: GzipWriter::new(open(t)),
+                    columns: Box::default(),
+                },
+                Some(level) => TableFile::Zlib {
+                    // No file name and mtime 0 in the gzip header: the same
+                    // rows give the same bytes on every run and machine.
+                    gz: flate2::GzBuilder::new()
+                        .mtime(0)
+                        .write(open(t), Compression::new(level.min(9))),
+                    buf: Vec::with_capacity(BUFFER),
+                },
             })
             .collect();
         TableWriters { files }
@@ -210,21 +332,11 @@ impl<W: Write> TableWriters<W> {
         &mut self.files[table as usize]
     }
 
-    #[inline]
-    fn end_row(&mut self, table: Table) -> Result<(), Error> {
-        let f = self.file(table);
-        f.buf.push(b'\n');
-        if f.buf.len() >= BUFFER {
-            f.flush_buf(table)?;
-        }
-        Ok(())
-    }
-
     /// The underlying writer of a table, for draining compressed bytes
     /// while the batch is still being written (the WebAssembly pipeline
     /// does this to stream to S3).
     pub fn get_mut(&mut self, table: Table) -> &mut W {
-        self.file(table).gz.get_mut()
+        self.file(table).get_mut()
     }
 
     /// Pushes every row gathered so far into the compressor and flushes
@@ -232,10 +344,7 @@ impl<W: Write> TableWriters<W> {
     /// compression, so call it rarely).
     pub fn flush(&mut self) -> Result<(), Error> {
         for &t in &Table::ALL {
-            let f = self.file(t);
-            f.flush_buf(t)?;
-            f.gz.flush()
-                .map_err(|e| Error::io(Stage::Stage, t.name(), e))?;
+            self.file(t).flush(t)?;
         }
         Ok(())
     }
@@ -244,8 +353,8 @@ impl<W: Write> TableWriters<W> {
     /// safe to keep.
     pub fn reject(&mut self, line: u64, issues: &[Issue], fields: &[&str]) -> Result<(), Error> {
         let f = self.file(Table::Rejects);
-        f.buf.extend_from_slice(itoa(line as i64).as_bytes());
-        f.buf.push(b',');
+        f.value(itoa(line as i64).as_bytes());
+        f.byte(b',');
         let mut codes = String::new();
         let mut message = String::new();
         for (i, issue) in issues.iter().enumerate() {
@@ -263,39 +372,35 @@ impl<W: Write> TableWriters<W> {
             }
             message.push_str(&issue.message);
         }
-        push_field(&mut f.buf, codes.as_bytes());
-        f.buf.push(b',');
-        push_field(&mut f.buf, message.as_bytes());
+        f.text(codes.as_bytes());
+        f.byte(b',');
+        f.text(message.as_bytes());
         // Always the five row columns, empty where nothing could be kept.
         for i in 0..5 {
-            f.buf.push(b',');
-            push_field(&mut f.buf, fields.get(i).map_or(&b""[..], |s| s.as_bytes()));
+            f.byte(b',');
+            f.text(fields.get(i).map_or(&b""[..], |s| s.as_bytes()));
         }
-        self.end_row(Table::Rejects)
+        f.end_row(Table::Rejects)
     }
 
     /// Finishes every gzip stream and gives the writers back, in
     /// [`Table::ALL`] order.
     pub fn finish(self) -> Result<Vec<W>, Error> {
-        let mut out = Vec::with_capacity(5);
-        for (mut f, t) in self.files.into_iter().zip(Table::ALL) {
-            f.flush_buf(t)?;
-            out.push(
-                f.gz.finish()
-                    .map_err(|e| Error::io(Stage::Stage, t.name(), e))?,
-            );
-        }
-        Ok(out)
+        self.files
+            .into_iter()
+            .zip(Table::ALL)
+            .map(|(f, t)| f.finish(t))
+            .collect()
     }
 }
 
 impl<W: Write> StarSink for TableWriters<W> {
     fn store(&mut self, id: &UuidText, name: &str) -> Result<(), Error> {
-        let b = &mut self.file(Table::Stores).buf;
-        b.extend_from_slice(id);
-        b.push(b',');
-        push_field(b, name.as_bytes());
-        self.end_row(Table::Stores)
+        let f = self.file(Table::Stores);
+        f.value(id);
+        f.byte(b',');
+        f.text(name.as_bytes());
+        f.end_row(Table::Stores)
     }
 
     fn product(
@@ -305,37 +410,35 @@ impl<W: Write> StarSink for TableWriters<W> {
         name: &str,
         flavour: &str,
     ) -> Result<(), Error> {
-        let b = &mut self.file(Table::Products).buf;
-        b.extend_from_slice(id);
-        b.push(b',');
-        push_field(b, size.as_bytes());
-        b.push(b',');
-        push_field(b, name.as_bytes());
-        b.push(b',');
-        push_field(b, flavour.as_bytes());
-        self.end_row(Table::Products)
+        let f = self.file(Table::Products);
+        f.value(id);
+        f.byte(b',');
+        f.text(size.as_bytes());
+        f.byte(b',');
+        f.text(name.as_bytes());
+        f.byte(b',');
+        f.text(flavour.as_bytes());
+        f.end_row(Table::Products)
     }
 
     fn transaction(&mut self, row: &TransactionRow<'_>, batch_id: &str) -> Result<(), Error> {
-        let b = &mut self.file(Table::Transactions).buf;
-        b.extend_from_slice(row.transaction_id);
-        b.push(b',');
-        b.extend_from_slice(row.store_id);
-        b.push(b',');
-        b.extend_from_slice(row.occurred_at);
-        b.push(b',');
-        b.extend_from_slice(row.payment_method.as_bytes());
-        b.push(b',');
-        push_pence(b, row.total_pence);
-        b.push(b',');
-        b.extend_from_slice(itoa(row.item_count as i64).as_bytes());
-        b.push(b',');
-        if let Some(k) = row.customer_key {
-            b.extend_from_slice(&k.0);
-        }
-        b.push(b',');
-        b.extend_from_slice(batch_id.as_bytes());
-        self.end_row(Table::Transactions)
+        let f = self.file(Table::Transactions);
+        f.value(row.transaction_id);
+        f.byte(b',');
+        f.value(row.store_id);
+        f.byte(b',');
+        f.value(row.occurred_at);
+        f.byte(b',');
+        f.value(row.payment_method.as_bytes());
+        f.byte(b',');
+        f.pence(row.total_pence);
+        f.byte(b',');
+        f.value(itoa(row.item_count as i64).as_bytes());
+        f.byte(b',');
+        f.value(row.customer_key.map_or(&b""[..], |k| &k.0[..]));
+        f.byte(b',');
+        f.value(batch_id.as_bytes());
+        f.end_row(Table::Transactions)
     }
 
     fn basket_item(
@@ -345,17 +448,17 @@ impl<W: Write> StarSink for TableWriters<W> {
         quantity: u32,
         unit_pence: i64,
     ) -> Result<(), Error> {
-        let b = &mut self.file(Table::BasketItems).buf;
-        b.extend_from_slice(transaction_id);
-        b.push(b',');
-        b.extend_from_slice(product_id);
-        b.push(b',');
-        b.extend_from_slice(itoa(quantity as i64).as_bytes());
-        b.push(b',');
-        push_pence(b, unit_pence);
-        b.push(b',');
-        push_pence(b, unit_pence * quantity as i64);
-        self.end_row(Table::BasketItems)
+        let f = self.file(Table::BasketItems);
+        f.value(transaction_id);
+        f.byte(b',');
+        f.value(product_id);
+        f.byte(b',');
+        f.value(itoa(quantity as i64).as_bytes());
+        f.byte(b',');
+        f.pence(unit_pence);
+        f.byte(b',');
+        f.pence(unit_pence * quantity as i64);
+        f.end_row(Table::BasketItems)
     }
 }
 

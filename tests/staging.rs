@@ -146,6 +146,48 @@ fn a_refused_file_stages_nothing_and_the_run_goes_on() {
     assert_eq!(std::fs::read_dir(out.join("batches")).unwrap().count(), 1);
 }
 
+/// The default gzip writer (src/deflate.rs) is this crate's own: every real
+/// export must give the same text through it as through zlib, and `gzip`
+/// itself (an independent decoder, C zlib) must read its files.
+#[test]
+fn the_own_gzip_writer_and_zlib_stage_the_same_text() {
+    let mut files = csv_files(&data("real"));
+    match shared_corpus() {
+        Some(dir) => files.extend(csv_files(&dir)),
+        None => eprintln!("../shared/data/real is absent: checking tests/data/real only"),
+    }
+    let zlib = Config {
+        stage: cafe_etl::stage::Config {
+            gzip_level: Some(1),
+        },
+        ..Config::default()
+    };
+    let have_gzip = Command::new("gzip").arg("--version").output().is_ok();
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        let own = cafe_etl::transform(&bytes, "f.csv", &Config::default()).unwrap();
+        let theirs = cafe_etl::transform(&bytes, "f.csv", &zlib).unwrap();
+        assert_eq!(own.report, theirs.report);
+        let tables = own.files.iter().zip(&theirs.files);
+        for ((t, a), (_, b)) in tables.filter(|((t, _), _)| t.ends_with(".csv.gz")) {
+            let text = gunzip(a);
+            assert_eq!(text, gunzip(b), "{} {t:?}", file.display());
+            if have_gzip {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("t.csv.gz");
+                std::fs::write(&path, a).unwrap();
+                let out = Command::new("gzip").arg("-dc").arg(&path).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "gzip -d failed on {} {t:?}",
+                    file.display()
+                );
+                assert!(out.stdout == text.as_bytes(), "{} {t:?}", file.display());
+            }
+        }
+    }
+}
+
 #[test]
 fn streaming_in_small_chunks_writes_the_same_bytes() {
     let bytes = read_data("real/excel_spaced-header.csv");

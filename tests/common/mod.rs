@@ -45,12 +45,13 @@ pub fn csv_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Decompresses a gzip file.
+/// Decompresses a staged table file, which must be one gzip member (the
+/// safest form for any reader) of UTF-8.
 pub fn gunzip(bytes: &[u8]) -> String {
     let mut s = String::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .read_to_string(&mut s)
-        .expect("valid gzip of UTF-8");
+    let mut d = flate2::read::GzDecoder::new(bytes);
+    d.read_to_string(&mut s).expect("valid gzip of UTF-8");
+    assert!(d.into_inner().is_empty(), "bytes after the gzip member");
     s
 }
 
