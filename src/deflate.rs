@@ -302,7 +302,7 @@ impl<W: Write> GzipWriter<W> {
     #[inline]
     fn reach(&self, at: usize, seen: u64) -> Option<usize> {
         let pos = self.base + at as u64;
-        if seen == 0 || seen - 1 < self.base || seen - 1 >= pos {
+        if seen == 0 || seen - 1 < self.base || seen > pos {
             return None;
         }
         let dist = pos - (seen - 1);
