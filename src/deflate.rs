@@ -33,7 +33,7 @@ const MAX_MATCH: usize = 258;
 /// once literals have Huffman codes of 4-6 bits.
 const GOOD_MATCH: usize = 6;
 /// Slots per column: direct-mapped by a hash of the value.
-const SLOTS: usize = 64;
+const SLOTS: usize = 128;
 
 const LEN_BASE: [u16; 29] = [
     3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
