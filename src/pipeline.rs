@@ -22,7 +22,7 @@ pub struct Config {
     pub validate: validate::Config,
     /// Transform caps.
     pub transform: transform::Config,
-    /// gzip level.
+    /// The compressor of the table files.
     pub stage: stage::Config,
     /// When only checking, skip the SHA-256 of the bytes: the report's
     /// `batch_id` is then empty. The browser page checks first and hashes

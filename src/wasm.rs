@@ -20,7 +20,8 @@ export interface PipelineOptions {
   /** Secret for the customer key (HMAC-SHA256 of the normalised name). */
   customerKeySecret?: string;
   /** Compress the table files with zlib at this level, 0-9, instead of the
-   *  default column-aware gzip writer (faster, and smaller than zlib's 6). */
+   *  default gzip writer that knows where each column repeats (faster than
+   *  zlib's 1, with smaller files; zlib 6 is smaller still, at half the speed). */
   gzipLevel?: number;
   /** Most issues listed in the report (all are counted; default 10000). */
   maxIssues?: number;
