@@ -270,6 +270,20 @@ fn needs_quotes(field: &[u8]) -> bool {
 /// Writes pence as `12.34` into `out`, returning the length.
 fn format_pence(out: &mut [u8; 24], pence: i64) -> usize {
     let p = pence.unsigned_abs();
+    let cents = [b'.', b'0' + (p % 100 / 10) as u8, b'0' + (p % 10) as u8];
+    // Café prices are under 100 pounds: the common case without a loop.
+    if (0..10_000).contains(&pence) {
+        let whole = (p / 100) as u8;
+        if whole < 10 {
+            out[0] = b'0' + whole;
+            out[1..4].copy_from_slice(&cents);
+            return 4;
+        }
+        out[0] = b'0' + whole / 10;
+        out[1] = b'0' + whole % 10;
+        out[2..5].copy_from_slice(&cents);
+        return 5;
+    }
     let mut digits = [0u8; 20];
     let mut n = 0;
     let mut whole = p / 100;
@@ -290,9 +304,7 @@ fn format_pence(out: &mut [u8; 24], pence: i64) -> usize {
         out[len] = digits[i];
         len += 1;
     }
-    out[len] = b'.';
-    out[len + 1] = b'0' + (p % 100 / 10) as u8;
-    out[len + 2] = b'0' + (p % 10) as u8;
+    out[len..len + 3].copy_from_slice(&cents);
     len + 3
 }
 
@@ -492,7 +504,14 @@ mod tests {
             (5, "0.05"),
             (245, "2.45"),
             (1090, "10.90"),
+            (999, "9.99"),
+            (1000, "10.00"),
+            (9999, "99.99"),
+            (10_000, "100.00"),
             (-120, "-1.20"),
+            (-10_000, "-100.00"),
+            (i64::MAX, "92233720368547758.07"),
+            (i64::MIN, "-92233720368547758.08"),
         ] {
             let mut line = Vec::new();
             push_pence(&mut line, p);
