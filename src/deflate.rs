@@ -195,6 +195,12 @@ pub struct GzipWriter<W: Write> {
     fields: Vec<(u32, u32)>,
     lit_freq: [u32; 286],
     dist_freq: [u32; 30],
+    /// How often each byte was a literal in the last block. A block's
+    /// literal codes are built from its predecessor's counts (each plus
+    /// one, so every byte has a code): table text changes slowly, and the
+    /// counting then rides along with the coding instead of being a pass of
+    /// its own. Only the first block counts its own literals first.
+    last_literals: Option<Box<[u32; 256]>>,
     crc: flate2::Crc,
     /// Set once the stream has been ended, or an inner write failed and
     /// the stream cannot be trusted.
@@ -226,6 +232,7 @@ impl<W: Write> GzipWriter<W> {
             fields: Vec::with_capacity(16),
             lit_freq: [0; 286],
             dist_freq: [0; 30],
+            last_literals: None,
             crc: flate2::Crc::new(),
             done: false,
         }
@@ -399,11 +406,18 @@ impl<W: Write> GzipWriter<W> {
         debug_assert_eq!(self.pending, self.window.len());
         self.crc.update(&self.window[self.block_start..]);
 
-        count_literals(
-            &mut self.lit_freq,
-            &self.ops,
-            &self.window[self.block_start..],
-        );
+        match &self.last_literals {
+            Some(last) => {
+                for (f, &n) in self.lit_freq.iter_mut().zip(last.iter()) {
+                    *f = n + 1;
+                }
+            }
+            None => count_literals(
+                &mut self.lit_freq,
+                &self.ops,
+                &self.window[self.block_start..],
+            ),
+        }
         self.lit_freq[256] += 1; // end of block
         at_least_two(&mut self.lit_freq);
         at_least_two(&mut self.dist_freq);
@@ -464,6 +478,7 @@ impl<W: Write> GzipWriter<W> {
         for s in 0..286 {
             lit[s] = lit_code[s] as u32 | (lit_len[s] as u32) << 16;
         }
+        let mut seen = [[0u32; 256]; 2];
         let mut at = self.block_start;
         for op in &self.ops {
             match *op {
@@ -477,10 +492,13 @@ impl<W: Write> GzipWriter<W> {
                             (e & 0xffff) as u64 | ((f & 0xffff) as u64) << (e >> 16),
                             (e >> 16) + (f >> 16),
                         );
+                        seen[0][p[0] as usize] += 1;
+                        seen[1][p[1] as usize] += 1;
                     }
                     for &b in pairs.remainder() {
                         let e = lit[b as usize];
                         bits.put((e & 0xffff) as u64, e >> 16);
+                        seen[0][b as usize] += 1;
                     }
                     at = end;
                 }
@@ -501,6 +519,10 @@ impl<W: Write> GzipWriter<W> {
             }
         }
         bits.put(lit_code[256] as u64, lit_len[256] as u32);
+        let last = self.last_literals.get_or_insert_with(|| Box::new([0; 256]));
+        for (l, (a, b)) in last.iter_mut().zip(seen[0].iter().zip(&seen[1])) {
+            *l = a + b;
+        }
         self.ops.clear();
         self.lit_freq = [0; 286];
         self.dist_freq = [0; 30];
