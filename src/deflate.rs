@@ -11,9 +11,10 @@
 //! extended as far as the bytes agree (often across several fields: a
 //! product id, its quantity and price). Nothing else is searched.
 //!
-//! Each block (about 128 KiB of text) is coded with Huffman codes built from
-//! its own symbol counts, so a hexadecimal id costs about 4 bits a character
-//! where zlib's fast levels spend 8. The output is an ordinary gzip file:
+//! Each block (about 128 KiB of text) is coded with its own Huffman codes,
+//! from the block's back-reference counts and its predecessor's literal
+//! counts, so a hexadecimal id costs about 4 bits a character where zlib's
+//! fast levels spend 8. The output is an ordinary gzip file:
 //! one member, dynamic-Huffman deflate blocks, the CRC-32 and length
 //! trailer. Correctness never rests on the hints: a back-reference is only
 //! emitted for bytes compared equal.

@@ -33,8 +33,8 @@ pub struct Config {
     /// (zlib-rs) at that level, 0 (store) to 9.
     ///
     /// On a generated 100 MB export (`benches/run`, one run) the default
-    /// runs the whole transform 1.12x as fast as zlib at level 1 with files
-    /// 0.78x the size (51.5 against 65.7 MB), and 2.35x as fast as level 6
+    /// runs the whole transform 1.22x as fast as zlib at level 1 with files
+    /// 0.79x the size (51.7 against 65.7 MB), and 2.21x as fast as level 6
     /// (40.8 MB): it codes repeated ids as back-references it knows of
     /// instead of searching, and hexadecimal with Huffman codes of about 4
     /// bits, where zlib's fast levels spend 8. The CPU is spent on every
