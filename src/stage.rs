@@ -131,21 +131,23 @@ pub fn marker_key(batch_id: &str) -> String {
 /// Appends one CSV field, quoted only when RFC 4180 needs it.
 #[inline]
 pub fn push_field(line: &mut Vec<u8>, field: &[u8]) {
-    if field
-        .iter()
-        .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
-    {
-        line.push(b'"');
-        for &b in field {
-            if b == b'"' {
-                line.push(b'"');
-            }
-            line.push(b);
-        }
-        line.push(b'"');
+    if needs_quotes(field) {
+        push_quoted(line, field);
     } else {
         line.extend_from_slice(field);
     }
+}
+
+/// Appends one CSV field in quotes, its quotes doubled.
+fn push_quoted(line: &mut Vec<u8>, field: &[u8]) {
+    line.push(b'"');
+    for &b in field {
+        if b == b'"' {
+            line.push(b'"');
+        }
+        line.push(b);
+    }
+    line.push(b'"');
 }
 
 /// Appends pence as `12.34`.
@@ -188,8 +190,8 @@ impl<W: Write> TableFile<W> {
             return self.value(value);
         }
         match self {
-            TableFile::Columns { gz, .. } => gz.value_with(|text| push_field(text, value)),
-            TableFile::Zlib { buf, .. } => push_field(buf, value),
+            TableFile::Columns { gz, .. } => gz.value_with(|text| push_quoted(text, value)),
+            TableFile::Zlib { buf, .. } => push_quoted(buf, value),
         }
     }
 
@@ -510,9 +512,17 @@ mod tests {
             (10_000, "100.00"),
             (-120, "-1.20"),
             (-10_000, "-100.00"),
-            (i64::MAX, "92233720368547758.07"),
-            (i64::MIN, "-92233720368547758.08"),
+            (123_456_789_012, "1234567890.12"),
         ] {
+            let mut line = Vec::new();
+            push_pence(&mut line, p);
+            assert_eq!(String::from_utf8(line).unwrap(), want);
+        }
+        // The extremes, expected text computed in i128 (no overflow there).
+        for p in [i64::MAX, i64::MIN] {
+            let wide = p as i128;
+            let sign = if wide < 0 { "-" } else { "" };
+            let want = format!("{sign}{}.{:02}", wide.abs() / 100, wide.abs() % 100);
             let mut line = Vec::new();
             push_pence(&mut line, p);
             assert_eq!(String::from_utf8(line).unwrap(), want);
