@@ -263,25 +263,18 @@ impl<W: Write> GzipWriter<W> {
         }
     }
 
-    /// Records a back-reference for `len` bytes at `pending`, `dist` back.
+    /// Records a back-reference for `len` bytes at `pending`, `dist` back
+    /// (callers cap `len` at [`MAX_MATCH`]).
     #[inline]
-    fn matched(&mut self, dist: usize, mut len: usize) {
-        debug_assert!((1..=WINDOW).contains(&dist) && len >= MIN_MATCH);
-        while len > 0 {
-            let mut n = len.min(MAX_MATCH);
-            // Never leave a tail shorter than a match can be.
-            if len - n > 0 && len - n < MIN_MATCH {
-                n = len - MIN_MATCH;
-            }
-            self.lit_freq[257 + LEN_SYM[n] as usize] += 1;
-            self.dist_freq[dist_sym(dist)] += 1;
-            self.ops.push(Op::Match {
-                len: n as u16,
-                dist: dist as u16,
-            });
-            len -= n;
-            self.pending += n;
-        }
+    fn matched(&mut self, dist: usize, len: usize) {
+        debug_assert!((1..=WINDOW).contains(&dist) && (MIN_MATCH..=MAX_MATCH).contains(&len));
+        self.lit_freq[257 + LEN_SYM[len] as usize] += 1;
+        self.dist_freq[dist_sym(dist)] += 1;
+        self.ops.push(Op::Match {
+            len: len as u16,
+            dist: dist as u16,
+        });
+        self.pending += len;
     }
 
     /// How many bytes from window index `at` repeat those `dist` back, at
@@ -551,7 +544,9 @@ impl<W: Write> GzipWriter<W> {
     /// rows; errors of the inner writer surface here.
     pub fn pump(&mut self) -> io::Result<()> {
         if self.done {
-            return Err(io::Error::other("gzip stream already ended"));
+            return Err(io::Error::other(
+                "gzip stream already ended, or its writer failed",
+            ));
         }
         if self.bits.out.len() >= OUT_CHUNK {
             self.write_out()?;
@@ -564,7 +559,9 @@ impl<W: Write> GzipWriter<W> {
     /// be decompressed from what `inner` has received.
     pub fn flush(&mut self) -> io::Result<()> {
         if self.done {
-            return Err(io::Error::other("gzip stream already ended"));
+            return Err(io::Error::other(
+                "gzip stream already ended, or its writer failed",
+            ));
         }
         if !self.ops.is_empty() {
             self.end_block(false);
@@ -580,7 +577,9 @@ impl<W: Write> GzipWriter<W> {
     /// writer back.
     pub fn finish(mut self) -> io::Result<W> {
         if self.done {
-            return Err(io::Error::other("gzip stream already ended"));
+            return Err(io::Error::other(
+                "gzip stream already ended, or its writer failed",
+            ));
         }
         if self.ops.is_empty() {
             // An empty last block with the fixed codes: end of block is 7 zero bits.
