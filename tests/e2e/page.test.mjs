@@ -87,12 +87,22 @@ describe('the page', () => {
   let browser;
   let page;
   const errors = [];
+  // File choosers, caught by a listener that stays on for the page's life.
+  // Playwright turns interception on when a listener is added, without
+  // waiting for Chromium to confirm; a waitForEvent('filechooser') added
+  // just before the key press can lose that race and see no event
+  // (puppeteer/puppeteer#6040 describes the same race).
+  let nextChooser = null;
 
   before(async () => {
     server = await startServer();
     browser = await launchBrowser();
     page = await browser.context.newPage();
     page.on('pageerror', (e) => errors.push(e.message));
+    page.on('filechooser', (chooser) => {
+      if (nextChooser) nextChooser(chooser);
+      nextChooser = null;
+    });
     await page.goto(server.url);
     await page.waitForFunction(() => document.documentElement.dataset.engine, null, { timeout: 15_000 });
   });
@@ -269,7 +279,12 @@ describe('the page', () => {
       if (await page.evaluate(() => document.activeElement?.dataset.testid === 'drop-zone')) break;
     }
     assert.equal(await page.evaluate(() => document.activeElement?.dataset.testid), 'drop-zone');
-    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Enter')]);
+    const opened = new Promise((resolve, reject) => {
+      nextChooser = resolve;
+      setTimeout(() => reject(new Error('no file chooser opened within 30 s of Enter')), 30_000).unref();
+    });
+    await page.keyboard.press('Enter');
+    const chooser = await opened;
     assert.equal(chooser.isMultiple(), true);
     await chooser.setFiles(CURRENT);
     await done(page, CURRENT);
