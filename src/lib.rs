@@ -55,7 +55,6 @@
 
 pub mod clean;
 mod cp1252;
-pub mod deflate;
 pub mod error;
 pub mod generate;
 mod pipeline;

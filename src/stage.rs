@@ -15,7 +15,6 @@
 //! for the CLI, memory for WebAssembly); where they end up is the caller's
 //! business, and so is writing the marker last.
 
-use crate::deflate::{Column, GzipWriter};
 use crate::error::{Error, Stage};
 use crate::report::Issue;
 use crate::transform::{itoa, StarSink, TransactionRow, UuidText};
@@ -23,24 +22,27 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::Write;
 
+/// The zlib level the table files are compressed at unless
+/// [`Config::gzip_level`] says otherwise: measured on the real exports and a
+/// generated 100 MB export, natively and in WebAssembly (README,
+/// "Performance").
+pub const DEFAULT_GZIP_LEVEL: u32 = 1;
+
 /// Options of the stage step.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Config {
-    /// The compressor of the table files. `None`, the default, is this
-    /// crate's own gzip writer ([`crate::deflate`]), which knows where each
-    /// column repeats instead of searching for it. `Some(level)` is zlib
-    /// (zlib-rs) at that level, 0 (store) to 9.
-    ///
-    /// On a generated 100 MB export (`benches/run`, one run) the default
-    /// runs the whole transform 1.22x as fast as zlib at level 1 with files
-    /// 0.79x the size (51.7 against 65.7 MB), and 2.21x as fast as level 6
-    /// (40.8 MB): it codes repeated ids as back-references it knows of
-    /// instead of searching, and hexadecimal with Huffman codes of about 4
-    /// bits, where zlib's fast levels spend 8. The CPU is spent on every
-    /// upload, in the edge worker's time limit; staged files are
-    /// short-lived in S3.
+    /// The zlib (zlib-rs, through flate2) level of the table files, 0
+    /// (store) to 9; `None` is [`DEFAULT_GZIP_LEVEL`]. Levels above 9 are
+    /// read as 9.
     pub gzip_level: Option<u32>,
+}
+
+impl Config {
+    /// The level the table files are written at.
+    pub fn level(&self) -> u32 {
+        self.gzip_level.unwrap_or(DEFAULT_GZIP_LEVEL).min(9)
+    }
 }
 
 /// A file of the staging layout.
@@ -158,107 +160,73 @@ pub fn push_pence(line: &mut Vec<u8>, pence: i64) {
     line.extend_from_slice(&text[..n]);
 }
 
+/// Rows are gathered into a buffer of this size before they go to zlib: one
+/// call per 64 KiB instead of one per field.
 const BUFFER: usize = 64 * 1024;
-/// Columns per table file, the widest being `rejects`.
-const COLUMNS: usize = 8;
 
-/// One table file being written.
-enum TableFile<W: Write> {
-    /// This crate's gzip writer, with what each column last wrote.
-    Columns {
-        gz: GzipWriter<W>,
-        columns: Box<[Column; COLUMNS]>,
-    },
-    /// zlib at a chosen level, fed rows gathered in `buf`.
-    Zlib { gz: GzEncoder<W>, buf: Vec<u8> },
+/// One table file being written: zlib, fed rows gathered in `buf`.
+struct TableFile<W: Write> {
+    gz: GzEncoder<W>,
+    buf: Vec<u8>,
 }
 
 impl<W: Write> TableFile<W> {
     /// Appends the row's next value as it is (it needs no quotes).
     #[inline(always)]
     fn value(&mut self, value: &[u8]) {
-        match self {
-            TableFile::Columns { gz, .. } => gz.value(value),
-            TableFile::Zlib { buf, .. } => buf.extend_from_slice(value),
-        }
+        self.buf.extend_from_slice(value);
     }
 
     /// Appends the row's next value, quoted when RFC 4180 needs it.
     #[inline]
     fn text(&mut self, value: &[u8]) {
-        if !needs_quotes(value) {
-            return self.value(value);
-        }
-        match self {
-            TableFile::Columns { gz, .. } => gz.value_with(|text| push_quoted(text, value)),
-            TableFile::Zlib { buf, .. } => push_quoted(buf, value),
-        }
+        push_field(&mut self.buf, value);
     }
 
     /// Appends the row's next value, pence as `12.34`.
     #[inline]
     fn pence(&mut self, pence: i64) {
-        let mut text = [0u8; 24];
-        let n = format_pence(&mut text, pence);
-        self.value(&text[..n]);
+        push_pence(&mut self.buf, pence);
     }
 
-    /// Appends a separator or a line end.
+    /// Appends a separator.
     #[inline]
     fn byte(&mut self, b: u8) {
-        match self {
-            TableFile::Columns { gz, .. } => gz.separator(b),
-            TableFile::Zlib { buf, .. } => buf.push(b),
-        }
+        self.buf.push(b);
     }
 
+    /// Ends the row, and hands the gathered rows to zlib once there are
+    /// enough of them.
     fn end_row(&mut self, table: Table) -> Result<(), Error> {
-        self.byte(b'\n');
-        match self {
-            TableFile::Columns { gz, columns } => {
-                gz.end_row(&mut columns[..]);
-                gz.pump()
-                    .map_err(|e| Error::io(Stage::Stage, table.name(), e))
-            }
-            TableFile::Zlib { buf, .. } if buf.len() >= BUFFER => self.flush_buf(table),
-            TableFile::Zlib { .. } => Ok(()),
-        }
-    }
-
-    fn flush_buf(&mut self, table: Table) -> Result<(), Error> {
-        if let TableFile::Zlib { gz, buf } = self {
-            if !buf.is_empty() {
-                gz.write_all(buf)
-                    .map_err(|e| Error::io(Stage::Stage, table.name(), e))?;
-                buf.clear();
-            }
+        self.buf.push(b'\n');
+        if self.buf.len() >= BUFFER {
+            self.flush_buf(table)?;
         }
         Ok(())
     }
 
-    fn get_mut(&mut self) -> &mut W {
-        match self {
-            TableFile::Columns { gz, .. } => gz.get_mut(),
-            TableFile::Zlib { gz, .. } => gz.get_mut(),
+    fn flush_buf(&mut self, table: Table) -> Result<(), Error> {
+        if !self.buf.is_empty() {
+            self.gz
+                .write_all(&self.buf)
+                .map_err(|e| Error::io(Stage::Stage, table.name(), e))?;
+            self.buf.clear();
         }
+        Ok(())
     }
 
     fn flush(&mut self, table: Table) -> Result<(), Error> {
         self.flush_buf(table)?;
-        match self {
-            TableFile::Columns { gz, .. } => gz.flush(),
-            TableFile::Zlib { gz, .. } => gz.flush(),
-        }
-        .map_err(|e| Error::io(Stage::Stage, table.name(), e))
+        self.gz
+            .flush()
+            .map_err(|e| Error::io(Stage::Stage, table.name(), e))
     }
 
     fn finish(mut self, table: Table) -> Result<W, Error> {
         self.flush_buf(table)?;
-        match self {
-            TableFile::Columns { gz, .. } => gz.finish(),
-            TableFile::Zlib { gz, .. } => gz.finish(),
-        }
-        .map_err(|e| Error::io(Stage::Stage, table.name(), e))
+        self.gz
+            .finish()
+            .map_err(|e| Error::io(Stage::Stage, table.name(), e))
     }
 }
 
@@ -324,21 +292,14 @@ impl<W: Write> std::fmt::Debug for TableWriters<W> {
 impl<W: Write> TableWriters<W> {
     /// Opens one writer per [`Table`] with `open`.
     pub fn new(config: &Config, mut open: impl FnMut(Table) -> W) -> TableWriters<W> {
+        let level = Compression::new(config.level());
         let files = Table::ALL
             .iter()
-            .map(|&t| match config.gzip_level {
-                None => TableFile::Columns {
-                    gz: GzipWriter::new(open(t)),
-                    columns: Box::default(),
-                },
-                Some(level) => TableFile::Zlib {
-                    // No file name and mtime 0 in the gzip header: the same
-                    // rows give the same bytes on every run and machine.
-                    gz: flate2::GzBuilder::new()
-                        .mtime(0)
-                        .write(open(t), Compression::new(level.min(9))),
-                    buf: Vec::with_capacity(BUFFER),
-                },
+            .map(|&t| TableFile {
+                // No file name and mtime 0 in the gzip header: the same rows
+                // give the same bytes on every run and machine.
+                gz: flate2::GzBuilder::new().mtime(0).write(open(t), level),
+                buf: Vec::with_capacity(BUFFER),
             })
             .collect();
         TableWriters { files }
@@ -353,7 +314,7 @@ impl<W: Write> TableWriters<W> {
     /// while the batch is still being written (the WebAssembly pipeline
     /// does this to stream to S3).
     pub fn get_mut(&mut self, table: Table) -> &mut W {
-        self.file(table).get_mut()
+        self.file(table).gz.get_mut()
     }
 
     /// Pushes every row gathered so far into the compressor and flushes

@@ -19,9 +19,8 @@ export interface PipelineOptions {
   batchId?: string;
   /** Secret for the customer key (HMAC-SHA256 of the normalised name). */
   customerKeySecret?: string;
-  /** Compress the table files with zlib at this level, 0-9, instead of the
-   *  default gzip writer that knows where each column repeats (faster than
-   *  zlib's 1, with smaller files; zlib 6 is smaller still, at half the speed). */
+  /** The zlib level of the table files, 0 (store) to 9 (default: the
+   *  measured level in the README, "Performance"). */
   gzipLevel?: number;
   /** Most issues listed in the report (all are counted; default 10000). */
   maxIssues?: number;

@@ -25,10 +25,8 @@ pub struct Args {
     /// customer_key column is empty.
     #[arg(long, value_name = "VAR")]
     customer_key_secret_env: Option<String>,
-    /// Compress the table files with zlib at this level (0-9) instead of the
-    /// default gzip writer, which knows where each column repeats (faster
-    /// than zlib at 1, with smaller files; zlib at 6 is smaller still, at
-    /// half the speed).
+    /// The zlib level of the table files, 0 (store) to 9 (default: the
+    /// measured level in the README, "Performance").
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
     gzip_level: Option<u32>,
     /// Worker threads (default: all cores).
