@@ -70,7 +70,7 @@ pub mod warehouse;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
-pub use error::{Error, Position, Stage};
+pub use error::{Error, Stage};
 pub use pipeline::{
     batch_id, check, date_from_file_name, is_batch_id, sniff_not_csv, transform, BatchHasher,
     Config, Finished, Pipeline, StagedBatch,
