@@ -208,8 +208,6 @@ impl std::fmt::Debug for Cleaner {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// Index of each field in the current layout.
 const TIMESTAMP: usize = 0;
 const STORE: usize = 1;
@@ -249,10 +247,7 @@ impl Cleaner {
         mac.update(self.name_buf.as_bytes());
         let digest = mac.finalize().into_bytes();
         let mut hex = [0u8; 64];
-        for (i, b) in digest.iter().enumerate() {
-            hex[2 * i] = HEX[(b >> 4) as usize];
-            hex[2 * i + 1] = HEX[(b & 15) as usize];
-        }
+        hex::encode_to_slice(digest, &mut hex).ok()?;
         Some(CustomerKey(hex))
     }
 
@@ -416,12 +411,7 @@ mod tests {
         // HMAC-SHA256("s3cret", "ann example"), computed independently.
         let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
         mac.update(b"ann example");
-        let want: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let want = hex::encode(mac.finalize().into_bytes());
         assert!(rows[0].ends_with(&want[..8]), "{rows:?}");
         assert_eq!(rows[0].replace("row 1", "row 2"), rows[1]);
     }

@@ -3,6 +3,7 @@
 //! morning and a lunch peak, one cash sale in three, invented customers and
 //! published test card numbers. The same seed gives the same bytes.
 
+use chrono::{Datelike, Days, NaiveDate};
 use std::io::{self, Write};
 
 /// What to generate.
@@ -220,20 +221,16 @@ pub fn file_name(store: &str, (y, m, d): (u16, u8, u8)) -> String {
     format!("{slug}_{d:02}-{m:02}-{y:04}_09-00-00.csv")
 }
 
-/// The calendar day `n` days after `start`.
-pub fn add_days((mut y, mut m, mut d): (u16, u8, u8), n: u32) -> (u16, u8, u8) {
-    for _ in 0..n {
-        d += 1;
-        if d > crate::validate::days_in_month(y, m) {
-            d = 1;
-            m += 1;
-            if m > 12 {
-                m = 1;
-                y += 1;
-            }
-        }
-    }
-    (y, m, d)
+/// The calendar day `n` days after `start`; `None` when `start` is not a
+/// day or the result is past year 65535.
+pub fn add_days((y, m, d): (u16, u8, u8), n: u32) -> Option<(u16, u8, u8)> {
+    let date = NaiveDate::from_ymd_opt(y.into(), m.into(), d.into())?
+        .checked_add_days(Days::new(n.into()))?;
+    Some((
+        u16::try_from(date.year()).ok()?,
+        date.month() as u8,
+        date.day() as u8,
+    ))
 }
 
 /// Relative trade in each hour 7..=18: a morning peak and a lunch peak.
@@ -319,7 +316,12 @@ pub fn generate<W: Write>(
 ) -> io::Result<()> {
     let mut rng = Rng::new(config.seed);
     for day in 0..config.days {
-        let date = add_days(config.start, day);
+        let date = add_days(config.start, day).ok_or_else(|| {
+            io::Error::other(format!(
+                "{day} days after {:?} is not a date this generator can write",
+                config.start
+            ))
+        })?;
         for s in 0..config.stores {
             let store = store_name(s);
             let mut out = open(&file_name(&store, date))?;
@@ -370,7 +372,16 @@ mod tests {
 
     #[test]
     fn calendar() {
-        assert_eq!(add_days((2021, 12, 31), 1), (2022, 1, 1));
-        assert_eq!(add_days((2024, 2, 28), 1), (2024, 2, 29));
+        for (start, n, want) in [
+            ((2021, 12, 31), 1, Some((2022, 1, 1))),
+            ((2024, 2, 28), 1, Some((2024, 2, 29))),
+            ((2023, 2, 28), 1, Some((2023, 3, 1))),
+            ((2021, 8, 25), 0, Some((2021, 8, 25))),
+            ((2021, 8, 25), 365, Some((2022, 8, 25))),
+            ((2023, 2, 29), 0, None),
+            ((2021, 8, 25), u32::MAX, None),
+        ] {
+            assert_eq!(add_days(start, n), want, "{start:?} + {n}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use crate::report::{Code, Format, Issue, Report, Severity};
 use crate::stage::{self, TableWriters};
 use crate::transform::{self, CountingSink, Transformer};
 use crate::validate::{self, Item, Menu, Timestamp};
+use chrono::Datelike;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 
@@ -52,11 +53,7 @@ impl BatchHasher {
     }
     /// The full SHA-256, 64 hex digits.
     pub fn sha256_hex(self) -> String {
-        self.0
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(self.0.finalize())
     }
     /// The batch id: the first 32 hex digits of the SHA-256.
     pub fn finish(self) -> String {
@@ -94,16 +91,10 @@ pub fn date_from_file_name(name: &str) -> Option<(u16, u8, u8)> {
             .then(|| s.iter().fold(0u32, |v, b| v * 10 + (b - b'0') as u32))
     };
     let valid = |y: u32, m: u32, d: u32| -> Option<(u16, u8, u8)> {
-        let (y, m, d) = (
-            u16::try_from(y).ok()?,
-            u8::try_from(m).ok()?,
-            u8::try_from(d).ok()?,
-        );
-        ((1..=12).contains(&m)
-            && d >= 1
-            && d <= validate::days_in_month(y, m)
-            && (1990..=2200).contains(&y))
-        .then_some((y, m, d))
+        let date = chrono::NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d)?;
+        (1990..=2200)
+            .contains(&y)
+            .then_some((y as u16, date.month() as u8, date.day() as u8))
     };
     let boundary = |i: usize| i == 0 || !base[i - 1].is_ascii_digit();
     for i in 0..base.len() {

@@ -12,6 +12,11 @@
 //! quote inside an unquoted field is kept as a character, a record that is not
 //! valid UTF-8 is read as Windows-1252 (and flagged, so the caller can warn).
 //! Each record carries the 1-based physical line it starts on.
+//!
+//! Kept by hand: `csv` pulls from a `Read` (a browser or a worker has chunks
+//! to push), and `csv-core`, which takes pushes, would still need this
+//! module's record cap, line tracking and Windows-1252 fallback around it;
+//! this one is fuzzed chunked against one-shot (`fuzz/run`).
 
 use memchr::{memchr2, memchr3};
 

@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Stage};
 use crate::report::Issue;
-use crate::transform::{itoa, StarSink, TransactionRow, UuidText};
+use crate::transform::{StarSink, TransactionRow, UuidText};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::Write;
@@ -152,12 +152,15 @@ fn push_quoted(line: &mut Vec<u8>, field: &[u8]) {
     line.push(b'"');
 }
 
-/// Appends pence as `12.34`.
+/// Appends pence as `12.34` (`-0.05` for negatives).
 #[inline]
 pub fn push_pence(line: &mut Vec<u8>, pence: i64) {
-    let mut text = [0u8; 24];
-    let n = format_pence(&mut text, pence);
-    line.extend_from_slice(&text[..n]);
+    let p = pence.unsigned_abs();
+    if pence < 0 {
+        line.push(b'-');
+    }
+    line.extend_from_slice(itoa::Buffer::new().format(p / 100).as_bytes());
+    line.extend_from_slice(&[b'.', b'0' + (p % 100 / 10) as u8, b'0' + (p % 10) as u8]);
 }
 
 /// Rows are gathered into a buffer of this size before they go to zlib: one
@@ -237,47 +240,6 @@ fn needs_quotes(field: &[u8]) -> bool {
         .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
 }
 
-/// Writes pence as `12.34` into `out`, returning the length.
-fn format_pence(out: &mut [u8; 24], pence: i64) -> usize {
-    let p = pence.unsigned_abs();
-    let cents = [b'.', b'0' + (p % 100 / 10) as u8, b'0' + (p % 10) as u8];
-    // Café prices are under 100 pounds: the common case without a loop.
-    if (0..10_000).contains(&pence) {
-        let whole = (p / 100) as u8;
-        if whole < 10 {
-            out[0] = b'0' + whole;
-            out[1..4].copy_from_slice(&cents);
-            return 4;
-        }
-        out[0] = b'0' + whole / 10;
-        out[1] = b'0' + whole % 10;
-        out[2..5].copy_from_slice(&cents);
-        return 5;
-    }
-    let mut digits = [0u8; 20];
-    let mut n = 0;
-    let mut whole = p / 100;
-    loop {
-        digits[n] = b'0' + (whole % 10) as u8;
-        n += 1;
-        whole /= 10;
-        if whole == 0 {
-            break;
-        }
-    }
-    let mut len = 0;
-    if pence < 0 {
-        out[0] = b'-';
-        len = 1;
-    }
-    for i in (0..n).rev() {
-        out[len] = digits[i];
-        len += 1;
-    }
-    out[len..len + 3].copy_from_slice(&cents);
-    len + 3
-}
-
 /// The five gzip-compressed table files of one batch, written row by row.
 pub struct TableWriters<W: Write> {
     files: Vec<TableFile<W>>,
@@ -331,7 +293,7 @@ impl<W: Write> TableWriters<W> {
     /// safe to keep.
     pub fn reject(&mut self, line: u64, issues: &[Issue], fields: &[&str]) -> Result<(), Error> {
         let f = self.file(Table::Rejects);
-        f.value(itoa(line as i64).as_bytes());
+        f.value(itoa::Buffer::new().format(line as i64).as_bytes());
         f.byte(b',');
         let mut codes = String::new();
         let mut message = String::new();
@@ -411,7 +373,7 @@ impl<W: Write> StarSink for TableWriters<W> {
         f.byte(b',');
         f.pence(row.total_pence);
         f.byte(b',');
-        f.value(itoa(row.item_count as i64).as_bytes());
+        f.value(itoa::Buffer::new().format(row.item_count as i64).as_bytes());
         f.byte(b',');
         f.value(row.customer_key.map_or(&b""[..], |k| &k.0[..]));
         f.byte(b',');
@@ -431,7 +393,7 @@ impl<W: Write> StarSink for TableWriters<W> {
         f.byte(b',');
         f.value(product_id);
         f.byte(b',');
-        f.value(itoa(quantity as i64).as_bytes());
+        f.value(itoa::Buffer::new().format(quantity as i64).as_bytes());
         f.byte(b',');
         f.pence(unit_pence);
         f.byte(b',');

@@ -137,29 +137,13 @@ fn mac(secret: &[u8], payload: &str) -> Result<Hmac<Sha256>, TokenError> {
     Ok(m)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}
-
+/// Hex to bytes, lowercase only (`hex::decode` takes either case; a token
+/// has one spelling).
 fn unhex_lower(s: &str) -> Option<Vec<u8>> {
-    let digit = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    };
-    if s.len() % 2 != 0 {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
+    hex::decode(s).ok()
 }
 
 /// A token for `store` (a slug) valid until `expires` (Unix seconds).
@@ -174,7 +158,7 @@ pub fn mint(secret: &[u8], store: &str, expires: u64) -> Result<String, TokenErr
         return Err(TokenError::Malformed("the expiry has too many digits"));
     }
     let sig = mac(secret, &payload)?.finalize().into_bytes();
-    Ok(format!("{payload}.{}", hex(&sig)))
+    Ok(format!("{payload}.{}", hex::encode(sig)))
 }
 
 /// Checks a token's form, signature (in constant time) and expiry against

@@ -88,17 +88,6 @@ impl fmt::Display for Timestamp {
     }
 }
 
-/// Days in a month of a year (Gregorian).
-pub fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
-
 /// Reads 1..=max digits from the front of `s`.
 fn digits(s: &[u8], min: usize, max: usize) -> Option<(u32, &[u8])> {
     let n = s
@@ -167,6 +156,8 @@ pub fn parse_timestamp(s: &str, years: std::ops::RangeInclusive<u16>) -> Option<
 }
 
 /// `dd/mm/yyyy HH:MM`, the tills' own layout, without the general parser.
+/// Kept by hand: every row has a timestamp, and fixed offsets read it several
+/// times faster than a format-string parser (chrono's included).
 #[inline]
 fn fast_timestamp(s: &[u8]) -> Option<Timestamp> {
     if s.len() != 16 || s[2] != b'/' || s[5] != b'/' || s[10] != b' ' || s[13] != b':' {
@@ -195,14 +186,10 @@ fn check_timestamp(t: Timestamp, years: std::ops::RangeInclusive<u16>) -> Option
         minute,
         second,
     } = t;
-    if !years.contains(&year)
-        || !(1..=12).contains(&month)
-        || day == 0
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
+    // chrono knows the calendar (29/02 only in leap years).
+    let real = chrono::NaiveDate::from_ymd_opt(year.into(), month.into(), day.into())
+        .and_then(|d| d.and_hms_opt(hour.into(), minute.into(), second.into()));
+    if !years.contains(&year) || real.is_none() {
         return None;
     }
     Some(t)

@@ -95,30 +95,25 @@ pub fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     for input in inputs {
         let meta = std::fs::metadata(input).map_err(|e| format!("{}: {e}", input.display()))?;
         if meta.is_dir() {
-            let mut found = Vec::new();
-            walk(input, &mut found).map_err(|e| format!("{}: {e}", input.display()))?;
-            found.sort();
-            out.extend(found);
+            for entry in walkdir::WalkDir::new(input)
+                .follow_links(true)
+                .sort_by_file_name()
+            {
+                let entry = entry.map_err(|e| format!("{}: {e}", input.display()))?;
+                let path = entry.path();
+                if entry.file_type().is_file()
+                    && path
+                        .extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+                {
+                    out.push(path.to_path_buf());
+                }
+            }
         } else {
             out.push(input.clone());
         }
     }
     Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 /// The file name shown in messages and stored as the batch's `source`.
