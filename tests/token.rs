@@ -305,3 +305,57 @@ fn the_subcommand_refuses_a_missing_or_short_secret_and_bad_arguments() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+mod properties {
+    use cafe_etl::token::{is_slug, mint, store_slug, Secrets, Verifier, DEFAULT_MAX_LIFETIME};
+    use proptest::prelude::*;
+
+    const NOW: u64 = 1_767_225_600;
+
+    fn verifier() -> Verifier {
+        Verifier::new(Secrets::parse("k2=0123456789abcdef0123,k1=fedcba9876543210fedc").unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any name, Unicode look-alikes included, slugs to ASCII that is a
+        /// slug (or nothing) and slugs to itself again.
+        #[test]
+        fn slugs_are_ascii_and_stable(name in "\\PC{0,80}") {
+            let s = store_slug(&name);
+            prop_assert!(s.is_ascii());
+            prop_assert!(s.is_empty() || s.len() > 64 || is_slug(&s), "{s:?}");
+            prop_assert_eq!(store_slug(&s), s.clone());
+            // Only ASCII letters and digits of the name survive, in order.
+            let kept: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+            prop_assert_eq!(s.replace('-', ""), kept.to_ascii_lowercase());
+        }
+
+        /// No text makes the verifier panic, and only a minted token passes.
+        #[test]
+        fn arbitrary_text_is_refused(token in "[a-z0-9._-]{0,120}|\\PC{0,120}") {
+            prop_assert!(verifier().verify(&token, NOW).is_err());
+        }
+
+        /// Minted within the cap with a held key id: valid, with its claims;
+        /// one character changed anywhere: refused.
+        #[test]
+        fn minted_tokens_verify_and_any_change_is_refused(
+            store in "[a-z0-9]{1,10}(-[a-z0-9]{1,10}){0,3}",
+            life in 1u64..=DEFAULT_MAX_LIFETIME,
+            previous in any::<bool>(),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let (kid, secret) = if previous { ("k1", "fedcba9876543210fedc") } else { ("k2", "0123456789abcdef0123") };
+            let t = mint(kid, secret.as_bytes(), &store, NOW + life).unwrap();
+            let c = verifier().verify(&t, NOW).unwrap();
+            prop_assert_eq!((c.kid.as_str(), c.store.as_str(), c.expires), (kid, store.as_str(), NOW + life));
+            let i = at.index(t.len());
+            let mut bytes = t.into_bytes();
+            bytes[i] = if bytes[i] == b'0' { b'1' } else { b'0' };
+            let changed = String::from_utf8(bytes).unwrap();
+            prop_assert!(verifier().verify(&changed, NOW).is_err(), "{changed}");
+        }
+    }
+}
