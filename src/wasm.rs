@@ -114,6 +114,30 @@ export interface Report {
  *  `batches/<batch_id>.json`) to bytes. */
 export type StagedFiles = Record<string, Uint8Array>;
 
+/** The worker's access settings, as the text of its variables (absent or
+ *  empty: unset). See worker/README.md. */
+export interface AccessConfig {
+  /** `kid=secret,...`, current first, at most two. */
+  uploadSecrets?: string;
+  /** One secret, key id `k1` (read when `uploadSecrets` is unset). */
+  uploadSecret?: string;
+  /** `slug=time,...`: a store's tokens expiring at or before its time are refused. */
+  revokedBefore?: string;
+  /** Longest lifetime left a token may have, in days (default 400). */
+  tokenMaxDays?: string;
+  /** `slug=Canonical Name,...`: the one spelling of each branch's store. */
+  storeNames?: string;
+}
+
+/** A valid token's claims. */
+export interface TokenClaims { kid: string; store: string; expires: number; }
+
+/** Thrown by `verifyToken`, `checkStores`, `checkAccessConfig`, `mintToken`:
+ *  an `Error` whose `code` is `malformed`, `unknown_kid`, `bad_signature`,
+ *  `expired`, `too_long`, `revoked`, `empty_secret` (tokens), `wrong_store`,
+ *  `store_not_registered` (stores) or `config` (the settings themselves). */
+export interface CodedError extends Error { code: string; }
+
 export interface TransformResult {
   report: Report;
   /** Empty when the file was refused. The marker comes last. */
@@ -210,6 +234,146 @@ pub fn transform(
 #[wasm_bindgen(js_name = batchId)]
 pub fn batch_id(bytes: &[u8]) -> String {
     crate::batch_id(bytes)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct AccessOptions {
+    upload_secrets: Option<String>,
+    upload_secret: Option<String>,
+    revoked_before: Option<String>,
+    token_max_days: Option<String>,
+    store_names: Option<String>,
+}
+
+/// An `Error` with a stable `code` beside its text.
+fn coded(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    set(&e, "code", &JsValue::from_str(code));
+    e.into()
+}
+
+fn config_error(e: impl std::fmt::Display) -> JsValue {
+    coded("config", &e.to_string())
+}
+
+impl AccessOptions {
+    fn parse(value: JsValue) -> Result<AccessOptions, JsValue> {
+        if value.is_undefined() || value.is_null() {
+            return Ok(AccessOptions::default());
+        }
+        serde_wasm_bindgen::from_value(value)
+            .map_err(|e| config_error(format!("access settings: {e}")))
+    }
+
+    fn verifier(&self) -> Result<crate::token::Verifier, JsValue> {
+        crate::token::Verifier::from_vars(
+            self.upload_secrets.as_deref(),
+            self.upload_secret.as_deref(),
+            self.revoked_before.as_deref(),
+            self.token_max_days.as_deref(),
+        )
+        .map_err(config_error)
+    }
+
+    fn store_names(&self) -> Result<crate::token::StoreNames, JsValue> {
+        crate::token::StoreNames::parse(self.store_names.as_deref().unwrap_or(""))
+            .map_err(config_error)
+    }
+}
+
+/// The slug of a store name (ASCII only: `Isle of Wight` → `isle-of-wight`),
+/// the one rule the CLI and the worker share.
+#[wasm_bindgen(js_name = storeSlug)]
+pub fn store_slug(name: &str) -> String {
+    crate::token::store_slug(name)
+}
+
+/// A token for the store slug `store`, valid until `expires` (Unix seconds),
+/// signed with `secret` under the key id `kid` (default `k1`, the key id of a
+/// lone `UPLOAD_SECRET`). For tests and tools; `cafe-etl token` is the
+/// operator's way.
+#[wasm_bindgen(js_name = mintToken)]
+pub fn mint_token(
+    secret: &str,
+    store: &str,
+    expires: f64,
+    kid: Option<String>,
+) -> Result<String, JsValue> {
+    if !(expires.is_finite() && expires >= 0.0 && expires.fract() == 0.0 && expires < 1e12) {
+        return Err(coded(
+            "malformed",
+            "the expiry is not a whole Unix time in seconds",
+        ));
+    }
+    let kid = kid.unwrap_or_else(|| crate::token::LEGACY_KID.to_string());
+    crate::token::mint(&kid, secret.as_bytes(), store, expires as u64)
+        .map_err(|e| coded(e.reason(), &e.to_string()))
+}
+
+/// Checks the access settings (`AccessConfig`); throws a `CodedError` with
+/// code `config` naming the first bad variable (never a secret).
+#[wasm_bindgen(js_name = checkAccessConfig)]
+pub fn check_access_config(
+    #[wasm_bindgen(unchecked_param_type = "AccessConfig")] config: JsValue,
+) -> Result<(), JsValue> {
+    let o = AccessOptions::parse(config)?;
+    o.verifier()?;
+    o.store_names()?;
+    Ok(())
+}
+
+/// Checks a token against the access settings at `nowSeconds`: its claims,
+/// or a `CodedError` (the token's reason, or `config`).
+#[wasm_bindgen(js_name = verifyToken, unchecked_return_type = "TokenClaims")]
+pub fn verify_token(
+    token: &str,
+    #[wasm_bindgen(unchecked_param_type = "AccessConfig")] config: JsValue,
+    now_seconds: f64,
+) -> Result<JsValue, JsValue> {
+    let v = AccessOptions::parse(config)?.verifier()?;
+    let now = if now_seconds.is_finite() && now_seconds > 0.0 {
+        now_seconds as u64
+    } else {
+        0
+    };
+    let c = v
+        .verify(token, now)
+        .map_err(|e| coded(e.reason(), &e.to_string()))?;
+    let out = Object::new();
+    set(&out, "kid", &JsValue::from_str(&c.kid));
+    set(&out, "store", &JsValue::from_str(&c.store));
+    set(&out, "expires", &JsValue::from_f64(c.expires as f64));
+    Ok(out.into())
+}
+
+#[derive(Deserialize)]
+struct StoreRows {
+    store: String,
+    #[serde(default)]
+    transactions: u64,
+}
+
+/// The one-store-per-branch rule: the stores of a file's staged rows (the
+/// report's `summary.by_store`) must all be the registered name of the
+/// token's store `slug` (`storeNames`). Throws a `CodedError`
+/// (`wrong_store`, `store_not_registered`, `config`) whose one-sentence
+/// message names only the token's store and a spelling of it found.
+#[wasm_bindgen(js_name = checkStores)]
+pub fn check_stores(
+    #[wasm_bindgen(unchecked_param_type = "AccessConfig")] config: JsValue,
+    slug: &str,
+    #[wasm_bindgen(unchecked_param_type = "StoreSummary[]")] by_store: JsValue,
+) -> Result<(), JsValue> {
+    let names = AccessOptions::parse(config)?.store_names()?;
+    let rows: Vec<StoreRows> = serde_wasm_bindgen::from_value(by_store)
+        .map_err(|e| config_error(format!("by_store: {e}")))?;
+    names
+        .check(
+            slug,
+            rows.iter().map(|r| (r.store.as_str(), r.transactions)),
+        )
+        .map_err(|e| coded(e.code(), &e.to_string()))
 }
 
 /// The crate version, for logs.

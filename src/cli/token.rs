@@ -1,14 +1,13 @@
 //! `cafe-etl token --store <slug> --ttl 30d`: mints (or checks) a branch
-//! upload token for the edge worker. The secret is read from an environment
-//! variable, never from the command line, so it stays out of shell history
-//! and process listings.
+//! upload token for the edge worker, with the current key id. The secrets are
+//! read from environment variables, never from the command line, so they stay
+//! out of shell history and process listings: `UPLOAD_SECRETS`
+//! (`kid=secret,...`, current first, as the worker reads it) or else
+//! `UPLOAD_SECRET` (one secret, key id `k1`).
 
 use super::Outcome;
-use cafe_etl::token::{self, Claims};
+use cafe_etl::token::{self, Claims, Secrets, Verifier};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Shortest secret accepted, in bytes.
-const MIN_SECRET: usize = 16;
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["store", "verify"])))]
@@ -17,18 +16,29 @@ pub struct Args {
     /// the exports spell it (`Isle of Wight`), which is turned into its slug.
     #[arg(long)]
     store: Option<String>,
-    /// How long the token is valid: a number and a unit, s m h d or w.
+    /// How long the token is valid: a number and a unit, s m h d or w (at
+    /// most 400 days, the worker's cap).
     #[arg(long, default_value = "30d", conflicts_with = "expires")]
     ttl: String,
     /// Expiry as a Unix time instead of --ttl.
     #[arg(long, value_name = "UNIX")]
     expires: Option<u64>,
-    /// Environment variable holding the upload secret (the worker's
-    /// UPLOAD_SECRET).
-    #[arg(long, value_name = "VAR", default_value = "UPLOAD_SECRET")]
-    secret_env: String,
-    /// Check this token instead of minting one: prints its store and expiry,
-    /// exit code 1 when it is not valid now.
+    /// Environment variable holding the secrets as `kid=secret,...`, current
+    /// first (the worker's UPLOAD_SECRETS). Default: UPLOAD_SECRETS, or else
+    /// UPLOAD_SECRET.
+    #[arg(long, value_name = "VAR", conflicts_with = "secret_env")]
+    secrets_env: Option<String>,
+    /// Environment variable holding one secret, used under the key id
+    /// --kid (the worker's UPLOAD_SECRET is key id k1).
+    #[arg(long, value_name = "VAR")]
+    secret_env: Option<String>,
+    /// Key id of the secret in --secret-env.
+    #[arg(long, default_value = token::LEGACY_KID, requires = "secret_env")]
+    kid: String,
+    /// Check this token instead of minting one, as the worker would (with
+    /// REVOKED_BEFORE and TOKEN_MAX_DAYS from the environment when set):
+    /// prints its key id, store and expiry, exit code 1 when it is not valid
+    /// now.
     #[arg(long, value_name = "TOKEN", conflicts_with_all = ["store", "expires"])]
     verify: Option<String>,
 }
@@ -40,48 +50,48 @@ fn now() -> Result<u64, String> {
         .map_err(|e| format!("the system clock is before 1970: {e}"))
 }
 
-fn secret(var: &str) -> Result<Vec<u8>, String> {
-    let s = std::env::var(var).map_err(|_| {
-        format!("environment variable {var} is not set; it should hold the upload secret (the worker's UPLOAD_SECRET)")
-    })?;
-    if s.len() < MIN_SECRET {
-        return Err(format!(
-            "environment variable {var} holds {} bytes; an upload secret needs at least {MIN_SECRET} (for example `openssl rand -hex 32`)",
-            s.len()
-        ));
-    }
-    Ok(s.into_bytes())
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC` for a Unix time (proleptic Gregorian).
-fn utc(unix: u64) -> String {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        secs / 3_600,
-        secs / 60 % 60,
-        secs % 60
-    )
+fn secrets(args: &Args) -> Result<Secrets, String> {
+    let not_set =
+        |v: &str, what: &str| format!("environment variable {v} is not set; it should hold {what}");
+    let r = if let Some(v) = &args.secrets_env {
+        Secrets::parse(&var(v).ok_or_else(|| not_set(v, "the upload secrets as kid=secret,..."))?)
+    } else if let Some(v) = &args.secret_env {
+        let s = var(v).ok_or_else(|| not_set(v, "the upload secret"))?;
+        Secrets::single(&args.kid, &s, &format!("environment variable {v}"))
+    } else {
+        let (many, one) = (var("UPLOAD_SECRETS"), var("UPLOAD_SECRET"));
+        if many.is_none() && one.is_none() {
+            return Err("environment variables UPLOAD_SECRETS and UPLOAD_SECRET are not set; set UPLOAD_SECRETS to the worker's kid=secret,... (current first), or pass --secrets-env VAR or --secret-env VAR".into());
+        }
+        Secrets::from_vars(many.as_deref(), one.as_deref())
+    };
+    r.map_err(|e| format!("{e} (a new secret: `openssl rand -hex 32`)"))
 }
 
 pub fn run(args: Args) -> Result<Outcome, String> {
-    let secret = secret(&args.secret_env)?;
+    let secrets = secrets(&args)?;
     let now = now()?;
     if let Some(t) = args.verify {
-        return match token::verify(&secret, t.trim(), now) {
-            Ok(Claims { store, expires }) => {
-                println!("valid: store {store}, expires {} ({expires})", utc(expires));
+        let v = Verifier::with_limits(
+            secrets,
+            var("REVOKED_BEFORE").as_deref(),
+            var("TOKEN_MAX_DAYS").as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
+        return match v.verify(t.trim(), now) {
+            Ok(Claims {
+                kid,
+                store,
+                expires,
+            }) => {
+                println!(
+                    "valid: store {store}, key id {kid}, expires {} ({expires})",
+                    token::utc(expires)
+                );
                 Ok(Outcome::Clean)
             }
             Err(e) => {
@@ -107,29 +117,28 @@ pub fn run(args: Args) -> Result<Outcome, String> {
     if expires <= now {
         return Err(format!(
             "--expires {expires} is in the past ({}), the token would never be valid",
-            utc(expires)
+            token::utc(expires)
         ));
     }
-    let t = token::mint(&secret, &slug, expires).map_err(|e| e.to_string())?;
+    if expires - now > token::DEFAULT_MAX_LIFETIME {
+        return Err(format!(
+            "--expires {expires} ({}) is more than {} days away, and the worker refuses longer tokens",
+            token::utc(expires),
+            token::DEFAULT_MAX_LIFETIME / 86_400
+        ));
+    }
+    let (kid, secret) = secrets.current();
+    let t = token::mint(kid, secret, &slug, expires).map_err(|e| e.to_string())?;
     if slug != name {
-        eprintln!("store {name:?} has the slug {slug}");
+        eprintln!(
+            "store {name:?} has the slug {slug} (its worker STORE_NAMES entry: {slug}={})",
+            name.trim()
+        );
     }
     eprintln!(
-        "token for store {slug}, valid until {} ({expires})",
-        utc(expires)
+        "token for store {slug}, key id {kid}, valid until {} ({expires})",
+        token::utc(expires)
     );
     println!("{t}");
     Ok(Outcome::Clean)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::utc;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc(1_767_225_599), "2025-12-31 23:59:59 UTC");
-    }
 }

@@ -15,10 +15,17 @@ mkdirSync(outDir, { recursive: true });
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-/** scripts/serve-www on a free port; resolves to {url, stop}. */
-export function startServer() {
+/**
+ * scripts/serve-www on a free port (or `port`), its Content-Security-Policy allowing
+ * connections to `worker` (an upload service address; default: the local stack's,
+ * http://127.0.0.1:8787);
+ * resolves to {url, stop}.
+ */
+export function startServer({ port = 0, worker } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(root, 'scripts', 'serve-www'), ['--port', '0'], {
+    const args = ['--port', String(port)];
+    if (worker) args.push('--worker', worker);
+    const child = spawn(path.join(root, 'scripts', 'serve-www'), args, {
       cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

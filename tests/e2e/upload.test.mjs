@@ -36,9 +36,11 @@ describe('upload to the edge worker', { skip: reason }, () => {
   let page;
 
   before(async () => {
-    server = await startServer();
-    const origin = new URL(server.url).origin;
-    stack = await harness.startStack({ ALLOWED_ORIGINS: origin });
+    // The page's origin is the worker's allowed origin, and the worker is the one
+    // address the page's Content-Security-Policy lets it connect to.
+    const port = await harness.freePort();
+    stack = await harness.startStack({ ALLOWED_ORIGINS: `http://127.0.0.1:${port}` });
+    server = await startServer({ port, worker: stack.url });
     browser = await launchBrowser();
     page = await browser.context.newPage();
     await page.goto(server.url);

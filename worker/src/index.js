@@ -10,12 +10,13 @@
 
 import { AwsClient } from 'aws4fetch';
 import wasmModule from '../../pkg/cafe_etl_bg.wasm';
-import { initSync, Pipeline, BatchHasher, version as coreVersion } from '../../pkg/cafe_etl.js';
+import { initSync, Pipeline, BatchHasher, checkStores, verifyToken, version as coreVersion } from '../../pkg/cafe_etl.js';
 
 import {
   batchKeys,
   backoffDelay,
   checkFileName,
+  ConfigError,
   contentTypeAllowed,
   corsHeaders,
   encoder,
@@ -23,7 +24,6 @@ import {
   parseConfig,
   parseListObjects,
   reportStores,
-  verifyToken,
   xmlTag,
 } from './lib.js';
 
@@ -349,9 +349,31 @@ async function authenticate(request, cfg) {
   if (!m) {
     throw new HttpError(401, 'unauthorized', 'an Authorization: Bearer <token> header is required (mint one with `cafe-etl token --store <slug>`)');
   }
-  const v = await verifyToken(cfg.uploadSecret, m[1], Math.floor(Date.now() / 1000));
-  if (!v.ok) throw new HttpError(401, 'unauthorized', v.message, { reason: v.reason });
-  return v.store;
+  wasm();
+  try {
+    // The core's check (src/token.rs): form, key id, signature, expiry, lifetime cap,
+    // the store's revocation time.
+    return verifyToken(m[1], cfg.access, Math.floor(Date.now() / 1000)).store;
+  } catch (e) {
+    if (e?.code === 'config') throw new ConfigError(e.message);
+    if (typeof e?.code !== 'string') throw e;
+    throw new HttpError(401, 'unauthorized', e.message, { reason: e.code });
+  }
+}
+
+/**
+ * One branch, one store: every staged row must spell the token's store as STORE_NAMES
+ * registers it (the core's rule, src/token.rs), else 403 with one sentence naming only
+ * the token's store and the spelling found.
+ */
+function checkStoreRule(cfg, store, report, batchId) {
+  try {
+    checkStores(cfg.access, store, report.summary?.by_store ?? []);
+  } catch (e) {
+    if (e?.code === 'config') throw new ConfigError(e.message);
+    if (typeof e?.code !== 'string') throw e;
+    throw new HttpError(403, e.code, e.message, { batch_id: batchId, store });
+  }
 }
 
 /**
@@ -548,7 +570,7 @@ async function handleUpload(request, cfg, fileName, log) {
     const report = parseReport(existing);
     const owner = markerStore(existing, report);
     if (owner && owner !== store) {
-      throw new HttpError(403, 'wrong_store', `this file is already staged for store ${owner}; this token is for ${store}`);
+      throw new HttpError(403, 'wrong_store', `this file is already staged for another branch, and this token is for branch ${store} only`);
     }
     log.outcome = 'duplicate';
     log.rows_read = report.rows_read;
@@ -592,15 +614,7 @@ async function handleUpload(request, cfg, fileName, log) {
     if (report.refused) {
       throw new HttpError(400, 'refused', report.issues[0]?.message ?? 'the file was refused', { batch_id: batchId, report });
     }
-    const foreign = reportStores(report).filter((s) => s !== store);
-    if (foreign.length) {
-      throw new HttpError(
-        403,
-        'wrong_store',
-        `the file holds rows of store ${foreign.join(', ')}; this token is for ${store}, so nothing was staged`,
-        { batch_id: batchId, stores: reportStores(report) },
-      );
-    }
+    checkStoreRule(cfg, store, report, batchId);
     const marker = result.files[markerKey.slice(cfg.prefix.length)];
     await forward(Object.fromEntries(Object.entries(result.files).filter(([p]) => !p.startsWith('batches/'))));
     // Commit: every table file, then the marker.
@@ -753,6 +767,7 @@ async function handle(request, env) {
   const origin = request.headers.get('origin');
   let cfg;
   try {
+    wasm();
     cfg = parseConfig(env);
   } catch (e) {
     console.error(JSON.stringify({ event: 'config', outcome: 'error', error: e.message }));
@@ -798,6 +813,10 @@ async function handle(request, env) {
     if (e instanceof HttpError) {
       log.outcome = e.error;
       response = json(e.status, errorBody(e), e.status === 401 ? { 'www-authenticate': 'Bearer error="invalid_token"' } : {});
+    } else if (e instanceof ConfigError) {
+      log.outcome = 'misconfigured';
+      log.error = e.message;
+      response = json(500, { error: 'misconfigured', message: `the worker is misconfigured: ${e.message}` });
     } else if (e instanceof S3Error) {
       log.outcome = 's3_error';
       log.error = e.message;

@@ -1,6 +1,13 @@
-// Pure helpers of the edge worker: configuration, branch tokens, request checks,
-// retry timing, S3 XML, CORS. No I/O and no WebAssembly here, so the tests import
-// this module directly under Node; src/index.js re-exports all of it.
+// Pure helpers of the edge worker: configuration, request checks, retry timing, S3
+// XML, CORS. No I/O here, so the tests import this module directly under Node. The
+// branch tokens, the store slug and the store rule are the core's (src/token.rs),
+// called through the wasm module: whoever calls parseConfig or reportStores has
+// initialised it first (src/index.js's wasm(); under Node, test/harness.js).
+
+import { checkAccessConfig, storeSlug } from '../../pkg/cafe_etl.js';
+
+/** The core's slug rule and a token minter (for tests and tools), re-exported. */
+export { mintToken, storeSlug } from '../../pkg/cafe_etl.js';
 
 const MiB = 1024 * 1024;
 /** S3's smallest part (all but the last part of a multipart upload). */
@@ -45,8 +52,7 @@ export function parseConfig(env) {
     throw new ConfigError('S3_BUCKET is not a valid bucket name');
   }
   const prefix = String(env.S3_PREFIX ?? '').replace(/^\/+|\/+$/g, '');
-  const uploadSecret = requiredVar(env, 'UPLOAD_SECRET');
-  if (uploadSecret.length < 16) throw new ConfigError('UPLOAD_SECRET must hold at least 16 bytes');
+  const access = accessConfig(env);
   const maxUpload = intVar(env, 'MAX_UPLOAD_BYTES', 200 * 1000 * 1000, 1, 2 ** 40);
   const partBytes = intVar(env, 'MULTIPART_PART_BYTES', MIN_PART_BYTES, MIN_PART_BYTES, 5 * 1024 * MiB);
   return {
@@ -58,7 +64,7 @@ export function parseConfig(env) {
       secretAccessKey: requiredVar(env, 'S3_SECRET_ACCESS_KEY'),
     },
     prefix: prefix === '' ? '' : prefix + '/',
-    uploadSecret,
+    access,
     customerKeySecret: requiredVar(env, 'CUSTOMER_KEY_SECRET'),
     maxUploadBytes: maxUpload,
     bufferLimitBytes: Math.min(intVar(env, 'BUFFER_LIMIT_BYTES', 32 * MiB, 0, 1024 * MiB), maxUpload),
@@ -79,68 +85,33 @@ export function parseConfig(env) {
   };
 }
 
-// ---------------------------------------------------------------------------
-// Tokens: <store_slug>.<expires_unix>.<hex HMAC-SHA256(UPLOAD_SECRET, store_slug + "." + expires_unix)>
-// The same rules as src/token.rs; both are tested against tests/data/token-vectors.json.
-
-const SLUG = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
-const MAX_SLUG_LEN = 64;
-
-/** The slug of a store name: `Isle of Wight` → `isle-of-wight` (as `store_slug` in Rust). */
-export function storeSlug(name) {
-  return String(name)
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '');
+/**
+ * The access settings as the core reads them (`AccessConfig` of the wasm module):
+ * the token secrets (UPLOAD_SECRETS `kid=secret,...`, current first; or UPLOAD_SECRET,
+ * key id k1), REVOKED_BEFORE, TOKEN_MAX_DAYS and STORE_NAMES, checked by the core.
+ * Throws ConfigError naming the first bad variable, never a secret.
+ */
+export function accessConfig(env) {
+  const text = (name) => (env[name] === undefined || env[name] === null ? '' : String(env[name]));
+  const access = {
+    uploadSecrets: text('UPLOAD_SECRETS'),
+    uploadSecret: text('UPLOAD_SECRET'),
+    revokedBefore: text('REVOKED_BEFORE'),
+    tokenMaxDays: text('TOKEN_MAX_DAYS'),
+    storeNames: text('STORE_NAMES'),
+  };
+  try {
+    checkAccessConfig(access);
+  } catch (e) {
+    throw new ConfigError(e.message);
+  }
+  return access;
 }
 
 export const encoder = new TextEncoder();
-const keyCache = new Map();
-
-async function hmacKey(secret) {
-  let key = keyCache.get(secret);
-  if (!key) {
-    key = await crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, [
-      'sign',
-      'verify',
-    ]);
-    keyCache.clear();
-    keyCache.set(secret, key);
-  }
-  return key;
-}
 
 export function hex(bytes) {
   return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-/** A token for `store` until `expires` (Unix seconds); for tests and tools (the CLI mints them). */
-export async function mintToken(secret, store, expires) {
-  if (!SLUG.test(store) || store.length > MAX_SLUG_LEN) throw new Error('the store is not a slug');
-  const payload = `${store}.${expires}`;
-  return `${payload}.${hex(await crypto.subtle.sign('HMAC', await hmacKey(secret), encoder.encode(payload)))}`;
-}
-
-/**
- * Checks a token's form, then its signature (WebCrypto's constant-time verify),
- * then its expiry. Returns `{ok: true, store, expires}` or `{ok: false, reason, message}`
- * with reason `malformed`, `bad_signature` or `expired`.
- */
-export async function verifyToken(secret, token, nowSeconds) {
-  const bad = (reason, message) => ({ ok: false, reason, message });
-  const parts = String(token).split('.');
-  if (parts.length !== 3) return bad('malformed', 'the token does not have three dot-separated parts');
-  const [store, expires, sig] = parts;
-  if (!SLUG.test(store) || store.length > MAX_SLUG_LEN) return bad('malformed', 'the store part is not a slug');
-  if (!/^[0-9]{1,12}$/.test(expires)) return bad('malformed', 'the expiry is not a Unix time in decimal digits');
-  if (!/^[0-9a-f]{64}$/.test(sig)) return bad('malformed', 'the signature is not 64 lowercase hex digits');
-  const sigBytes = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) sigBytes[i] = parseInt(sig.slice(2 * i, 2 * i + 2), 16);
-  const ok = await crypto.subtle.verify('HMAC', await hmacKey(secret), sigBytes, encoder.encode(`${store}.${expires}`));
-  if (!ok) return bad('bad_signature', "the token's signature does not match (wrong secret or altered token)");
-  const exp = Number(expires);
-  if (nowSeconds >= exp) return bad('expired', `the token expired at ${new Date(exp * 1000).toISOString()}`);
-  return { ok: true, store, expires: exp };
 }
 
 // ---------------------------------------------------------------------------

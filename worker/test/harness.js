@@ -14,12 +14,18 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { AwsClient } from 'aws4fetch';
+import { initSync } from '../../pkg/cafe_etl.js';
 
 export const WORKER_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = path.resolve(WORKER_DIR, '..');
 /** The shared corpus beside the repository (CAFE_REAL_DATA overrides its path). */
 export const REAL_DATA = process.env.CAFE_REAL_DATA ?? path.resolve(REPO, '..', 'shared', 'data', 'real');
 export const VENDORED_REAL = path.join(REPO, 'tests', 'data', 'real');
+
+// The wasm module for the tests that call the core directly (the token rules,
+// src/lib.js's helpers): initialised once, from the bytes the worker bundles.
+const WASM = path.join(REPO, 'pkg', 'cafe_etl_bg.wasm');
+if (fs.existsSync(WASM)) initSync({ module: fs.readFileSync(WASM) });
 
 const QUIET_WRANGLER = {
   CLOUDFLARE_CF_FETCH_ENABLED: 'false',
@@ -460,7 +466,7 @@ export function cliTransform(file, customerKeySecret) {
   return out;
 }
 
-/** Mints a token with the CLI, as an operator would. */
+/** Mints a token with the CLI, as an operator would (a lone secret: key id k1). */
 export function cliToken(uploadSecret, store, ttl = '1h') {
   const r = spawnSync(cliPath(), ['token', '--store', store, '--ttl', ttl, '--secret-env', 'CAFE_TEST_UPLOAD_SECRET'], {
     env: { ...process.env, CAFE_TEST_UPLOAD_SECRET: uploadSecret },
@@ -555,7 +561,8 @@ export async function startStack(vars = {}, { direct = false } = {}) {
         S3_BUCKET: s3.bucket,
         S3_ACCESS_KEY_ID: s3.accessKeyId,
         S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
-        UPLOAD_SECRET: uploadSecret,
+        // The secret under key id k1, what a lone UPLOAD_SECRET is too (mintToken's default).
+        UPLOAD_SECRETS: `k1=${uploadSecret}`,
         CUSTOMER_KEY_SECRET: customerKeySecret,
         ...vars,
       },

@@ -36,7 +36,7 @@ test("wrangler.toml's [vars] with the secrets make a valid configuration", () =>
 
 test('wrangler.toml holds no secret', () => {
   const vars = wranglerVars();
-  for (const name of Object.keys(secrets)) assert.equal(vars[name], undefined, name);
+  for (const name of [...Object.keys(secrets), 'UPLOAD_SECRETS']) assert.equal(vars[name], undefined, name);
 });
 
 test('configuration mistakes name the variable and never echo a secret', () => {
@@ -47,8 +47,11 @@ test('configuration mistakes name the variable and never echo a secret', () => {
   bad({ S3_ENDPOINT: '' }, /S3_ENDPOINT is not set/);
   bad({ S3_ENDPOINT: 'ftp://x' }, /S3_ENDPOINT must be/);
   bad({ S3_BUCKET: 'Not_A_Bucket' }, /S3_BUCKET/);
-  bad({ UPLOAD_SECRET: undefined }, /UPLOAD_SECRET is not set/);
+  bad({ UPLOAD_SECRET: undefined }, /^UPLOAD_SECRETS is not set/);
   bad({ UPLOAD_SECRET: 'short' }, /^UPLOAD_SECRET must hold at least 16 bytes$/);
+  bad({ UPLOAD_SECRETS: 'k2=0123456789abcdef-new,k1' }, /^UPLOAD_SECRETS entry 2 is not kid=secret$/);
+  bad({ STORE_NAMES: 'leeds=Leeds,leeds=LEEDS' }, /^STORE_NAMES names the store leeds twice$/);
+  bad({ REVOKED_BEFORE: 'Leeds=1' }, /^REVOKED_BEFORE entry 1/);
   bad({ CUSTOMER_KEY_SECRET: '' }, /CUSTOMER_KEY_SECRET is not set/);
   bad({ MULTIPART_PART_BYTES: '1000' }, /MULTIPART_PART_BYTES .* from 5242880/);
   bad({ MAX_UPLOAD_BYTES: '12abc' }, /MAX_UPLOAD_BYTES/);
