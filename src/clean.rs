@@ -9,6 +9,7 @@
 //! so they are skipped, not believed), and data rows, whose payment and total
 //! columns are found by what they hold.
 
+use crate::privacy::RejectFields;
 use crate::read::RawRecord;
 use crate::validate::Payment;
 use hmac::{Hmac, Mac};
@@ -120,11 +121,12 @@ pub enum Kind<'a> {
     Header,
     /// A data row with the expected 7 fields.
     Row(CleanRow<'a>),
-    /// A data row with another number of fields; `kept` holds the fields
-    /// that are safe to keep in the reject file.
+    /// A data row with another number of fields.
     Malformed {
         /// Fields found.
         fields: usize,
+        /// What the privacy rule lets the reject file keep of it.
+        kept: RejectFields<'a>,
     },
 }
 
@@ -261,7 +263,10 @@ impl Cleaner {
             return Kind::Header;
         }
         if rec.len() != 7 {
-            return Kind::Malformed { fields: rec.len() };
+            return Kind::Malformed {
+                fields: rec.len(),
+                kept: RejectFields::of_record(rec),
+            };
         }
         let f = |i| rec.get(i).unwrap_or("");
         // The 2020 tills put the payment before the total, whatever their
@@ -317,36 +322,6 @@ fn looks_like_money(s: &str) -> bool {
         && s.bytes().filter(|&b| b == b'.').count() <= 1
 }
 
-/// The fields of a rejected record that may be kept: everything but the
-/// name (third field) and whatever stands from the seventh field on (the
-/// card number, and anything a stray comma pushed after it), with long digit
-/// runs masked wherever they are. Returns timestamp, store, basket, and the
-/// fifth and sixth fields (total and payment in either order).
-pub fn reject_fields<'a>(rec: &RawRecord<'a>) -> [String; 5] {
-    use crate::validate::{mask_long_digit_runs, withhold_off_shape, Shape};
-    // A field with a line break holds lines a runaway quote swallowed,
-    // whatever stood in them: keep nothing of it.
-    let get = |i: usize| match rec.get(i).unwrap_or("") {
-        f if f.contains(['\n', '\r']) => "[withheld: a field running over several lines]",
-        f => f,
-    };
-    // The fifth and sixth fields may be total and payment in either order.
-    let either = |s: &str| {
-        if Payment::parse(s).is_some() {
-            s.trim().to_string()
-        } else {
-            withhold_off_shape(s, Shape::Money)
-        }
-    };
-    [
-        withhold_off_shape(get(TIMESTAMP), Shape::Timestamp),
-        mask_long_digit_runs(get(STORE)),
-        mask_long_digit_runs(get(BASKET)),
-        either(get(4)),
-        either(get(5)),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,7 +337,7 @@ mod tests {
             out.push(match cleaner.clean(r) {
                 Kind::Blank => "blank".to_string(),
                 Kind::Header => "header".to_string(),
-                Kind::Malformed { fields } => format!("malformed {fields}"),
+                Kind::Malformed { fields, .. } => format!("malformed {fields}"),
                 Kind::Row(row) => format!(
                     "row {} {:?} total={} payment={} key={}",
                     row.line,

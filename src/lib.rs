@@ -17,6 +17,9 @@
 //! | [`transform`] | transactions | star-schema rows with content-derived ids |
 //! | [`stage`] | rows | the gzip CSV files of the staging layout |
 //!
+//! [`privacy`] holds the one rule of what a row may keep or quote, which
+//! `clean`, `validate` and the reject writer all follow.
+//!
 //! [`Pipeline`] wires them; [`check`] and [`transform()`] are the one-shot
 //! forms for input already in memory.
 //!
@@ -58,6 +61,7 @@ mod cp1252;
 pub mod error;
 pub mod generate;
 mod pipeline;
+pub mod privacy;
 pub mod read;
 pub mod report;
 pub mod stage;

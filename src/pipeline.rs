@@ -2,6 +2,7 @@
 
 use crate::clean::{self, Cleaner, Kind};
 use crate::error::{Error, Stage};
+use crate::privacy::{mask_card_numbers, RejectFields};
 use crate::read::{self, RawRecord, Reader};
 use crate::report::{Code, Format, Issue, Report, Severity};
 use crate::stage::{self, TableWriters};
@@ -165,7 +166,15 @@ struct Processor<W: Write> {
 }
 
 impl<W: Write> Processor<W> {
-    fn note(&mut self, issue: Issue) {
+    fn note(&mut self, mut issue: Issue) {
+        // Row messages quote through the privacy rule already; this is the
+        // last line of defence. File-level messages name the file, whose
+        // date and time digits would read as a card number.
+        if issue.line > 0 {
+            if let std::borrow::Cow::Owned(m) = mask_card_numbers(&issue.message) {
+                issue.message = m;
+            }
+        }
         let r = &mut self.report;
         r.issues_total += 1;
         match issue.severity {
@@ -182,10 +191,10 @@ impl<W: Write> Processor<W> {
         }
     }
 
-    fn reject(&mut self, line: u64, fields: &[&str]) -> Result<(), Error> {
+    fn reject(&mut self, line: u64, kept: &RejectFields<'_>) -> Result<(), Error> {
         self.report.rows_rejected += 1;
         if let Some(w) = self.writers.as_mut() {
-            w.reject(line, &self.row_issues, fields)?;
+            w.reject(line, &self.row_issues, kept)?;
         }
         Ok(())
     }
@@ -210,7 +219,7 @@ impl<W: Write> Processor<W> {
                 severity: Severity::Error,
                 message: "the row is longer than the reader keeps (64 KiB or 512 fields), expected one till transaction per line".into(),
             });
-            self.reject(rec.line, &[])?;
+            self.reject(rec.line, &RejectFields::none())?;
             self.flush_row_issues();
             return Ok(());
         }
@@ -246,9 +255,7 @@ impl<W: Write> Processor<W> {
                     message: "the quoted field is never closed, expected a closing \" before the end of the file".into(),
                 });
             }
-            let kept = clean::reject_fields(rec);
-            let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
-            self.reject(rec.line, &kept)?;
+            self.reject(rec.line, &RejectFields::of_record(rec))?;
             self.flush_row_issues();
             return Ok(());
         }
@@ -265,7 +272,7 @@ impl<W: Write> Processor<W> {
         match kind {
             Kind::Blank => self.report.blank_lines += 1,
             Kind::Header => self.report.header_lines += 1,
-            Kind::Malformed { fields } => {
+            Kind::Malformed { fields, kept } => {
                 self.report.rows_read += 1;
                 if fields >= 5 {
                     self.rows_with_columns += 1;
@@ -284,8 +291,6 @@ impl<W: Write> Processor<W> {
                         "found {fields} fields, expected 7: timestamp, store, customer_name, basket_items, total_price, cash_or_card, card_number{hint}"
                     ),
                 });
-                let kept = clean::reject_fields(rec);
-                let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
                 self.reject(rec.line, &kept)?;
                 self.flush_row_issues();
             }
@@ -335,18 +340,7 @@ impl<W: Write> Processor<W> {
                         }
                         self.report.rows_staged += 1;
                     }
-                    _ => {
-                        let m = validate::mask_long_digit_runs;
-                        let kept = [
-                            validate::withhold_off_shape(row.timestamp, validate::Shape::Timestamp),
-                            m(row.store),
-                            m(row.basket),
-                            validate::withhold_off_shape(row.total, validate::Shape::Money),
-                            validate::withhold_off_shape(row.payment, validate::Shape::Payment),
-                        ];
-                        let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
-                        self.reject(row.line, &kept)?;
-                    }
+                    _ => self.reject(row.line, &RejectFields::of_row(&row))?,
                 }
                 self.flush_row_issues();
             }
@@ -477,7 +471,8 @@ impl<W: Write> Pipeline<W> {
                 menu: Menu::new(
                     config.transform.max_products,
                     config.transform.max_cache_bytes,
-                ),
+                )
+                .with_max_items(config.validate.max_basket_items),
                 items: Vec::with_capacity(16),
                 row_issues: Vec::new(),
                 report,

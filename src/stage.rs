@@ -16,6 +16,7 @@
 //! business, and so is writing the marker last.
 
 use crate::error::{Error, Stage};
+use crate::privacy::{mask_card_numbers, RejectFields};
 use crate::report::Issue;
 use crate::transform::{StarSink, TransactionRow, UuidText};
 use flate2::write::GzEncoder;
@@ -289,9 +290,16 @@ impl<W: Write> TableWriters<W> {
         Ok(())
     }
 
-    /// Writes a rejected row: line, codes, message, and the fields that are
-    /// safe to keep.
-    pub fn reject(&mut self, line: u64, issues: &[Issue], fields: &[&str]) -> Result<(), Error> {
+    /// Writes a rejected row: line, codes, message, and the fields the
+    /// privacy rule kept ([`RejectFields`]: the only way fields get here).
+    /// The message says what was withheld and why, and is masked for card
+    /// numbers once more as a whole.
+    pub fn reject(
+        &mut self,
+        line: u64,
+        issues: &[Issue],
+        kept: &RejectFields<'_>,
+    ) -> Result<(), Error> {
         let f = self.file(Table::Rejects);
         f.value(itoa::Buffer::new().format(line as i64).as_bytes());
         f.byte(b',');
@@ -312,13 +320,19 @@ impl<W: Write> TableWriters<W> {
             }
             message.push_str(&issue.message);
         }
+        if let Some(note) = kept.note() {
+            if !message.is_empty() {
+                message.push_str("; ");
+            }
+            message.push_str(&note);
+        }
         f.text(codes.as_bytes());
         f.byte(b',');
-        f.text(message.as_bytes());
+        f.text(mask_card_numbers(&message).as_bytes());
         // Always the five row columns, empty where nothing could be kept.
-        for i in 0..5 {
+        for value in kept.values() {
             f.byte(b',');
-            f.text(fields.get(i).map_or(&b""[..], |s| s.as_bytes()));
+            f.text(value.as_bytes());
         }
         f.end_row(Table::Rejects)
     }

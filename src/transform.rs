@@ -239,6 +239,10 @@ pub struct Transformer {
     key: Vec<u8>,
     product_key: Vec<u8>,
     lines: Vec<(UuidText, i64, u32)>,
+    /// Where each (product, price) is in `lines`, once a basket has more
+    /// than [`LINES_SCANNED`] lines: a long basket costs one lookup per
+    /// item, not a scan of the lines so far.
+    line_index: HashMap<(UuidText, i64), u32>,
     counts: TableCounts,
     summary: Summary,
     by_hour: [(u64, i64); 24],
@@ -274,6 +278,7 @@ impl Transformer {
             key: Vec::with_capacity(256),
             product_key: Vec::with_capacity(64),
             lines: Vec::with_capacity(16),
+            line_index: HashMap::default(),
             counts: TableCounts::default(),
             summary: Summary::default(),
             by_hour: [(0, 0); 24],
@@ -328,6 +333,9 @@ impl Transformer {
         // Only a sink that writes rows needs the lines and the id's key.
         let rows = sink.wants_rows();
         self.lines.clear();
+        if !self.line_index.is_empty() {
+            self.line_index.clear();
+        }
         self.key.clear();
         if rows {
             self.key.extend_from_slice(b"transaction\x1f");
@@ -368,14 +376,7 @@ impl Transformer {
             };
             // Lines are counted even when only checking (the report's
             // basket_items count must not depend on the mode).
-            match self
-                .lines
-                .iter_mut()
-                .find(|(p, price, _)| *p == id && *price == item.price_pence)
-            {
-                Some(line) => line.2 += 1,
-                None => self.lines.push((id, item.price_pence, 1)),
-            }
+            fold_line(&mut self.lines, &mut self.line_index, id, item.price_pence);
             if rows {
                 self.key.push(0x1e);
                 self.key.extend_from_slice(size.as_bytes());
@@ -603,20 +604,60 @@ pub fn product_label(size: &str, name: &str, flavour: &str) -> String {
 
 fn items_preview(tx: &Transaction<'_>, items: &[Item]) -> Vec<String> {
     let mut out: Vec<(String, i64, u32)> = Vec::new();
+    let mut index = HashMap::default();
     for item in items {
         let (size, name, flavour) = item.parts(tx.basket);
         let label = product_label(size, name, flavour);
-        match out
-            .iter_mut()
-            .find(|(l, p, _)| *l == label && *p == item.price_pence)
-        {
-            Some(x) => x.2 += 1,
-            None => out.push((label, item.price_pence, 1)),
-        }
+        fold_line(&mut out, &mut index, label, item.price_pence);
     }
     out.into_iter()
         .map(|(l, p, q)| format!("{q} x {l} @ {}", format_pence(p)))
         .collect()
+}
+
+/// Lines of a basket scanned in order before [`fold_line`] indexes them:
+/// real baskets have a handful, where a scan beats hashing.
+const LINES_SCANNED: usize = 16;
+
+/// Adds one item to the basket's lines: one more of an identical line, or
+/// a new line. Scans while the basket is short, then keeps `index` (cleared
+/// by the caller with `lines`) so a long basket is not quadratic.
+#[inline(always)]
+fn fold_line<K: Eq + std::hash::Hash + Clone>(
+    lines: &mut Vec<(K, i64, u32)>,
+    index: &mut HashMap<(K, i64), u32>,
+    key: K,
+    price: i64,
+) {
+    if lines.len() >= LINES_SCANNED {
+        return fold_indexed(lines, index, key, price);
+    }
+    match lines.iter_mut().find(|(k, p, _)| *k == key && *p == price) {
+        Some(line) => line.2 += 1,
+        None => lines.push((key, price, 1)),
+    }
+}
+
+/// [`fold_line`] past [`LINES_SCANNED`] lines: out of line, rare.
+#[inline(never)]
+fn fold_indexed<K: Eq + std::hash::Hash + Clone>(
+    lines: &mut Vec<(K, i64, u32)>,
+    index: &mut HashMap<(K, i64), u32>,
+    key: K,
+    price: i64,
+) {
+    if index.is_empty() {
+        for (i, (k, p, _)) in lines.iter().enumerate() {
+            index.insert((k.clone(), *p), i as u32);
+        }
+    }
+    match index.get(&(key.clone(), price)) {
+        Some(&i) => lines[i as usize].2 += 1,
+        None => {
+            index.insert((key.clone(), price), lines.len() as u32);
+            lines.push((key, price, 1));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -675,5 +716,36 @@ mod tests {
             product_id("", "Latte", "Vanilla"),
             product_id("", "Latte - Vanilla", "")
         );
+    }
+
+    #[test]
+    fn lines_fold_the_same_scanned_or_indexed() {
+        for n in [0usize, 1, 15, 16, 17, 40, 300] {
+            // Items repeating every 7, with two prices per product.
+            let items: Vec<(u32, i64)> = (0..n).map(|i| ((i % 7) as u32, (i % 2) as i64)).collect();
+            let mut want: Vec<(u32, i64, u32)> = Vec::new();
+            for &(k, p) in &items {
+                match want.iter_mut().find(|l| l.0 == k && l.1 == p) {
+                    Some(l) => l.2 += 1,
+                    None => want.push((k, p, 1)),
+                }
+            }
+            // Distinct items past the scanned count go through the index.
+            let distinct: Vec<(u32, i64)> = (0..n as u32)
+                .map(|i| (i, 5))
+                .chain((0..n as u32).map(|i| (i, 5)))
+                .collect();
+            for (input, expected) in [
+                (items, want),
+                (distinct.clone(), (0..n as u32).map(|i| (i, 5, 2)).collect()),
+            ] {
+                let mut lines = Vec::new();
+                let mut index = HashMap::default();
+                for (k, p) in input {
+                    fold_line(&mut lines, &mut index, k, p);
+                }
+                assert_eq!(lines, expected, "{n} items");
+            }
+        }
     }
 }

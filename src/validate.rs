@@ -7,6 +7,7 @@
 //! columns were dropped by [`clean`](crate::clean) before this stage runs).
 
 use crate::clean::{BasketStyle, CleanRow, CustomerKey};
+use crate::privacy::{self, found, has_card_number, quote, Column};
 use crate::report::{format_pence, Code, Issue, Severity};
 use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
@@ -25,7 +26,15 @@ pub struct Config {
     pub min_year: u16,
     /// Latest year accepted in a timestamp.
     pub max_year: u16,
+    /// Most items in one basket (real baskets have under 20): more is
+    /// `bad_basket`, so a hostile row cannot make a transaction of
+    /// thousands of lines.
+    pub max_basket_items: usize,
 }
+
+/// Most bytes of a product name or flavour: Redshift counts `VARCHAR` in
+/// bytes, and real names are under 40.
+pub const MAX_PRODUCT_BYTES: usize = 200;
 
 impl Default for Config {
     fn default() -> Config {
@@ -34,6 +43,7 @@ impl Default for Config {
             max_pence: 99_999_999_99,
             min_year: 2000,
             max_year: 2099,
+            max_basket_items: 200,
         }
     }
 }
@@ -308,6 +318,61 @@ pub enum BasketProblem {
         /// How many values the basket has.
         values: usize,
     },
+    /// More items than [`Config::max_basket_items`].
+    TooManyItems {
+        /// Items in the basket.
+        items: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The nth item's name or flavour cannot be staged.
+    Part {
+        /// 1-based item number.
+        item: usize,
+        /// `name` or `flavour`.
+        part: &'static str,
+        /// What is wrong with it.
+        problem: PartProblem,
+    },
+}
+
+/// Why a product name or flavour cannot be staged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartProblem {
+    /// Longer than [`MAX_PRODUCT_BYTES`], in bytes.
+    TooLong(usize),
+    /// Holds a control character (a NUL fails Redshift's COPY).
+    Control,
+    /// Holds a run of digits like a card number.
+    CardNumber,
+}
+
+/// Checks a product name or flavour: at most [`MAX_PRODUCT_BYTES`] bytes,
+/// no control character, no card number. Runs once per distinct item text
+/// (the [`Menu`] remembers the ones already read).
+fn check_part(item: usize, part: &'static str, text: &str) -> Result<(), BasketProblem> {
+    let problem = if text.len() > MAX_PRODUCT_BYTES {
+        PartProblem::TooLong(text.len())
+    } else if text.is_ascii() {
+        if text.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            PartProblem::Control
+        } else if has_card_number(text) {
+            PartProblem::CardNumber
+        } else {
+            return Ok(());
+        }
+    } else if text.chars().any(char::is_control) {
+        PartProblem::Control
+    } else if has_card_number(text) {
+        PartProblem::CardNumber
+    } else {
+        return Ok(());
+    };
+    Err(BasketProblem::Part {
+        item,
+        part,
+        problem,
+    })
 }
 
 impl fmt::Display for BasketProblem {
@@ -324,6 +389,24 @@ impl fmt::Display for BasketProblem {
                 f,
                 "the basket has {values} comma-separated values, expected size,name,price triplets (a multiple of 3)"
             ),
+            BasketProblem::TooManyItems { items, max } => write!(
+                f,
+                "the basket has {items} items, expected at most {max} (one till transaction)"
+            ),
+            BasketProblem::Part { item, part, problem } => match problem {
+                PartProblem::TooLong(n) => write!(
+                    f,
+                    "item {item} has a product {part} of {n} bytes, expected at most {MAX_PRODUCT_BYTES}"
+                ),
+                PartProblem::Control => write!(
+                    f,
+                    "item {item} has a product {part} with a control character (tab, NUL...), expected printable text"
+                ),
+                PartProblem::CardNumber => write!(
+                    f,
+                    "item {item} has a product {part} holding a long run of digits like a card number, expected a product {part}"
+                ),
+            },
         }
     }
 }
@@ -405,13 +488,13 @@ fn parse_current_item(
             return Err(BasketProblem::Shape {
                 item,
                 expected: "Size Name[ - Flavour] - price, like Large Latte - 2.45",
-                found: quote(text),
+                found: privacy::described(text),
             })
         }
     };
     let price_pence = parse_money(price, max_pence).ok_or_else(|| BasketProblem::Price {
         item,
-        found: quote(price),
+        found: found(price, Column::Total),
     })?;
     let desc = desc.trim_ascii();
     let (size, rest) = match memchr::memchr(b' ', desc.as_bytes()) {
@@ -425,9 +508,11 @@ fn parse_current_item(
         return Err(BasketProblem::Shape {
             item,
             expected: "a product name before the price",
-            found: quote(text),
+            found: privacy::described(text),
         });
     }
+    check_part(item, "name", name)?;
+    check_part(item, "flavour", flavour)?;
     Ok(Item {
         size: range_in(basket, size),
         name: range_in(basket, name),
@@ -455,6 +540,8 @@ pub struct Menu {
     /// Bytes of text held, against `max_bytes`: item texts can be long.
     bytes: usize,
     max_bytes: usize,
+    /// Most items in one basket; `None`: no limit.
+    max_items: Option<usize>,
 }
 
 impl Menu {
@@ -466,6 +553,13 @@ impl Menu {
             max_bytes,
             ..Menu::default()
         }
+    }
+
+    /// The same menu, refusing baskets of more than `max` items with
+    /// [`BasketProblem::TooManyItems`].
+    pub fn with_max_items(mut self, max: usize) -> Menu {
+        self.max_items = Some(max);
+        self
     }
 
     /// The number of a product, given its parts; [`NO_PRODUCT`] when full.
@@ -500,6 +594,14 @@ impl Menu {
         items.clear();
         if basket.trim_ascii().is_empty() {
             return Err(BasketProblem::Empty);
+        }
+        // More items than `max` need at least `max` commas: only a basket
+        // that long is counted.
+        if let Some(max) = self.max_items.filter(|&max| basket.len() > max) {
+            let items = memchr::memchr_iter(b',', basket.as_bytes()).count() + 1;
+            if items > max {
+                return Err(BasketProblem::TooManyItems { items, max });
+            }
         }
         for_each_piece(basket, |item, raw| {
             let text = raw.trim_ascii();
@@ -540,6 +642,12 @@ impl Menu {
         max_pence: i64,
         items: &mut Vec<Item>,
     ) -> Result<(), BasketProblem> {
+        if let Some(max) = self.max_items {
+            let items = (memchr::memchr_iter(b',', basket.as_bytes()).count() + 1) / 3;
+            if items > max {
+                return Err(BasketProblem::TooManyItems { items, max });
+            }
+        }
         parse_basket_legacy(basket, max_pence, items)?;
         for item in items.iter_mut() {
             let (size, name, flavour) = item.parts(basket);
@@ -569,7 +677,7 @@ pub fn parse_basket_legacy(
         item += 1;
         let price_pence = parse_money(price, max_pence).ok_or_else(|| BasketProblem::Price {
             item,
-            found: quote(price.trim()),
+            found: found(price, Column::Total),
         })?;
         let (name, flavour) = name_flavour(name);
         if name.is_empty() {
@@ -579,8 +687,12 @@ pub fn parse_basket_legacy(
                 found: "empty".into(),
             });
         }
+        let size = size.trim_ascii();
+        check_part(item, "size", size)?;
+        check_part(item, "name", name)?;
+        check_part(item, "flavour", flavour)?;
         items.push(Item {
-            size: range_in(basket, size.trim_ascii()),
+            size: range_in(basket, size),
             name: range_in(basket, name),
             flavour: range_in(basket, flavour),
             price_pence,
@@ -640,117 +752,6 @@ pub struct Transaction<'a> {
     pub customer_key: Option<CustomerKey>,
 }
 
-/// Quotes a found value for a message: trimmed, cut to 40 characters, and
-/// any run of 12 or more digits (a card number in the wrong column) masked.
-pub fn quote(s: &str) -> String {
-    // Never past a line break (what follows one belongs to another line);
-    // mask before cutting, so no part of a card number survives the cut.
-    let s = s.split(['\n', '\r']).next().unwrap_or_default();
-    let s = mask_long_digit_runs(s.trim());
-    let mut out = String::from("\"");
-    for (n, c) in s.chars().enumerate() {
-        if n == 40 {
-            out.push('…');
-            break;
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
-/// What a column should hold, for [`withhold_off_shape`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shape {
-    /// Digits and date/time punctuation.
-    Timestamp,
-    /// Digits and number punctuation.
-    Money,
-    /// One short word.
-    Payment,
-}
-
-/// A field of a row that failed validation, fit to keep or quote: when it
-/// does not even have the shape of its column (a name typed into the
-/// timestamp column, say) it may be personal data that slipped sideways, so
-/// only its length is kept. Digit runs like card numbers are masked anyway.
-pub fn withhold_off_shape(s: &str, shape: Shape) -> String {
-    match fits_shape(s, shape) {
-        true => mask_long_digit_runs(s.trim()),
-        false => withheld(s, shape),
-    }
-}
-
-/// A found value for a message: quoted when it has the shape of its
-/// column, described by its length when it does not.
-pub fn found(s: &str, shape: Shape) -> String {
-    match fits_shape(s, shape) {
-        true => quote(s),
-        false => withheld(s, shape),
-    }
-}
-
-fn fits_shape(s: &str, shape: Shape) -> bool {
-    let t = s.trim();
-    match shape {
-        Shape::Timestamp => t
-            .chars()
-            .all(|c| c.is_ascii_digit() || " /-:.T".contains(c)),
-        Shape::Money => t
-            .chars()
-            .all(|c| c.is_ascii_digit() || ".,-+£$€eE ".contains(c)),
-        Shape::Payment => t.chars().count() <= 12 && !t.contains(char::is_whitespace),
-    }
-}
-
-fn withheld(s: &str, shape: Shape) -> String {
-    let what = match shape {
-        Shape::Timestamp => "a timestamp",
-        Shape::Money => "an amount",
-        Shape::Payment => "a payment method",
-    };
-    format!(
-        "[withheld: {} characters that do not look like {what}]",
-        s.trim().chars().count()
-    )
-}
-
-/// Replaces each run of 12 or more digits (spaces and dashes inside allowed)
-/// by `[redacted]`.
-pub fn mask_long_digit_runs(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_digit() {
-            let mut j = i;
-            let mut digits = 0;
-            while j < b.len()
-                && (b[j].is_ascii_digit()
-                    || ((b[j] == b' ' || b[j] == b'-')
-                        && j + 1 < b.len()
-                        && b[j + 1].is_ascii_digit()))
-            {
-                if b[j].is_ascii_digit() {
-                    digits += 1;
-                }
-                j += 1;
-            }
-            if digits >= 12 {
-                out.push_str("[redacted]");
-            } else {
-                out.push_str(&s[i..j]);
-            }
-            i = j;
-        } else {
-            let ch = s[i..].chars().next().unwrap_or(' ');
-            out.push(ch);
-            i += ch.len_utf8();
-        }
-    }
-    out
-}
-
 /// Validates a cleaned row. Items go into `items` (cleared first); issues
 /// are handed to `issue`. Returns the transaction when no error was found.
 pub fn validate_row<'a>(
@@ -779,7 +780,7 @@ pub fn validate_row<'a>(
             Code::BadTimestamp,
             format!(
                 "timestamp is {}, expected a real date and time as dd/mm/yyyy HH:MM or yyyy-mm-dd HH:MM:SS, years {} to {}",
-                found(row.timestamp, Shape::Timestamp),
+                found(row.timestamp, Column::Timestamp),
                 config.min_year,
                 config.max_year
             ),
@@ -798,6 +799,15 @@ pub fn validate_row<'a>(
             Code::BadStore,
             format!(
                 "store is {}, which reads as a spreadsheet formula, expected a branch name",
+                quote(store)
+            ),
+        );
+    } else if has_card_number(store) {
+        err(
+            cols.store,
+            Code::BadStore,
+            format!(
+                "store is {}, a long run of digits like a card number, expected a branch name",
                 quote(store)
             ),
         );
@@ -838,7 +848,7 @@ pub fn validate_row<'a>(
             Code::BadPrice,
             format!(
                 "total_price is {}, expected an amount like 5.20 (no sign, at most 2 decimals)",
-                found(row.total, Shape::Money)
+                found(row.total, Column::Total)
             ),
         );
     }
@@ -861,7 +871,7 @@ pub fn validate_row<'a>(
         let found = if row.payment.trim().is_empty() {
             "empty".to_string()
         } else {
-            found(row.payment, Shape::Payment)
+            found(row.payment, Column::Payment)
         };
         err(
             cols.payment,
@@ -1051,10 +1061,112 @@ mod tests {
     }
 
     #[test]
-    fn quoting_masks_card_numbers() {
-        assert_eq!(quote("4111111111111111"), "\"[redacted]\"");
-        assert_eq!(quote("4111 1111 1111 1111"), "\"[redacted]\"");
-        assert_eq!(quote("12.95"), "\"12.95\"");
-        assert_eq!(quote(&"x".repeat(50)), format!("\"{}…\"", "x".repeat(40)));
+    fn basket_limits() {
+        let long = "N".repeat(MAX_PRODUCT_BYTES + 1);
+        let fits = "N".repeat(MAX_PRODUCT_BYTES);
+        let many = vec!["Large Latte - 2.45"; 201].join(", ");
+        let enough = vec!["Large Latte - 2.45"; 200].join(", ");
+        let cases: Vec<(String, bool, Result<usize, &str>)> = vec![
+            (
+                many,
+                false,
+                Err("the basket has 201 items, expected at most 200"),
+            ),
+            (enough, false, Ok(200)),
+            (
+                format!("Large {long} - 2.45"),
+                false,
+                Err("item 1 has a product name of 201 bytes, expected at most 200"),
+            ),
+            (format!("Large {fits} - 2.45"), false, Ok(1)),
+            (
+                format!("Large Latte - {long} - 2.45"),
+                false,
+                Err("item 1 has a product flavour of 201 bytes"),
+            ),
+            (
+                "Large La\u{0}tte - 2.45".into(),
+                false,
+                Err("item 1 has a product name with a control character"),
+            ),
+            (
+                "Large Latte - Hazel\tnut - 2.45".into(),
+                false,
+                Err("item 1 has a product flavour with a control character"),
+            ),
+            (
+                "Large Latte\u{85} - 2.45".into(),
+                false,
+                Err("with a control character"),
+            ),
+            (
+                "Large Latte 4111 1111 1111 1111 - 2.45".into(),
+                false,
+                Err("like a card number"),
+            ),
+            (
+                ",Mocha,2.3,Large,La\u{1}tte,1.0".into(),
+                true,
+                Err("item 2 has a product name with a control character"),
+            ),
+            (
+                format!(",{long},2.3"),
+                true,
+                Err("item 1 has a product name of 201 bytes"),
+            ),
+            (
+                format!("{long},Mocha,2.3"),
+                true,
+                Err("item 1 has a product size of 201 bytes"),
+            ),
+            (
+                vec![",Mocha,2.3"; 201].join(","),
+                true,
+                Err("the basket has 201 items, expected at most 200"),
+            ),
+        ];
+        for (basket, legacy, want) in cases {
+            let mut menu = Menu::new(100, 1 << 20).with_max_items(200);
+            let mut items = Vec::new();
+            let got = match legacy {
+                true => menu.parse_legacy(&basket, 1_000_000, &mut items),
+                false => menu.parse_current(&basket, 1_000_000, &mut items),
+            };
+            match (got, want) {
+                (Ok(()), Ok(n)) => assert_eq!(items.len(), n),
+                (Err(p), Err(w)) => {
+                    let msg = p.to_string();
+                    assert!(msg.contains(w), "{msg} lacks {w}");
+                    assert!(!msg.contains("4111") && !msg.contains("NNN"), "{msg}");
+                }
+                (got, want) => panic!(
+                    "{:?}: {got:?}, want {want:?}",
+                    &basket[..basket.len().min(40)]
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn item_messages_quote_no_free_text() {
+        for (basket, want) in [
+            (
+                "Qxname Given",
+                "item 1 is [withheld: 12 characters], expected Size Name",
+            ),
+            (
+                "Large Latte - Qxgiven",
+                "item 1 has price [withheld: 7 characters that are not an amount]",
+            ),
+            (
+                "Large Latte - 4000.0566.5566.5556",
+                "item 1 has price \"[redacted]\"",
+            ),
+        ] {
+            let msg = parse_basket_current(basket, 1_000_000, &mut Vec::new())
+                .unwrap_err()
+                .to_string();
+            assert!(msg.starts_with(want), "{msg}");
+        }
     }
 }

@@ -225,10 +225,11 @@ fn streaming_in_small_chunks_writes_the_same_bytes() {
 
 #[test]
 fn past_the_cache_caps_rows_stay_right_and_memory_bounded() {
-    // 60 distinct long product names against caps of 10 products / 4 KiB.
+    // 60 distinct long product names (near the 200-byte limit) against caps
+    // of 10 products / 4 KiB.
     let mut input = String::new();
     for i in 0..60 {
-        let name = format!("Latte {i} {}", "x".repeat(300));
+        let name = format!("Latte {i} {}", "x".repeat(185));
         input.push_str(&format!("25/08/2021 09:{:02},Leeds,Ann Example,\"Large {name} - 2.45, Large {name} - 2.45\",4.9,CASH,\n", i % 60));
     }
     let mut small = Config::default();

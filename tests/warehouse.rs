@@ -802,6 +802,87 @@ fn two_loads_at_once_load_each_batch_once() {
     assert_eq!(count(c, "SELECT count(*) FROM basket_items"), 14);
 }
 
+#[test]
+fn a_batch_whose_marker_names_a_missing_table_is_skipped_and_the_rest_load() {
+    let Some(mut db) = fresh_db("a_batch_whose_marker_names_a_missing_table") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    stage(&fixture_dir(), &root);
+    let files = csv_files(&fixture_dir());
+    let broken = batch_of(&files[0]);
+    let missing = format!("basket_items/{broken}.csv.gz");
+    std::fs::remove_file(root.join(&missing)).unwrap();
+    let said =
+        format!("batch {broken} skipped: {missing} is missing, though the batch's marker is there");
+
+    // The Redshift plan: the broken batch named on stderr, left out of the
+    // manifests; the others planned. Exit 1, as for a refused file.
+    let out = cafe_etl(&[
+        "load-plan",
+        "--root",
+        root.to_str().unwrap(),
+        "--s3-url",
+        "s3://cafe-staging/v1",
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&said), "{err}");
+    assert!(err.contains("1 broken batch skipped"), "{err}");
+    let manifests = root.join("manifests");
+    let plan_dir = std::fs::read_dir(&manifests)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let m = std::fs::read_to_string(plan_dir.join("transactions.manifest")).unwrap();
+    assert!(!m.contains(&broken), "the broken batch is not planned");
+    assert_eq!(m.matches("\"url\"").count(), files.len() - 1);
+
+    // The PostgreSQL load: the others load, the broken one is named.
+    let out = cafe_etl(&[
+        "load",
+        "--postgres",
+        &db.url,
+        "--root",
+        root.to_str().unwrap(),
+    ]);
+    let (stdout, err) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{err}");
+    assert!(err.contains(&said), "{err}");
+    assert!(
+        stdout.starts_with(&format!("loaded {} batches", files.len() - 1))
+            && stdout.contains(&format!("1 broken (a table object missing: {missing})")),
+        "{stdout}"
+    );
+    let c = &mut db.client;
+    assert_eq!(
+        count(c, "SELECT count(*) FROM loaded_batches"),
+        files.len() as u64 - 1
+    );
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM loaded_batches WHERE batch_id = '{broken}'")
+        ),
+        0
+    );
+
+    // Once the batch is staged again (its marker removed, so `transform`
+    // does not skip it), the next load takes it.
+    std::fs::remove_file(root.join(format!("batches/{broken}.json"))).unwrap();
+    stage(&fixture_dir(), &root);
+    assert!(root.join(&missing).exists());
+    let out = load(&db.url, &root, &[]);
+    assert!(out.starts_with("loaded 1 batches"), "{out}");
+    assert_eq!(
+        count(&mut db.client, "SELECT count(*) FROM loaded_batches"),
+        files.len() as u64
+    );
+}
+
 /// Grafana's macros, as it would expand them for a wide time range.
 fn expand_grafana_macros(sql: &str) -> String {
     let mut out = sql

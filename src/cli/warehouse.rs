@@ -151,17 +151,27 @@ pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome, String> {
         .filter(|b| since.is_none_or(|s| b.staged_at >= s))
         .filter(|b| !loaded.contains(b.id()))
         .collect();
+    // A broken batch is named on stderr and left out; the others plan.
+    for b in &scan.broken {
+        emit(&format!("{b}\n"), true)?;
+    }
     let skipped = skipped_note(
         scan.incomplete.len(),
         complete - batches.len(),
         "left out by --since or --loaded",
-    );
+    ) + &broken_note(scan.broken.len());
+    // Exit 1 when a batch was skipped as broken, as for a refused file:
+    // what could be planned still is.
+    let outcome = match scan.broken.is_empty() {
+        true => Outcome::Clean,
+        false => Outcome::Rejected,
+    };
     if batches.is_empty() {
         emit(
             &format!("nothing to plan: no complete batch to load{skipped}\n"),
             true,
         )?;
-        return Ok(Outcome::Clean);
+        return Ok(outcome);
     }
     let plan = Plan::new(batches);
     let paths = plan
@@ -181,7 +191,16 @@ pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome, String> {
         ),
         true,
     )?;
-    Ok(Outcome::Clean)
+    Ok(outcome)
+}
+
+/// `; N broken batches skipped (see above)`, or nothing.
+fn broken_note(broken: usize) -> String {
+    match broken {
+        0 => String::new(),
+        1 => "; 1 broken batch skipped (named above)".into(),
+        n => format!("; {n} broken batches skipped (named above)"),
+    }
 }
 
 fn skipped_note(incomplete: usize, left_out: usize, why: &str) -> String {
@@ -210,11 +229,18 @@ pub fn load(args: LoadArgs) -> Result<Outcome, String> {
         include_loaded: args.include_loaded,
     };
     let report = pg::load(&mut client, &args.root, &options).map_err(|e| e.to_string())?;
+    for b in &report.broken {
+        emit(&format!("{b}\n"), true)?;
+    }
     emit(
         &load_summary(&report, &args.root.display().to_string()),
         false,
     )?;
-    Ok(Outcome::Clean)
+    // Exit 1 when a batch was skipped as broken; the others are loaded.
+    Ok(match report.broken.is_empty() {
+        true => Outcome::Clean,
+        false => Outcome::Rejected,
+    })
 }
 
 /// What a load did, for people: the totals, rows per table, what was
@@ -229,6 +255,18 @@ fn load_summary(report: &pg::LoadReport, root: &str) -> String {
     }
     if report.before_since > 0 {
         notes.push(format!("{} staged before --since", report.before_since));
+    }
+    if !report.broken.is_empty() {
+        notes.push(format!(
+            "{} broken (a table object missing: {})",
+            report.broken.len(),
+            report
+                .broken
+                .iter()
+                .map(|b| b.object.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     let notes = if notes.is_empty() {
         String::new()

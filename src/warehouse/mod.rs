@@ -19,7 +19,7 @@ pub mod plan;
 pub mod postgres;
 pub mod schema;
 
-pub use plan::{scan, Batch, Plan, S3Target, Scan};
+pub use plan::{scan, Batch, BrokenBatch, Plan, S3Target, Scan};
 pub use schema::{Dialect, View, VIEWS};
 
 use std::fmt;

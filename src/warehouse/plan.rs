@@ -65,6 +65,32 @@ pub struct Scan {
     /// Batch ids with table files but no marker yet (still being staged, or
     /// abandoned): never loaded.
     pub incomplete: Vec<String>,
+    /// Batches with a marker that cannot be loaded (a table object it
+    /// names is missing, or the marker is not a report of that batch):
+    /// skipped and reported, so one broken batch never stops the others.
+    pub broken: Vec<BrokenBatch>,
+}
+
+/// A batch with a marker that the plan skips.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokenBatch {
+    /// The batch id its marker is named by.
+    pub batch_id: String,
+    /// The object at fault, relative to the root: a missing table file
+    /// (`products/<id>.csv.gz`) or the marker itself.
+    pub object: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl std::fmt::Display for BrokenBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "batch {} skipped: {} {}",
+            self.batch_id, self.object, self.problem
+        )
+    }
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -84,6 +110,7 @@ pub fn scan(root: &Path) -> Result<Scan, Error> {
         ));
     }
     let mut complete = Vec::new();
+    let mut broken = Vec::new();
     let mut marked = BTreeSet::new();
     for entry in std::fs::read_dir(&markers).map_err(|e| io(&markers, e))? {
         let entry = entry.map_err(|e| io(&markers, e))?;
@@ -95,39 +122,56 @@ pub fn scan(root: &Path) -> Result<Scan, Error> {
         if !is_batch_id(id) {
             continue;
         }
-        let path = root.join(marker_key(id));
+        let key = marker_key(id);
+        let path = root.join(&key);
+        // The batch has a marker: whatever is wrong with it, it is not an
+        // incomplete batch to leave for later.
+        marked.insert(id.to_string());
         let text = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        let report: Report = serde_json::from_slice(&text).map_err(|e| {
-            Error::new(
-                Phase::Plan,
-                format!("{}: not a batch report: {e}", path.display()),
-            )
-        })?;
+        let mut skip = |object: String, problem: String| {
+            broken.push(BrokenBatch {
+                batch_id: id.to_string(),
+                object,
+                problem,
+            })
+        };
+        let report: Report = match serde_json::from_slice(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                skip(key, format!("is not a batch report: {e}"));
+                continue;
+            }
+        };
         if report.batch_id != id {
-            return Err(Error::new(
-                Phase::Plan,
-                format!(
-                    "{}: the report is of batch {}, not {id}",
-                    path.display(),
-                    report.batch_id
-                ),
-            ));
+            skip(
+                key,
+                format!("is the report of batch {}, not {id}", report.batch_id),
+            );
+            continue;
         }
         let staged_at = entry
             .metadata()
             .and_then(|m| m.modified())
             .map_err(|e| io(&path, e))?;
         let mut sizes = [0u64; 4];
+        let mut missing = None;
         for (size, table) in sizes.iter_mut().zip(LOADED) {
-            let file = root.join(table.key(id));
-            *size = std::fs::metadata(&file)
-                .map_err(|e| {
-                    Error::new(
-                        Phase::Plan,
-                        format!("batch {id} is marked complete but {}: {e}", file.display()),
-                    )
-                })?
-                .len();
+            let object = table.key(id);
+            match std::fs::metadata(root.join(&object)) {
+                Ok(m) => *size = m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    missing = Some(object);
+                    break;
+                }
+                Err(e) => return Err(io(&root.join(&object), e)),
+            }
+        }
+        if let Some(object) = missing {
+            skip(
+                object,
+                "is missing, though the batch's marker is there".into(),
+            );
+            continue;
         }
         marked.insert(id.to_string());
         complete.push(Batch {
@@ -137,6 +181,7 @@ pub fn scan(root: &Path) -> Result<Scan, Error> {
         });
     }
     complete.sort_by(|a, b| a.id().cmp(b.id()));
+    broken.sort_by(|a: &BrokenBatch, b| a.batch_id.cmp(&b.batch_id));
     let mut incomplete = BTreeSet::new();
     for table in LOADED {
         let dir = root.join(table.name());
@@ -155,6 +200,7 @@ pub fn scan(root: &Path) -> Result<Scan, Error> {
     Ok(Scan {
         complete,
         incomplete: incomplete.into_iter().collect(),
+        broken,
     })
 }
 
@@ -859,21 +905,41 @@ mod tests {
     }
 
     #[test]
-    fn scan_refuses_what_is_not_a_complete_layout() {
-        let root = staged(&[("leeds.csv", LEEDS)]);
-        let id = crate::batch_id(LEEDS.as_bytes());
-        std::fs::remove_file(root.path().join(Table::Products.key(&id))).unwrap();
-        let e = scan(root.path()).unwrap_err().to_string();
-        assert!(
-            e.starts_with("plan error: batch ") && e.contains("is marked complete but"),
-            "{e}"
+    fn scan_skips_and_reports_broken_batches_and_keeps_the_rest() {
+        let root = staged(&[("leeds.csv", LEEDS), ("york.csv", YORK)]);
+        let leeds = crate::batch_id(LEEDS.as_bytes());
+        let york = crate::batch_id(YORK.as_bytes());
+        std::fs::remove_file(root.path().join(Table::Products.key(&leeds))).unwrap();
+        let found = scan(root.path()).unwrap();
+        assert_eq!(
+            found.complete.iter().map(Batch::id).collect::<Vec<_>>(),
+            vec![york.as_str()]
         );
+        assert!(
+            found.incomplete.is_empty(),
+            "a marked batch is not incomplete"
+        );
+        assert_eq!(
+            found.broken,
+            vec![BrokenBatch {
+                batch_id: leeds.clone(),
+                object: format!("products/{leeds}.csv.gz"),
+                problem: "is missing, though the batch's marker is there".into(),
+            }]
+        );
+        assert_eq!(
+            found.broken[0].to_string(),
+            format!("batch {leeds} skipped: products/{leeds}.csv.gz is missing, though the batch's marker is there")
+        );
+        // A marker that is not a report of its batch is skipped the same way.
+        let root = staged(&[("leeds.csv", LEEDS), ("york.csv", YORK)]);
+        std::fs::write(root.path().join(marker_key(&leeds)), "not json").unwrap();
+        let found = scan(root.path()).unwrap();
+        assert_eq!(found.complete.len(), 1);
+        assert_eq!(found.broken[0].object, marker_key(&leeds));
+        assert!(found.broken[0].problem.starts_with("is not a batch report"));
         let e = scan(&root.path().join("nowhere")).unwrap_err().to_string();
         assert!(e.contains("not a staging root"), "{e}");
-        let root = staged(&[("leeds.csv", LEEDS)]);
-        std::fs::write(root.path().join(marker_key(&id)), "not json").unwrap();
-        let e = scan(root.path()).unwrap_err().to_string();
-        assert!(e.contains("not a batch report"), "{e}");
     }
 
     #[test]

@@ -120,6 +120,9 @@ pub struct LoadReport {
     pub complete: usize,
     /// Batches without a marker, left alone.
     pub incomplete: usize,
+    /// Batches with a marker that could not be loaded (a table object
+    /// missing), skipped while the others load.
+    pub broken: Vec<super::plan::BrokenBatch>,
     /// Complete batches staged before `since`, left alone.
     pub before_since: usize,
     /// Complete batches already in the ledger, not planned.
@@ -161,6 +164,7 @@ pub fn load(client: &mut Client, root: &Path, options: &LoadOptions) -> Result<L
     let mut report = LoadReport {
         complete: scan.complete.len(),
         incomplete: scan.incomplete.len(),
+        broken: scan.broken,
         ..LoadReport::default()
     };
     let mut batches = Vec::new();

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod rows;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -142,4 +144,22 @@ pub fn check(bytes: &[u8], source: &str) -> cafe_etl::Report {
 /// (line, code) of every issue.
 pub fn issue_codes(r: &cafe_etl::Report) -> Vec<(u64, &'static str)> {
     r.issues.iter().map(|i| (i.line, i.code.as_str())).collect()
+}
+
+/// Every file below a folder, sorted.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
