@@ -1,7 +1,7 @@
 # Entry points. `make demo` runs the local stack; `make test` runs every test.
 # Each test target has a script of its own under scripts/ so it can be run alone.
 SHELL := /bin/bash
-.PHONY: demo test test-rust test-wasm test-www test-worker test-warehouse wasm bench install
+.PHONY: demo test test-rust test-wasm test-www test-worker test-warehouse test-demo wasm bench install
 
 install:
 	bash .ci/install
@@ -14,7 +14,7 @@ wasm:
 
 # Every test, from a fresh machine: installs what is missing first.
 test: install
-	$(MAKE) test-rust wasm test-wasm test-www test-worker
+	$(MAKE) test-rust wasm test-wasm test-www test-worker test-demo
 
 test-rust:
 	./scripts/test-rust
@@ -30,6 +30,10 @@ test-worker:
 
 test-warehouse:
 	./scripts/test-warehouse
+
+# make demo started and stopped 20 times (Ctrl-C and SIGTERM): nothing left running.
+test-demo:
+	./scripts/test-demo
 
 bench:
 	./benches/run

@@ -36,6 +36,48 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// The key id of a batch staged without a customer-key secret.
+pub const NO_CUSTOMER_KEY: &str = "none";
+
+/// What the key id is derived from: HMAC-SHA256(secret, this label). A
+/// fixed label, so the id tells secrets apart without revealing one (and
+/// without being a customer key of anybody: no name is normalised to it).
+const KEY_ID_LABEL: &[u8] = b"cafe-etl customer key id v1";
+
+/// Which secret made a batch's customer keys: the first 16 hex digits of
+/// HMAC-SHA256(secret, a fixed label), or [`NO_CUSTOMER_KEY`] without one.
+/// Batches whose keys came from different secrets cannot be counted
+/// together (the same customer has two keys), so the report, the marker and
+/// the warehouse's ledger carry it and the load refuses to mix them.
+///
+/// ```
+/// use cafe_etl::clean::customer_key_id;
+/// assert_eq!(customer_key_id(None), "none");
+/// let id = customer_key_id(Some("a secret kept by the worker"));
+/// assert_eq!(id.len(), 16);
+/// assert_ne!(id, customer_key_id(Some("another secret")));
+/// ```
+pub fn customer_key_id(secret: Option<&str>) -> String {
+    let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+        return NO_CUSTOMER_KEY.to_string();
+    };
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(KEY_ID_LABEL);
+    mac.finalize().into_bytes()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// True for a well-formed key id: 16 lowercase hex digits or `none`.
+pub fn is_customer_key_id(s: &str) -> bool {
+    s == NO_CUSTOMER_KEY
+        || (s.len() == 16
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
 /// How a basket is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BasketStyle {

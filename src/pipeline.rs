@@ -149,6 +149,39 @@ pub fn sniff_not_csv(prefix: &[u8]) -> Option<&'static str> {
     None
 }
 
+/// Whether a record has the shape of a till export line: at least 5
+/// fields, one of which looks like a date and time (`25/08/2021 09:00`,
+/// `2020-10-01 09:00:00`) or an amount of money (`2.45`). Prose with commas
+/// (a README, notes) has neither, however many commas it has.
+fn looks_like_export_line(rec: &RawRecord<'_>) -> bool {
+    fn timestamp_like(f: &str) -> bool {
+        let digits = f.bytes().filter(u8::is_ascii_digit).count();
+        digits >= 6
+            && f.len() <= 32
+            && f.bytes().any(|b| matches!(b, b'/' | b'-' | b':'))
+            && f.bytes()
+                .all(|b| b.is_ascii_digit() || b" /-:.T".contains(&b))
+    }
+    fn money_like(f: &str) -> bool {
+        match f.split_once('.') {
+            Some((units, pence)) => {
+                (1..=8).contains(&units.len())
+                    && (1..=2).contains(&pence.len())
+                    && units
+                        .bytes()
+                        .chain(pence.bytes())
+                        .all(|b| b.is_ascii_digit())
+            }
+            None => false,
+        }
+    }
+    rec.len() >= 5
+        && rec
+            .iter()
+            .map(str::trim)
+            .any(|f| timestamp_like(f) || money_like(f))
+}
+
 struct Processor<W: Write> {
     source: String,
     config: validate::Config,
@@ -161,6 +194,9 @@ struct Processor<W: Write> {
     file_date: Option<(u16, u8, u8)>,
     warned_dates: Vec<(u16, u8, u8)>,
     rows_with_columns: u64,
+    /// A line opened like Markdown (`#`, a list, a table, a fence), for
+    /// the `not_csv` message.
+    markdown: bool,
     writers: Option<TableWriters<W>>,
     batch_id: String,
 }
@@ -228,9 +264,7 @@ impl<W: Write> Processor<W> {
             // numbers included: nothing of such a record is read further,
             // and its multi-line fields are withheld from the reject file.
             self.report.rows_read += 1;
-            if rec.len() >= 5 {
-                self.rows_with_columns += 1;
-            }
+            self.note_shape(rec);
             let column = rec
                 .iter()
                 .position(|f| f.contains(['\n', '\r']))
@@ -274,9 +308,7 @@ impl<W: Write> Processor<W> {
             Kind::Header => self.report.header_lines += 1,
             Kind::Malformed { fields, kept } => {
                 self.report.rows_read += 1;
-                if fields >= 5 {
-                    self.rows_with_columns += 1;
-                }
+                self.note_shape(rec);
                 let hint = if fields > 7 {
                     " (a basket with commas must be in double quotes)"
                 } else {
@@ -288,7 +320,8 @@ impl<W: Write> Processor<W> {
                     code: Code::FieldCount,
                     severity: Severity::Error,
                     message: format!(
-                        "found {fields} fields, expected 7: timestamp, store, customer_name, basket_items, total_price, cash_or_card, card_number{hint}"
+                        "found {fields} field{}, expected 7: timestamp, store, customer_name, basket_items, total_price, cash_or_card, card_number{hint}",
+                        if fields == 1 { "" } else { "s" }
                     ),
                 });
                 self.reject(rec.line, &kept)?;
@@ -296,7 +329,7 @@ impl<W: Write> Processor<W> {
             }
             Kind::Row(row) => {
                 self.report.rows_read += 1;
-                self.rows_with_columns += 1;
+                self.note_shape(rec);
                 if self.report.format == Format::Unknown {
                     self.report.format = if row.looks_legacy() {
                         Format::Legacy2020
@@ -346,6 +379,21 @@ impl<W: Write> Processor<W> {
             }
         }
         Ok(())
+    }
+
+    /// Counts a record shaped like an export line; a file without one is
+    /// refused as `not_csv`. Looked at only until the first one is found.
+    fn note_shape(&mut self, rec: &RawRecord<'_>) {
+        if self.rows_with_columns == 0 {
+            if looks_like_export_line(rec) {
+                self.rows_with_columns += 1;
+            } else if !self.markdown {
+                let first = rec.get(0).unwrap_or("").trim_start();
+                self.markdown = ["#", "```", "- ", "* ", "|", "> "]
+                    .iter()
+                    .any(|p| first.starts_with(p));
+            }
+        }
     }
 
     fn check_date(&mut self, at: &Timestamp, line: u64) {
@@ -459,6 +507,7 @@ impl<W: Write> Pipeline<W> {
     ) -> Pipeline<W> {
         let report = Report {
             source: source.to_string(),
+            customer_key_id: clean::customer_key_id(config.clean.customer_key_secret.as_deref()),
             ..Report::default()
         };
         Pipeline {
@@ -479,6 +528,7 @@ impl<W: Write> Pipeline<W> {
                 file_date: date_from_file_name(source),
                 warned_dates: Vec::new(),
                 rows_with_columns: 0,
+                markdown: false,
                 writers,
                 batch_id: batch_id.clone().unwrap_or_default(),
             },
@@ -584,9 +634,20 @@ impl<W: Write> Pipeline<W> {
                 ),
             ))
         } else if proc.rows_with_columns == 0 {
+            let looks = if proc.markdown {
+                "Markdown text"
+            } else {
+                "plain text"
+            };
+            let lines = match self.reader.lines() {
+                0 | 1 => "its line does not have".to_string(),
+                n => format!("none of its {n} lines has"),
+            };
             Some((
                 Code::NotCsv,
-                format!("{name} has no line with the comma-separated columns of a till export, expected 7 fields per line"),
+                format!(
+                    "{name} looks like {looks}: {lines} the comma-separated columns of a till export, expected 7 fields per line starting with a date and time (25/08/2021 09:00,Leeds,...)"
+                ),
             ))
         } else {
             None
@@ -734,6 +795,61 @@ mod tests {
         assert!(r.refused);
         assert_eq!(r.issues[0].code, Code::NotCsv);
         assert_eq!(r.rows_read, r.rows_staged + r.rows_rejected);
+    }
+
+    #[test]
+    fn text_without_an_export_shaped_line_is_not_csv() {
+        // (input, refused as not_csv, words of the message)
+        let cases: &[(&str, bool, &[&str])] = &[
+            (
+                "# Title\n\nSome prose, with commas, in it, five, six, seven, eight.\n",
+                true,
+                &["Markdown text", "none of its 3 lines", "7 fields"],
+            ),
+            (
+                "a, b, c, d, e, f, g\n",
+                true,
+                &["plain text", "its line does not have"],
+            ),
+            (
+                "| a, b | c, d, e, f |\n| x, y | z, w, v |\n",
+                true,
+                &["Markdown"],
+            ),
+            // One line shaped like an export is enough: its problems are
+            // row issues, not a refusal.
+            (
+                "notes, a, b, c, d\n25/08/2021 09:00,Leeds,X,Large Latte - 2.45,2.45\n",
+                false,
+                &[],
+            ),
+            (
+                "2020-10-01 09:00:00,Isle of Wight,X,oops,CASH,None\n",
+                false,
+                &[],
+            ),
+            (
+                "yesterday,Leeds,X,Large Latte - 2.45,2.45,CASH,\n",
+                false,
+                &[],
+            ),
+        ];
+        for (input, refused, words) in cases {
+            let r = check(input.as_bytes(), "README.md", &Config::default());
+            assert_eq!(r.refused, *refused, "{input:?}: {:?}", r.issues);
+            assert_eq!(r.rows_read, r.rows_staged + r.rows_rejected);
+            if *refused {
+                assert_eq!(r.issues[0].code, Code::NotCsv);
+                assert!(r.issues[0].message.starts_with("README.md looks like"));
+                for w in *words {
+                    assert!(
+                        r.issues[0].message.contains(w),
+                        "{:?} lacks {w}",
+                        r.issues[0].message
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -249,6 +249,13 @@ pub struct Report {
     pub source: String,
     /// Layout detected from content.
     pub format: Format,
+    /// Which secret made the customer keys: 16 hex digits of an HMAC of a
+    /// fixed label (see [`crate::clean::customer_key_id`]), or `none` when
+    /// the batch has no keys. Markers written before it existed read as
+    /// `none`.
+    #[serde(default = "no_customer_key")]
+    pub customer_key_id: String,
+
     /// Size of the input in bytes.
     pub bytes: u64,
     /// Physical lines in the file.
@@ -284,6 +291,10 @@ pub struct Report {
     pub summary: Summary,
     /// The first staged rows, as they leave the shop.
     pub preview: Vec<PreviewRow>,
+}
+
+fn no_customer_key() -> String {
+    crate::clean::NO_CUSTOMER_KEY.to_string()
 }
 
 impl Report {

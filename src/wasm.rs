@@ -91,6 +91,9 @@ export interface Report {
   batch_id: string;
   source: string;
   format: "current" | "legacy-2020" | "unknown";
+  /** Which secret made the customer keys: 16 hex digits of an HMAC of a
+   *  fixed label, or "none" (the warehouse refuses to mix them). */
+  customer_key_id: string;
   bytes: number;
   lines: number;
   refused: boolean;
@@ -374,6 +377,14 @@ pub fn check_stores(
             rows.iter().map(|r| (r.store.as_str(), r.transactions)),
         )
         .map_err(|e| coded(e.code(), &e.to_string()))
+}
+
+/// Which secret made a batch's customer keys: 16 hex digits of an HMAC of
+/// a fixed label, or `none` without a secret (the report's
+/// `customer_key_id`). The worker can log it, never the secret.
+#[wasm_bindgen(js_name = customerKeyId)]
+pub fn customer_key_id(secret: Option<String>) -> String {
+    crate::clean::customer_key_id(secret.as_deref())
 }
 
 /// The crate version, for logs.

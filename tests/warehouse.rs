@@ -999,7 +999,7 @@ fn real_corpus_loads_exactly_once() {
     // ...and loaded once it is.
     std::fs::rename(&aside, &marker).unwrap();
     let out = load(&db.url, &root, &[]);
-    assert!(out.starts_with("loaded 1 batches"), "{out}");
+    assert!(out.starts_with("loaded 1 batch in"), "{out}");
     assert!(count(c, &held_rows) > 0);
     let throughput = out.clone();
 
@@ -1097,4 +1097,147 @@ fn real_corpus_loads_exactly_once() {
         "real corpus, last load: {}",
         throughput.lines().next().unwrap()
     );
+}
+
+/// Stages one file with the secret in `secret` (an environment variable's
+/// value), or without one; `--restage` when asked.
+fn stage_with(file: &Path, root: &Path, secret: Option<&str>, restage: bool) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cafe-etl"));
+    c.args(["transform", "--out", root.to_str().unwrap()])
+        .env_remove("CAFE_ETL_POSTGRES");
+    if let Some(s) = secret {
+        c.env("KEY_UNDER_TEST", s)
+            .args(["--customer-key-secret-env", "KEY_UNDER_TEST"]);
+    }
+    if restage {
+        c.arg("--restage");
+    }
+    let out = c.arg(file).output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "transform: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn a_warehouse_takes_one_customer_key_secret() {
+    let Some(mut db) = fresh_db("a_warehouse_takes_one_customer_key_secret") else {
+        return;
+    };
+    let (worker, other) = (
+        "the worker's customer key secret",
+        "a secret picked for a backfill",
+    );
+    let worker_id = cafe_etl::clean::customer_key_id(Some(worker));
+    let other_id = cafe_etl::clean::customer_key_id(Some(other));
+    let dir = tempfile::tempdir().unwrap();
+    let (uploads, backfill) = (dir.path().join("uploads"), dir.path().join("backfill"));
+    let fixtures = csv_files(&fixture_dir());
+    let (first, rest) = fixtures.split_first().unwrap();
+
+    // The worker's batches come first: the warehouse's key id is its.
+    stage_with(first, &uploads, Some(worker), false);
+    load(&db.url, &uploads, &[]);
+    let c = &mut db.client;
+    assert_eq!(
+        rows(c, "SELECT DISTINCT customer_key_id FROM loaded_batches"),
+        table(&[&[&worker_id]])
+    );
+    let before = fingerprint(c);
+
+    // A backfill without a secret, then with another one: refused whole,
+    // saying how to restage; nothing of it lands.
+    for (secret, says) in [
+        (None, "staged without a customer-key secret".to_string()),
+        (Some(other), format!("staged with key id {other_id}")),
+    ] {
+        let staged = stage_with(&rest[0], &backfill, secret, true);
+        stage_with(&rest[1], &backfill, secret, true);
+        assert!(staged.contains("staged batch"), "{staged}");
+        let out = cafe_etl(&[
+            "load",
+            "--postgres",
+            &db.url,
+            "--root",
+            backfill.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(&format!(
+                "cafe-etl: load error: the warehouse's customer keys have key id {worker_id}, so 2 batches cannot join it: "
+            )) && err.contains(&says)
+                && err.contains("--restage --customer-key-secret-env CUSTOMER_KEY_SECRET")
+                && err.contains("nothing was loaded"),
+            "{err}"
+        );
+        assert!(
+            !err.contains(worker) && !err.contains(other),
+            "no secret in {err}"
+        );
+        assert_eq!(fingerprint(&mut db.client), before, "nothing loaded");
+    }
+
+    // transform over the staged backfill with the worker's secret says so,
+    // and --restage makes it loadable.
+    let said = stage_with(&rest[0], &backfill, Some(worker), false);
+    assert!(
+        said.contains(&format!("is already staged with the secret of key id {other_id}, not the secret of key id {worker_id}"))
+            && said.contains("--restage"),
+        "{said}"
+    );
+    for f in &rest[..2] {
+        stage_with(f, &backfill, Some(worker), true);
+    }
+    let out = load(&db.url, &backfill, &[]);
+    assert!(out.starts_with("loaded 2 batches"), "{out}");
+    let c = &mut db.client;
+    assert_eq!(
+        rows(c, "SELECT DISTINCT customer_key_id FROM loaded_batches"),
+        table(&[&[&worker_id]])
+    );
+}
+
+#[test]
+fn insights_says_why_the_customers_view_is_empty() {
+    let Some(db) = fresh_db("insights_says_why_the_customers_view_is_empty") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    let fixtures = csv_files(&fixture_dir());
+    stage_with(&fixtures[0], &root, None, false);
+    let out = load(&db.url, &root, &[]);
+    assert!(out.starts_with("loaded 1 batch in "), "{out}");
+    let (shown, _) = ok(&[
+        "insights",
+        "--postgres",
+        &db.url,
+        "--view",
+        "customers_new_returning_weekly",
+    ]);
+    assert!(
+        shown.contains("(no rows)\n  why: none of the ")
+            && shown.contains("has a customer key")
+            && shown.contains("--customer-key-secret-env CUSTOMER_KEY_SECRET"),
+        "{shown}"
+    );
+    // With keys, no such note.
+    stage_with(
+        &fixtures[1],
+        &root,
+        Some("the worker's customer key secret"),
+        false,
+    );
+    load(&db.url, &root, &[]);
+    let (shown, _) = ok(&[
+        "insights",
+        "--postgres",
+        &db.url,
+        "--view",
+        "customers_new_returning_weekly",
+    ]);
+    assert!(!shown.contains("why:"), "{shown}");
 }

@@ -15,6 +15,13 @@ const money = new Intl.NumberFormat('en-GB', { style: 'currency', currency: 'GBP
 const count = new Intl.NumberFormat('en-GB');
 /** `3 rows`, `1 row`. */
 const plural = (n, one, many = `${one}s`) => `${count.format(n)} ${n === 1 ? one : many}`;
+const clock = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+/** A UTC time from the worker (`2026-12-01T19:11:23.206Z`) in this computer's
+ *  time zone, as staff read a clock; anything else as it came. */
+const localTime = (v) => {
+  const t = new Date(v);
+  return typeof v === 'string' && !Number.isNaN(t.getTime()) ? clock.format(t) : v;
+};
 
 const state = {
   settings: { workerUrl: '', token: '' },
@@ -269,6 +276,26 @@ function renderProgress(entry) {
   card.badge.textContent = entry.phase === 'queued' ? 'waiting' : 'reading…';
 }
 
+/** The card's badge: what the check found, then, once uploaded, that the
+ *  file is staged (the warehouse loads it later, at its next load). */
+function renderBadge(entry) {
+  const card = elements.cards.get(entry.key);
+  const r = entry.report;
+  if (!card || !r) return;
+  const u = entry.upload;
+  let text;
+  let cls;
+  if (u && u.phase === 'done') {
+    text = u.response && u.response.duplicate ? 'already staged' : 'staged';
+    cls = 'good';
+  } else {
+    text = r.refused ? 'refused' : r.errors ? `${plural(r.rows_rejected, 'row')} rejected` : r.warnings ? 'ready, with warnings' : 'ready';
+    cls = r.refused || r.errors ? 'bad' : r.warnings ? 'warn' : 'good';
+  }
+  card.badge.textContent = text;
+  card.badge.className = `badge ${cls}`;
+}
+
 function renderCard(entry) {
   const card = elements.cards.get(entry.key);
   if (!card) return;
@@ -290,8 +317,7 @@ function renderCard(entry) {
     card.body.hidden = true;
     return;
   }
-  card.badge.textContent = r.refused ? 'refused' : r.errors ? `${count.format(r.rows_rejected)} rows rejected` : r.warnings ? 'ready, with warnings' : 'ready';
-  card.badge.className = `badge ${r.refused || r.errors ? 'bad' : r.warnings ? 'warn' : 'good'}`;
+  renderBadge(entry);
   card.body.hidden = false;
   renderSummary(entry);
   renderIssues(entry);
@@ -490,7 +516,7 @@ function renderUpload(entry) {
   const card = elements.cards.get(entry.key);
   const showConfirm = !r.refused && r.errors > 0 && r.rows_staged > 0;
   card.confirmWrap.hidden = !showConfirm;
-  card.confirmText.textContent = `Send the ${count.format(r.rows_staged)} valid rows only; the ${count.format(r.rows_rejected)} rejected rows stay out of the warehouse.`;
+  card.confirmText.textContent = `Send the ${plural(r.rows_staged, 'valid row')} only; the ${plural(r.rows_rejected, 'rejected row')} ${r.rows_rejected === 1 ? 'goes' : 'go'} to the reject file (without names or card numbers), not into the tables.`;
   const blocker = uploadBlocker(entry);
   card.upload.disabled = !!blocker;
   card.upload.title = blocker;
@@ -507,6 +533,7 @@ function renderUpload(entry) {
   } else {
     renderUploadResult(card.uploadStatus, u);
   }
+  renderBadge(entry);
 }
 
 function renderUploadResult(container, u) {
@@ -516,7 +543,7 @@ function renderUploadResult(container, u) {
   const p = document.createElement('p');
   p.textContent = res.duplicate
     ? `Already staged earlier (batch ${rep.batch_id || ''}): nothing was written again.`
-    : `Staged: ${count.format(rep.rows_staged ?? 0)} rows sent to the warehouse, ${count.format(rep.rows_rejected ?? 0)} rejected, in ${keys.length} files (batch ${rep.batch_id || ''}).`;
+    : `Staged in the bucket: ${plural(rep.rows_staged ?? 0, 'row')}, ${count.format(rep.rows_rejected ?? 0)} rejected, in ${plural(keys.length, 'file')} (batch ${rep.batch_id || ''}). The warehouse loads them at its next load.`;
   container.replaceChildren(p);
   if (keys.length) {
     const details = document.createElement('details');
@@ -615,11 +642,14 @@ function httpMessage(status, body, text) {
   switch (status) {
     case 400: return `The upload service refused the file${detail}.`;
     case 401: return `The branch token was not accepted (missing, mistyped or expired)${detail}. Ask head office for a new one.`;
-    case 403: return `This token is for another branch: the file holds rows of a store the token does not cover${detail}. Nothing was staged.`;
+    // One sentence: the worker's message already says what was found and that nothing was staged.
+    case 403: return detail
+      ? `This token is for another branch${detail}.`
+      : 'This token is for another branch: the file holds rows of a store the token does not cover, so nothing was staged.';
     case 413: return `The file is too big for the upload service${detail}.`;
     case 415: return `The upload service did not take this as a CSV file${detail}.`;
     case 428: return `The upload service wants the file's checksum${detail}.`;
-    case 502: return `The upload service could not store the file in the warehouse bucket${detail}. Nothing was staged; try again later.`;
+    case 502: return `The upload service could not store the file in the staging bucket${detail}. Nothing was staged; try again later.`;
     default: {
       const snippet = !detail && text ? `: ${text.slice(0, 200)}` : detail;
       return `The upload service answered ${status || 'nothing'}${snippet}.`;
@@ -668,9 +698,9 @@ async function listBatches() {
     return;
   }
   const columns = [
-    ['staged_at', 'Staged at', (v) => v],
+    ['staged_at', 'Staged at', localTime],
     ['source', 'File', (v) => v],
-    ['rows_staged', 'Rows sent', (v) => count.format(v)],
+    ['rows_staged', 'Rows staged', (v) => count.format(v)],
     ['rows_rejected', 'Rejected', (v) => count.format(v)],
     ['revenue_pence', 'Revenue', (v) => money.format(v / 100)],
     ['batch_id', 'Batch id', (v) => v],

@@ -1,6 +1,6 @@
 //! `cafe-etl check FILE...`: validate only.
 
-use super::{input_files, secret_from_env, source_name, Outcome, CHUNK};
+use super::{count, input_files, quiet_pipe, secret_from_env, source_name, Outcome, CHUNK};
 use cafe_etl::{Config, Pipeline, Report};
 use rayon::prelude::*;
 use std::io::{Read, Write};
@@ -63,7 +63,7 @@ pub fn run(args: Args) -> Result<Outcome, String> {
                     outcome = outcome.max(Outcome::Rejected);
                 }
                 if !args.json {
-                    print_report(&mut out, &report, args.max_issues).map_err(|e| e.to_string())?;
+                    quiet_pipe(print_report(&mut out, &report, args.max_issues))?;
                 }
                 reports.push(report);
             }
@@ -74,8 +74,11 @@ pub fn run(args: Args) -> Result<Outcome, String> {
         }
     }
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &reports).map_err(|e| e.to_string())?;
-        writeln!(out).map_err(|e| e.to_string())?;
+        let written = serde_json::to_writer_pretty(&mut out, &reports)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+            .and_then(|()| out.flush());
+        quiet_pipe(written)?;
     }
     Ok(outcome)
 }
@@ -90,15 +93,16 @@ pub fn print_report(out: &mut impl Write, r: &Report, max_issues: usize) -> std:
         )?;
         return Ok(());
     }
+    // `check` writes nothing: it says what `transform` would stage.
     writeln!(
         out,
-        "{}: {}, {} rows read, {} staged, {} rejected, {} warnings",
+        "{}: {}, {} read, {} would be staged, {} rejected, {}",
         r.source,
         r.format.as_str(),
-        r.rows_read,
+        count(r.rows_read, "row", "rows"),
         r.rows_staged,
         r.rows_rejected,
-        r.warnings
+        count(r.warnings, "warning", "warnings")
     )?;
     if r.issues.is_empty() {
         return Ok(());
@@ -138,7 +142,8 @@ pub fn print_report(out: &mut impl Write, r: &Report, max_issues: usize) -> std:
     if more > 0 {
         writeln!(
             out,
-            "  ... and {more} more issues (--max-issues, or --json for the full list)"
+            "  ... and {} more (--max-issues, or --json for the full list)",
+            count(more, "issue", "issues")
         )?;
     }
     Ok(())

@@ -123,5 +123,34 @@ pub fn source_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
+/// A count and its noun, singular for one: `1 row`, `2 rows`, `1 batch`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Chunk size for streaming a file through the pipeline.
 pub const CHUNK: usize = 256 * 1024;
+
+/// Maps a write error to the command's error, except a reader that went
+/// away (`check --json | head`): there is nobody left to tell, so the
+/// command ends quietly.
+pub fn quiet_pipe(result: std::io::Result<()>) -> Result<(), String> {
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("writing the output: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        for (n, want) in [(0, "0 batches"), (1, "1 batch"), (2, "2 batches")] {
+            assert_eq!(count(n, "batch", "batches"), want);
+        }
+    }
+}

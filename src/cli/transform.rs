@@ -10,7 +10,7 @@
 //! crash or a power cut, and a backfill of thousands of small files pays
 //! for that once per group instead of six fsyncs per file.
 
-use super::{input_files, secret_from_env, source_name, Outcome, CHUNK};
+use super::{count, input_files, quiet_pipe, secret_from_env, source_name, Outcome, CHUNK};
 use cafe_etl::{marker_key, BatchHasher, Config, Pipeline, Report, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -48,6 +48,11 @@ pub struct Args {
     /// Print the full report of each file as JSON lines instead of a summary line.
     #[arg(long)]
     json: bool,
+    /// Stage again the files whose batch is already staged (by default they
+    /// are skipped): after a change of customer-key secret, say. The batch's
+    /// marker is removed first, so a loader never sees it half rewritten.
+    #[arg(long)]
+    restage: bool,
 }
 
 /// What happened to one file.
@@ -56,7 +61,17 @@ pub enum FileOutcome {
     /// ([`commit`]).
     Staged(Report),
     Duplicate(String),
+    /// Already staged, with keys of another secret (or with none): skipped,
+    /// and said so. Batch id, the staged key id, this run's key id.
+    OtherKey(String, String, String),
     Refused(Report),
+}
+
+/// The customer key id a staged marker records, if it can be read.
+fn staged_key_id(marker: &Path) -> Option<String> {
+    let text = std::fs::read(marker).ok()?;
+    let report: Report = serde_json::from_slice(&text).ok()?;
+    Some(report.customer_key_id)
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> String {
@@ -96,6 +111,7 @@ pub fn stage_file(
     path: &Path,
     root: &Path,
     config: &Config,
+    restage: bool,
     progress: &ProgressBar,
     claimed: &Mutex<HashSet<String>>,
 ) -> Result<FileOutcome, String> {
@@ -118,9 +134,24 @@ pub fn stage_file(
         .lock()
         .map_err(|_| "a worker thread panicked".to_string())?
         .insert(batch_id.clone());
-    if !fresh || root.join(marker_key(&batch_id)).exists() {
+    if !fresh {
         progress.inc(before.0);
         return Ok(FileOutcome::Duplicate(batch_id));
+    }
+    let marker = root.join(marker_key(&batch_id));
+    if marker.exists() {
+        if restage {
+            // Incomplete from here until the new marker is in place.
+            std::fs::remove_file(&marker).map_err(|e| io_err(&marker, e))?;
+        } else {
+            progress.inc(before.0);
+            let want =
+                cafe_etl::clean::customer_key_id(config.clean.customer_key_secret.as_deref());
+            return Ok(match staged_key_id(&marker) {
+                Some(staged) if staged != want => FileOutcome::OtherKey(batch_id, staged, want),
+                _ => FileOutcome::Duplicate(batch_id),
+            });
+        }
     }
     // Dropped (so deleted) on any early return: nothing half-written stays.
     let mut temps = Vec::with_capacity(Table::ALL.len());
@@ -271,7 +302,7 @@ pub fn run(args: Args) -> Result<Outcome, String> {
             .map(|p| {
                 (
                     p.clone(),
-                    stage_file(p, &args.out, &config, &progress, &claimed),
+                    stage_file(p, &args.out, &config, args.restage, &progress, &claimed),
                 )
             })
             .collect();
@@ -315,18 +346,31 @@ pub fn run(args: Args) -> Result<Outcome, String> {
                     serde_json::to_string(&r).unwrap_or_default()
                 } else {
                     format!(
-                        "{name}: staged batch {} ({}): {} rows read, {} staged, {} rejected, {} warnings",
+                        "{name}: staged batch {} ({}): {} read, {} staged, {} rejected, {}",
                         r.batch_id,
                         r.format.as_str(),
-                        r.rows_read,
+                        count(r.rows_read, "row", "rows"),
                         r.rows_staged,
                         r.rows_rejected,
-                        r.warnings
+                        count(r.warnings, "warning", "warnings")
                     )
                 }
             }
             Ok(FileOutcome::Duplicate(id)) => {
                 format!("{name}: batch {id} is already staged, skipped")
+            }
+            Ok(FileOutcome::OtherKey(id, staged, want)) => {
+                outcome = outcome.max(Outcome::Rejected);
+                let made = |k: &str| match k {
+                    cafe_etl::clean::NO_CUSTOMER_KEY => "no customer-key secret".to_string(),
+                    k => format!("the secret of key id {k}"),
+                };
+                format!(
+                    "{name}: batch {id} is already staged with {}, not {} as asked: skipped; \
+                     --restage stages it again with this run's secret (a warehouse takes one secret's keys)",
+                    made(&staged),
+                    made(&want)
+                )
             }
             Ok(FileOutcome::Refused(r)) => {
                 outcome = outcome.max(Outcome::Rejected);
@@ -346,15 +390,15 @@ pub fn run(args: Args) -> Result<Outcome, String> {
                 continue;
             }
         };
-        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+        quiet_pipe(writeln!(out, "{line}"))?;
     }
     if !args.json && files.len() > 1 {
-        writeln!(
+        quiet_pipe(writeln!(
             out,
-            "total: {} files, {read} rows read, {staged} staged, {rejected} rejected",
-            files.len()
-        )
-        .map_err(|e| e.to_string())?;
+            "total: {} files, {} read, {staged} staged, {rejected} rejected",
+            files.len(),
+            count(read, "row", "rows")
+        ))?;
     }
     Ok(outcome)
 }

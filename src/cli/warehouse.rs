@@ -64,7 +64,7 @@ pub struct LoadPlanArgs {
 /// The warehouse connection, shared by `load` and `insights`.
 #[derive(clap::Args, Debug)]
 pub struct Postgres {
-    /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1/warehouse;
+    /// PostgreSQL URL, e.g. postgres://user:password@127.0.0.1:5432/warehouse;
     /// better given in the environment, out of the process list.
     #[arg(
         long = "postgres",
@@ -173,6 +173,10 @@ pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome, String> {
         )?;
         return Ok(outcome);
     }
+    // Offline, the warehouse's key id is unknown: the batches of one plan
+    // must at least agree with each other.
+    cafe_etl::warehouse::keys::check(&[], &batches, cafe_etl::warehouse::Phase::Plan)
+        .map_err(|e| e.to_string())?;
     let plan = Plan::new(batches);
     let paths = plan
         .write_manifests(&args.root, &s3)
@@ -275,13 +279,13 @@ fn load_summary(report: &pg::LoadReport, root: &str) -> String {
     };
     if report.planned == 0 {
         return format!(
-            "nothing to load: {} complete batches in {root}{notes}\n",
-            report.complete
+            "nothing to load: {} in {root}{notes}\n",
+            super::count(report.complete as u64, "complete batch", "complete batches")
         );
     }
     let mut s = format!(
-        "loaded {} batches in {:.2} s: {} rows copied, {:.0} rows/s{notes}\n",
-        report.planned,
+        "loaded {} in {:.2} s: {} rows copied, {:.0} rows/s{notes}\n",
+        super::count(report.planned as u64, "batch", "batches"),
         report.elapsed.as_secs_f64(),
         report.rows_copied(),
         report.rows_per_second()
@@ -340,9 +344,33 @@ pub fn insights(args: InsightsArgs) -> Result<Outcome, String> {
     let views = chosen_views(&args.views)?;
     let mut client = pg::connect(&args.postgres.url, Phase::Query).map_err(|e| e.to_string())?;
     let tables = pg::insights(&mut client, &views, args.limit).map_err(|e| e.to_string())?;
-    let shown: Vec<String> = tables.iter().map(render).collect();
+    let mut shown: Vec<String> = tables.iter().map(render).collect();
+    for (t, text) in tables.iter().zip(shown.iter_mut()) {
+        if t.view.name == CUSTOMERS_VIEW && t.rows.is_empty() {
+            let (all, keyed) = pg::customer_key_counts(&mut client).map_err(|e| e.to_string())?;
+            text.push_str(&no_customers_note(all, keyed));
+        }
+    }
     emit(&shown.join("\n"), false)?;
     Ok(Outcome::Clean)
+}
+
+/// The view that counts customers by their key.
+const CUSTOMERS_VIEW: &str = "customers_new_returning_weekly";
+
+/// Why the customers view is empty, when the reason is that no loaded
+/// transaction has a customer key.
+fn no_customers_note(transactions: u64, keyed: u64) -> String {
+    if transactions == 0 || keyed > 0 {
+        return String::new();
+    }
+    format!(
+        "  why: none of the {} has a customer key (their batches were staged without a \
+         customer-key secret). Stage with the worker's secret: \
+         `cafe-etl transform --customer-key-secret-env CUSTOMER_KEY_SECRET ...` \
+         (docs/warehouse.md, \"Customer keys\").\n",
+        super::count(transactions, "loaded transaction", "loaded transactions")
+    )
 }
 
 fn is_number(s: &str) -> bool {
@@ -489,6 +517,25 @@ Weekly Hazelnut revenue (hazelnut_revenue_weekly)
             ),
         ] {
             assert_eq!(load_summary(&report, "/s"), want);
+        }
+    }
+
+    #[test]
+    fn an_empty_customers_view_says_why() {
+        for (all, keyed, want) in [
+            (0, 0, None),
+            (5, 2, None),
+            (1, 0, Some("none of the 1 loaded transaction has")),
+            (268, 0, Some("none of the 268 loaded transactions has")),
+        ] {
+            let note = no_customers_note(all, keyed);
+            match want {
+                None => assert_eq!(note, ""),
+                Some(w) => {
+                    assert!(note.contains(w), "{note}");
+                    assert!(note.contains("--customer-key-secret-env"), "{note}");
+                }
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`schema`] | the star schema, the `loaded_batches` ledger and the analytics views, for both dialects, from one place |
 //! | [`plan`] | complete batches of a staging root, the COPY manifests and the steps of one load |
+//! | [`keys`] | one customer-key secret per warehouse: a load of batches keyed by another is refused |
 //! | [`postgres`] | the same steps run against PostgreSQL, and the analytics read back |
 //!
 //! A load is one transaction: copy every planned batch into temporary
@@ -15,6 +16,7 @@
 //!
 //! Native only: it reads files and talks to a database.
 
+pub mod keys;
 pub mod plan;
 pub mod postgres;
 pub mod schema;

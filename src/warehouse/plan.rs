@@ -149,6 +149,16 @@ pub fn scan(root: &Path) -> Result<Scan, Error> {
             );
             continue;
         }
+        if !crate::clean::is_customer_key_id(&report.customer_key_id) {
+            return Err(Error::new(
+                Phase::Plan,
+                format!(
+                    "{}: customer_key_id {:?} is not 16 hex digits or none",
+                    path.display(),
+                    report.customer_key_id
+                ),
+            ));
+        }
         let staged_at = entry
             .metadata()
             .and_then(|m| m.modified())
@@ -422,6 +432,8 @@ pub fn ledger_row(batch: &Batch) -> Vec<Value> {
             "revenue" => Value::Number(crate::report::format_pence(r.summary.revenue_pence)),
             "first_at" => timestamp_value(r.summary.first_at.as_deref()),
             "last_at" => timestamp_value(r.summary.last_at.as_deref()),
+            // Checked by `scan`: 16 hex digits or `none`.
+            "customer_key_id" => Value::Text(r.customer_key_id.clone()),
             other => unreachable!("ledger column {other} has no value"),
         })
         .collect()
@@ -646,9 +658,12 @@ impl Plan {
             // A matched row gets the values it already has (the same id is
             // the same content); the clause is there because Redshift's
             // MERGE needs one. A transaction keeps the batch it came with.
+            // Nor is a loaded transaction's customer key ever rewritten (a
+            // batch of the same day staged with a key must not silently
+            // give one to a row loaded without).
             let set: Vec<String> = rest
                 .iter()
-                .filter(|c| **c != "batch_id")
+                .filter(|c| **c != "batch_id" && **c != "customer_key")
                 .map(|c| format!("{c} = s.{c}"))
                 .collect();
             let on: Vec<String> = keys.iter().map(|k| format!("{name}.{k} = s.{k}")).collect();

@@ -38,7 +38,7 @@ fn db_error(phase: Phase, context: &str, e: &postgres::Error) -> Error {
     Error::new(phase, format!("{context}: {detail}"))
 }
 
-/// Connects to PostgreSQL, e.g. `postgres://user:password@127.0.0.1/db`.
+/// Connects to PostgreSQL, e.g. `postgres://user:password@127.0.0.1:5432/db`.
 /// `?options=-csearch_path%3Dname` picks the schema.
 pub fn connect(url: &str, phase: Phase) -> Result<Client, Error> {
     Client::connect(url, NoTls).map_err(|e| db_error(phase, "cannot connect to PostgreSQL", &e))
@@ -87,6 +87,20 @@ pub fn loaded_batch_ids(client: &mut Client) -> Result<HashSet<String>, Error> {
     let rows = client
         .query(&format!("SELECT batch_id FROM {LEDGER_TABLE}"), &[])
         .map_err(|e| db_error(Phase::Load, "reading the ledger", &e))?;
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
+/// The distinct customer key ids of the ledger's batches (`none` included;
+/// batches loaded before the column existed are left out).
+pub fn loaded_key_ids(client: &mut Client) -> Result<Vec<String>, Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT DISTINCT customer_key_id FROM {LEDGER_TABLE} WHERE customer_key_id IS NOT NULL"
+            ),
+            &[],
+        )
+        .map_err(|e| db_error(Phase::Load, "reading the ledger's customer key ids", &e))?;
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }
 
@@ -177,6 +191,14 @@ pub fn load(client: &mut Client, root: &Path, options: &LoadOptions) -> Result<L
             batches.push(batch);
         }
     }
+    // One customer-key secret per warehouse, checked before anything is
+    // copied: the whole load is refused, with how to restage.
+    let new: Vec<_> = batches
+        .iter()
+        .filter(|b| !loaded.contains(b.id()))
+        .cloned()
+        .collect();
+    super::keys::check(&loaded_key_ids(client)?, &new, Phase::Load)?;
     let plan = Plan::new(batches);
     report.planned = plan.batches().len();
     if report.planned > 0 {
@@ -304,6 +326,19 @@ fn copy_table(
             .map_err(|e| Error::new(Phase::Load, format!("{ctx}: {}: {e}", path.display())))?;
     }
     w.finish().map_err(|e| db_error(Phase::Load, &ctx, &e))
+}
+
+/// Loaded transactions, and how many of them have a customer key: when none
+/// has, the new-and-returning customers view is empty, and `insights` says
+/// why.
+pub fn customer_key_counts(client: &mut Client) -> Result<(u64, u64), Error> {
+    let row = client
+        .query_one(
+            "SELECT count(*), count(customer_key) FROM transactions",
+            &[],
+        )
+        .map_err(|e| db_error(Phase::Query, "counting customer keys", &e))?;
+    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
 }
 
 /// One analytics view, read back.

@@ -159,7 +159,7 @@ pub(crate) fn column(table: Table, name: &str) -> (Kind, bool) {
 
 /// The ledger of loaded batches, one row per batch, from its report. The
 /// last column, `loaded_at`, is filled by the database.
-pub(crate) const LEDGER: [(&str, Kind, bool); 11] = [
+pub(crate) const LEDGER: [(&str, Kind, bool); 12] = [
     ("batch_id", Kind::BatchId, false),
     ("source", Kind::Text(1024), false),
     ("format", Kind::Label(16), false),
@@ -171,6 +171,10 @@ pub(crate) const LEDGER: [(&str, Kind, bool); 11] = [
     ("revenue", Kind::Revenue, false),
     ("first_at", Kind::Timestamp, true),
     ("last_at", Kind::Timestamp, true),
+    // Which secret made the batch's customer keys (`none` without keys):
+    // the load refuses to mix secrets. Nullable only for ledgers made before
+    // the column existed (PostgreSQL adds it, see [`tables`]).
+    ("customer_key_id", Kind::Label(16), true),
 ];
 
 /// The name of the ledger table.
@@ -270,6 +274,15 @@ pub fn tables(dialect: Dialect) -> String {
         &ledger_layout,
     );
     if dialect == Dialect::Postgres {
+        comment(
+            &mut out,
+            "A ledger made before batches recorded which secret made their customer keys.",
+        );
+        let _ = writeln!(
+            out,
+            "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS customer_key_id {};\n",
+            Kind::Label(16).sql()
+        );
         comment(
             &mut out,
             "What Redshift's sort keys do for time ranges and joins; primary keys already \

@@ -232,7 +232,9 @@ describe('the page', () => {
     assert.equal(await button.isDisabled(), true);
     assert.match(await bad.locator('[data-testid="upload-status"]').textContent(), /Some rows have errors/);
     const confirm = bad.locator('[data-testid="confirm-valid-only"]');
-    assert.match(await bad.locator('.confirm').textContent(), /Send the 5 valid rows only; the 7 rejected rows stay out/);
+    assert.match(await bad.locator('.confirm').textContent(), /Send the 5 valid rows only; the 7 rejected rows go to the reject file \(without names or card numbers\), not into the tables\./);
+    // Nothing on the page claims rows reach the warehouse when they only reach the bucket.
+    assert.doesNotMatch(await page.locator('body').textContent(), /to the warehouse|out of the warehouse/);
     await confirm.check();
     assert.equal(await button.isEnabled(), true);
     await confirm.uncheck();

@@ -74,7 +74,11 @@ describe('upload to the edge worker', { skip: reason }, () => {
     await card.locator('[data-testid="upload-button"]').click();
     const first = await settle(card);
     assert.equal(first.phase, 'done', first.text);
-    assert.match(first.text, new RegExp(`Staged: ${expected.rows_staged} rows sent to the warehouse, 0 rejected, in 6 files \\(batch ${expected.batch_id}\\)`));
+    // What happened, in words that are true: staged in the bucket, loaded later.
+    assert.match(first.text, new RegExp(`Staged in the bucket: ${expected.rows_staged} rows, 0 rejected, in 6 files \\(batch ${expected.batch_id}\\)\\. The warehouse loads them at its next load\\.`));
+    assert.doesNotMatch(first.text, /sent to the warehouse/);
+    assert.equal(await card.locator('[data-testid="upload-button"]').textContent(), 'Upload to the staging bucket');
+    assert.equal(await card.locator('[data-testid="badge"]').textContent(), 'staged', 'the badge says staged, not ready');
     const marker = `${stack.prefix}batches/${expected.batch_id}.json`;
     assert.ok(first.text.includes(marker), 'the objects written are listed');
     const staged = JSON.parse(new TextDecoder().decode(await stack.s3.client.get(marker)));
@@ -87,6 +91,16 @@ describe('upload to the edge worker', { skip: reason }, () => {
     await list.waitFor();
     assert.match(await list.textContent(), new RegExp(`${path.basename(CURRENT)}.*${expected.rows_staged}.*${expected.batch_id}`));
     assert.match(await list.locator('caption').textContent(), /of chesterfield in cafe-staging/);
+    // "Staged at" in the computer's local time, not raw UTC.
+    const listed = await (await fetch(`${stack.url}/v1/batches`, {
+      headers: { Authorization: `Bearer ${harness.cliToken(stack.uploadSecret, 'chesterfield')}` },
+    })).json();
+    const iso = listed.batches.find((b) => b.batch_id === expected.batch_id).staged_at;
+    assert.match(iso, /^\d{4}-\d{2}-\d{2}T.*Z$/, 'the worker answers in UTC');
+    const local = await page.evaluate((t) => new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(t)), iso);
+    const row = list.locator('tbody tr', { hasText: expected.batch_id });
+    assert.equal(await row.locator('td').first().textContent(), local);
+    assert.ok(!(await list.textContent()).includes(iso), 'no raw UTC time shown');
 
     // The same bytes again: nothing written twice.
     const again = await drop(CURRENT);
@@ -94,6 +108,7 @@ describe('upload to the edge worker', { skip: reason }, () => {
     const second = await settle(again);
     assert.equal(second.phase, 'done', second.text);
     assert.match(second.text, /Already staged earlier/);
+    assert.equal(await again.locator('[data-testid="badge"]').textContent(), 'already staged');
   });
 
   test('a file with bad rows goes up once staff confirm the valid rows only', async () => {
@@ -102,7 +117,7 @@ describe('upload to the edge worker', { skip: reason }, () => {
     await card.locator('[data-testid="upload-button"]').click();
     const r = await settle(card);
     assert.equal(r.phase, 'done', r.text);
-    assert.match(r.text, /Staged: 5 rows sent to the warehouse, 7 rejected/);
+    assert.match(r.text, /Staged in the bucket: 5 rows, 7 rejected/);
     // What reached the bucket: 5 transactions, 7 rejects, no name, no card number.
     const id = checkJson(path.dirname(BAD), path.basename(BAD)).batch_id;
     const keys = (await stack.s3.client.keys(stack.prefix)).filter((k) => k.includes(id));
@@ -128,7 +143,9 @@ describe('upload to the edge worker', { skip: reason }, () => {
     await card.locator('[data-testid="upload-button"]').click();
     let r = await settle(card);
     assert.equal(r.phase, 'error');
-    assert.match(r.text, /This token is for another branch/);
+    // One sentence (the worker's words after the colon), not the same thing three times.
+    assert.match(r.text, /^This token is for another branch: [^.]+\.$/);
+    assert.ok((r.text.match(/nothing was staged/gi) || []).length <= 1, r.text);
     // A token signed with another secret: 401.
     await page.locator('#branch-token').fill(harness.cliToken(harness.secret(), 'chesterfield'));
     await card.locator('[data-testid="upload-button"]').click();

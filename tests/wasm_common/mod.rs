@@ -563,3 +563,30 @@ fn no_name_or_card_number_in_any_result_whatever_the_row_shape() {
         panic!("a WebAssembly result holds personal data: {found:?}");
     }
 }
+
+#[wasm_bindgen_test]
+fn customer_key_id_is_the_cores_and_rides_in_the_report() {
+    let input = tricky_export();
+    let source = "chesterfield_25-08-2021_09-00-00.csv";
+    let secret = "a demo secret of the worker";
+    let keyed = wasm::transform(
+        &input,
+        options(json!({ "source": source, "customerKeySecret": secret })),
+    )
+    .unwrap();
+    let report = to_json(&get(&keyed, "report"));
+    let want = cafe_etl::clean::customer_key_id(Some(secret));
+    assert_eq!(report["customer_key_id"], want.as_str());
+    assert_eq!(wasm::customer_key_id(Some(secret.into())), want);
+    let marker = files(&keyed)
+        .into_iter()
+        .find(|(k, _)| k.starts_with("batches/"))
+        .unwrap();
+    assert!(String::from_utf8(marker.1)
+        .unwrap()
+        .contains(&format!("\"customer_key_id\": \"{want}\"")));
+    let plain = wasm::check(&input, options(json!({ "source": source }))).unwrap();
+    assert_eq!(to_json(&plain)["customer_key_id"], "none");
+    assert_eq!(wasm::customer_key_id(None), "none");
+    assert!(!report.to_string().contains(secret));
+}
