@@ -1,7 +1,7 @@
 # Entry points. `make demo` runs the local stack; `make test` runs every test.
 # Each test target has a script of its own under scripts/ so it can be run alone.
 SHELL := /bin/bash
-.PHONY: demo test test-rust test-wasm test-www test-worker test-warehouse test-demo wasm bench install
+.PHONY: demo test test-rust test-wasm test-www test-worker test-warehouse test-demo wasm bench bench-peers install
 
 install:
 	bash .ci/install
@@ -37,3 +37,7 @@ test-demo:
 
 bench:
 	./benches/run
+
+# Against pandas and DuckDB (pip install -r benches/requirements.txt first).
+bench-peers:
+	./benches/peers/run

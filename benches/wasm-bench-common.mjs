@@ -7,7 +7,7 @@
 // (56 days of 20 stores at ~600 sales a day come to 100.3 MB.)
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,6 +56,21 @@ export function nativeMBps(file) {
   };
 }
 
+/**
+ * The DuckDB peer's SQL (benches/peers/transform.sql, shared with the native
+ * peer), as single statements for DuckDB-wasm: comments dropped, split at
+ * the semicolons that end a line, the input named `inputName`.
+ */
+export function duckdbStatements(inputName) {
+  const text = readFileSync(path.join(root, 'benches', 'peers', 'transform.sql'), 'utf8')
+    .split('\n').filter((l) => !l.trimStart().startsWith('--')).join('\n')
+    .replaceAll('@INPUT@', `'${inputName}'`);
+  return text.split(/;\s*\n/).map((s) => s.trim().replace(/;$/, '')).filter(Boolean);
+}
+
+/** The four tables the peer writes, as `transform` stages them. */
+export const TABLES = ['stores', 'products', 'transactions', 'basket_items'];
+
 export function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -64,9 +79,15 @@ export function median(xs) {
 /**
  * The measurement, self-contained so that it can run in Node and be sent to
  * a page as source. `api` is the wasm module (Pipeline, check, transform,
- * batchId); `Papa` is PapaParse. Returns MB/s (1 MB = 10^6 bytes), medians.
+ * batchId); `Papa` is PapaParse; `duck` (optional) is DuckDB-wasm:
+ * `db` its database (the blocking API in Node, the Web Worker one in the
+ * page: every call is awaited, so either serves) with the file registered
+ * under the name `statements` (from duckdbStatements()) read, `tables`,
+ * and `open(name)` / `close(name)` that give the path a table is written to
+ * and take its bytes back (resolving to their count). Returns MB/s
+ * (1 MB = 10^6 bytes), medians.
  */
-export async function measure(api, bytes, Papa, runs) {
+export async function measure(api, bytes, Papa, runs, duck) {
   const now = () => performance.now();
   const mb = bytes.length / 1e6;
   const CHUNK = 1 << 20;
@@ -111,14 +132,38 @@ export async function measure(api, bytes, Papa, runs) {
       Papa.parse(text, { delimiter: ',', newline: '\n', step: () => { n += 1; } });
     },
   };
+  if (duck) {
+    // DuckDB-wasm doing transform's work in SQL (benches/peers/transform.sql:
+    // read, validate, split baskets, the four tables as gzip CSV), the file
+    // already in its memory (registered once, not timed: its best case), the
+    // tables written to files and taken back (in the page: in-memory files
+    // copied out, as transform's drain hands its bytes out; in Node: files
+    // in the temporary directory, NODE_RUNTIME's way). One thread: the
+    // default WebAssembly build.
+    cases.duckdb = async () => {
+      const conn = await duck.db.connect();
+      for (const sql of duck.statements) await conn.query(sql);
+      let staged = 0;
+      for (const table of duck.tables) {
+        const name = await duck.open(`${table}.csv.gz`);
+        await conn.query(`COPY (SELECT * EXCLUDE (part) FROM out_${table}) TO '${name}' (FORMAT csv, HEADER false, COMPRESSION gzip)`);
+        staged += await duck.close(name);
+      }
+      const count = async (q) => Number((await conn.query(q)).getChildAt(0).get(0));
+      out.duckdbRows = await count('SELECT count(*) FROM raw');
+      out.duckdbRejected = await count('SELECT count(*) FROM rejected');
+      out.duckdbStagedMB = staged / 1e6;
+      await conn.close();
+    };
+  }
   const times = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
-  for (const fn of Object.values(cases)) fn(); // warm-up: JIT, wasm tier-up, memory growth
+  for (const fn of Object.values(cases)) await fn(); // warm-up: JIT, wasm tier-up, memory growth
   // Interleaved rounds, so that load from elsewhere on the machine falls on
   // every case alike and the ratios stay fair.
   for (let r = 0; r < runs; r += 1) {
     for (const [k, fn] of Object.entries(cases)) {
       const t0 = now();
-      fn();
+      await fn();
       times[k].push((now() - t0) / 1000);
     }
   }
@@ -138,6 +183,10 @@ export function print(runtime, r, native) {
     `  PapaParse parse only (${r.papaparseWay}) ${f(r.papaparse)}`,
     `  ratios: wasm check / PapaParse ${(r.check / r.papaparse).toFixed(2)}x (without SHA-256 ${(r.checkNoHash / r.papaparse).toFixed(2)}x), wasm transform / PapaParse ${(r.transform / r.papaparse).toFixed(2)}x (target >= 2x)`,
   ];
+  if (r.duckdb) {
+    lines.push(`  DuckDB-wasm ${r.duckdbVersion || ''} transform in SQL (4 gzip tables) ${f(r.duckdb)}   ${r.duckdbRows} rows, ${r.duckdbRejected} rejected, staged ${r.duckdbStagedMB.toFixed(1)} MB`);
+    lines.push(`  ratios: wasm transform / DuckDB-wasm ${(r.transform / r.duckdb).toFixed(2)}x, wasm check / DuckDB-wasm ${(r.check / r.duckdb).toFixed(2)}x`);
+  }
   if (native) {
     lines.push(`  native CLI (whole process, 1 job)       check ${f(native.check)}   transform ${f(native.transform)}`);
     lines.push(`  ratios: wasm / native check ${(r.check / native.check).toFixed(2)}, transform ${(r.transform / native.transform).toFixed(2)} (target >= 0.67)`);
