@@ -26,6 +26,9 @@ export interface PipelineOptions {
   maxIssues?: number;
   /** Staged rows kept for the preview (default 20). */
   previewRows?: number;
+  /** Bytes of product and store text the transform remembers per batch
+   *  (default 16 MiB); the edge worker lowers it to fit its 128 MB isolate. */
+  maxCacheBytes?: number;
   /** When only checking, skip the SHA-256 of the bytes (the report's
    *  batch_id is then ""): without SHA instructions in WebAssembly the hash
    *  is about a third of the work. Ignored when staging. */
@@ -157,6 +160,7 @@ struct Options {
     gzip_level: Option<u32>,
     max_issues: Option<usize>,
     preview_rows: Option<usize>,
+    max_cache_bytes: Option<usize>,
     skip_batch_id: bool,
 }
 
@@ -180,6 +184,9 @@ impl Options {
         }
         if let Some(n) = self.preview_rows {
             c.transform.preview_rows = n;
+        }
+        if let Some(n) = self.max_cache_bytes {
+            c.transform.max_cache_bytes = n;
         }
         c.skip_batch_id = self.skip_batch_id;
         c

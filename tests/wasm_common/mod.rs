@@ -590,3 +590,45 @@ fn customer_key_id_is_the_cores_and_rides_in_the_report() {
     assert_eq!(wasm::customer_key_id(None), "none");
     assert!(!report.to_string().contains(secret));
 }
+
+#[wasm_bindgen_test]
+fn max_cache_bytes_caps_the_product_cache_and_keeps_the_rows() {
+    // The edge worker lowers the cache to fit its 128 MB isolate: past the cap a
+    // product or store is written again (the loader keeps one row per id), nothing else moves.
+    let input = tricky_export();
+    let id = wasm::batch_id(&input);
+    let opts = |cap: Option<u64>| {
+        let mut o =
+            serde_json::json!({"source": "chesterfield_25-08-2021_09-00-00.csv", "batchId": id});
+        if let Some(n) = cap {
+            o["maxCacheBytes"] = n.into();
+        }
+        o
+    };
+    let (report, files) = pipeline(opts(None), &[&input], 0);
+    let (capped_report, capped) = pipeline(opts(Some(0)), &[&input], 0);
+    let text = |files: &[(String, Vec<u8>)], table: &str| {
+        let (_, bytes) = files
+            .iter()
+            .find(|(k, _)| k.starts_with(&format!("{table}/")))
+            .unwrap();
+        gunzip(bytes)
+    };
+    for table in ["transactions", "basket_items", "rejects"] {
+        assert_eq!(text(&files, table), text(&capped, table), "{table}");
+    }
+    let distinct = |t: &str| {
+        t.lines()
+            .map(str::to_string)
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    for table in ["stores", "products"] {
+        let (all, some) = (text(&files, table), text(&capped, table));
+        assert_eq!(distinct(&all), distinct(&some), "{table}: the same rows");
+        assert!(
+            some.lines().count() > all.lines().count(),
+            "{table}: repeated past the cap"
+        );
+    }
+    assert_eq!(report["rows_staged"], capped_report["rows_staged"]);
+}

@@ -6,26 +6,30 @@
 // The raw body (customer names, card numbers) is never written anywhere and never
 // logged: only the cleaned table files the core produces leave this worker.
 //
-// Routes, configuration and the protocol are described in worker/README.md.
+// Routes, configuration and the protocol are described in worker/README.md. The S3
+// client is src/s3.js, the table files on their way up src/commit.js, the pure
+// helpers (configuration, tokens, keys) src/lib.js.
 
-import { AwsClient } from 'aws4fetch';
 import wasmModule from '../../pkg/cafe_etl_bg.wasm';
 import { initSync, Pipeline, BatchHasher, checkStores, verifyToken, version as coreVersion } from '../../pkg/cafe_etl.js';
 
 import {
   batchKeys,
-  backoffDelay,
   checkFileName,
   ConfigError,
   contentTypeAllowed,
   corsHeaders,
   encoder,
   hex,
+  parseStoreIndexKey,
+  indexKeys,
   parseConfig,
-  parseListObjects,
   reportStores,
-  xmlTag,
 } from './lib.js';
+import { Limiter, TableObject } from './commit.js';
+import { concat, S3, S3Error } from './s3.js';
+
+export { S3, S3Error } from './s3.js';
 
 let wasmReady = false;
 function wasm() {
@@ -36,306 +40,26 @@ function wasm() {
 }
 
 // ---------------------------------------------------------------------------
-// S3 through aws4fetch, with our own retries (aws4fetch's are turned off)
-
-/** S3 still failing after the retries, or refusing a request outright: answered 502. */
-export class S3Error extends Error {
-  constructor(message, { status = null, attempts = 1 } = {}) {
-    super(message);
-    this.status = status;
-    this.attempts = attempts;
-  }
-}
-
-function encodeKey(key) {
-  return key.split('/').map(encodeURIComponent).join('/');
-}
-
-async function sha256Hex(bytes) {
-  return hex(await crypto.subtle.digest('SHA-256', bytes));
-}
-
-function retryable(status) {
-  return status >= 500 || status === 429 || status === 408;
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export class S3 {
-  constructor(cfg, retry, stats = { requests: 0, retries: 0 }) {
-    this.cfg = cfg;
-    this.retry = retry;
-    this.stats = stats;
-    this.client = new AwsClient({
-      accessKeyId: cfg.accessKeyId,
-      secretAccessKey: cfg.secretAccessKey,
-      service: 's3',
-      region: cfg.region,
-      retries: 0,
-    });
-  }
-
-  url(key, query = '') {
-    return `${this.cfg.endpoint}/${this.cfg.bucket}${key === null ? '' : '/' + encodeKey(key)}${query}`;
-  }
-
-  /**
-   * One S3 request with retries: 5xx, 429, timeouts and dropped connections are
-   * retried with exponential backoff and full jitter, within `attempts` and `totalMs`.
-   * The answer's body is read inside each attempt, so a connection dropped mid-answer
-   * is retried too. Returns `{status, headers, body}` (body: ArrayBuffer) for any
-   * other status; throws S3Error when the retries are spent.
-   */
-  async request(what, method, url, { body = null, headers = {}, ok = [200] } = {}) {
-    const { attempts, totalMs, timeoutMs } = this.retry;
-    const deadline = Date.now() + totalMs;
-    const payloadHash = await sha256Hex(body ?? new Uint8Array(0));
-    let last = 'no attempt made';
-    let lastStatus = null;
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) break;
-      const controller = new AbortController();
-      // The attempt's timeout grows with the body (at least 1 MB/s is expected), so a
-      // large part on a slow link is not cut off and sent again for ever.
-      const limit = Math.min(timeoutMs + Math.ceil((body?.length ?? 0) / 1000), remaining);
-      const timer = setTimeout(() => controller.abort(), limit);
-      this.stats.requests++;
-      if (attempt > 0) this.stats.retries++;
-      try {
-        const signed = await this.client.sign(url, {
-          method,
-          body,
-          headers: { ...headers, 'x-amz-content-sha256': payloadHash },
-        });
-        const res = await fetch(signed, { signal: controller.signal });
-        const answer = { status: res.status, headers: res.headers, body: await res.arrayBuffer() };
-        if (ok.includes(res.status) || !retryable(res.status)) {
-          // CompleteMultipartUpload may answer 200 with an <Error> body.
-          if (res.status === 200 && method === 'POST' && url.includes('uploadId=')) {
-            const text = new TextDecoder().decode(answer.body);
-            if (text.includes('<Error>')) {
-              last = `${what}: ${xmlTag(text, 'Code') ?? 'error'} in a 200 answer`;
-              throw new RetryableAnswer(last);
-            }
-          }
-          return answer;
-        }
-        lastStatus = res.status;
-        last = `${what}: S3 answered ${res.status}`;
-      } catch (e) {
-        if (!(e instanceof RetryableAnswer)) {
-          last = `${what}: ${controller.signal.aborted ? `no answer within ${limit} ms` : `connection failed (${e?.message ?? e})`}`;
-        }
-        lastStatus = null;
-      } finally {
-        clearTimeout(timer);
-      }
-      if (attempt + 1 >= attempts) break;
-      const delay = backoffDelay(attempt, this.retry);
-      if (Date.now() + delay >= deadline) break;
-      await sleep(delay);
-    }
-    throw new S3Error(`${last} (gave up after retrying)`, { status: lastStatus, attempts });
-  }
-
-  async expect(what, method, url, opts = {}) {
-    const ok = opts.ok ?? [200];
-    const answer = await this.request(what, method, url, { ...opts, ok });
-    if (!ok.includes(answer.status)) {
-      const text = new TextDecoder().decode(answer.body);
-      throw new S3Error(`${what}: S3 answered ${answer.status} ${xmlTag(text, 'Code') ?? ''}`.trim(), {
-        status: answer.status,
-      });
-    }
-    return answer;
-  }
-
-  /** The object's bytes, headers, or null if it does not exist. */
-  async get(key) {
-    const a = await this.expect(`GET ${key}`, 'GET', this.url(key), { ok: [200, 404] });
-    return a.status === 404 ? null : a;
-  }
-
-  async put(key, bytes, headers = {}) {
-    await this.expect(`PUT ${key}`, 'PUT', this.url(key), { body: bytes, headers });
-  }
-
-  async delete(key) {
-    await this.expect(`DELETE ${key}`, 'DELETE', this.url(key), { ok: [200, 204, 404] });
-  }
-
-  async createMultipart(key, headers = {}) {
-    const a = await this.expect(`create multipart upload of ${key}`, 'POST', this.url(key, '?uploads'), { headers });
-    const id = xmlTag(new TextDecoder().decode(a.body), 'UploadId');
-    if (!id) throw new S3Error(`create multipart upload of ${key}: no UploadId in the answer`);
-    return id;
-  }
-
-  async uploadPart(key, uploadId, partNumber, bytes) {
-    const q = `?partNumber=${partNumber}&uploadId=${encodeURIComponent(uploadId)}`;
-    const a = await this.expect(`upload part ${partNumber} of ${key}`, 'PUT', this.url(key, q), { body: bytes });
-    const etag = a.headers.get('etag');
-    if (!etag) throw new S3Error(`upload part ${partNumber} of ${key}: no ETag in the answer`);
-    return etag;
-  }
-
-  async completeMultipart(key, uploadId, etags) {
-    const xml =
-      '<CompleteMultipartUpload>' +
-      etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</ETag></Part>`).join('') +
-      '</CompleteMultipartUpload>';
-    await this.expect(`complete multipart upload of ${key}`, 'POST', this.url(key, `?uploadId=${encodeURIComponent(uploadId)}`), {
-      body: encoder.encode(xml),
-      headers: { 'content-type': 'application/xml' },
-    });
-  }
-
-  async abortMultipart(key, uploadId) {
-    await this.expect(`abort multipart upload of ${key}`, 'DELETE', this.url(key, `?uploadId=${encodeURIComponent(uploadId)}`), {
-      ok: [200, 204, 404],
-    });
-  }
-
-  /** One page of ListObjectsV2. */
-  async list(prefix, continuation = null, maxKeys = 1000) {
-    let q = `?list-type=2&max-keys=${maxKeys}&prefix=${encodeURIComponent(prefix)}`;
-    if (continuation) q += `&continuation-token=${encodeURIComponent(continuation)}`;
-    const a = await this.expect(`list ${prefix}`, 'GET', this.url(null, q));
-    return parseListObjects(new TextDecoder().decode(a.body));
-  }
-}
-
-class RetryableAnswer extends Error {}
-
-function concat(chunks, total) {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
-/** Bounds the part uploads in flight for one upload (so memory stays bounded too). */
-class Limiter {
-  constructor(max) {
-    this.max = max;
-    this.running = new Set();
-    this.error = null;
-  }
-  async run(task) {
-    while (this.running.size >= this.max) await Promise.race(this.running);
-    if (this.error) throw this.error;
-    const p = task()
-      .catch((e) => {
-        this.error ??= e;
-      })
-      .finally(() => this.running.delete(p));
-    this.running.add(p);
-  }
-  async drain() {
-    while (this.running.size) await Promise.race(this.running);
-    if (this.error) throw this.error;
-  }
-}
-
-/**
- * One table file on its way to S3. Compressed bytes are buffered until a part's worth
- * is there; the first full part starts a multipart upload and parts go up while the
- * body is still being read. A file that never reaches a part's size is sent with one
- * PUT at commit. Nothing is visible in the bucket before `commit()`.
- */
-class TableObject {
-  constructor(s3, key, partBytes, limiter) {
-    this.s3 = s3;
-    this.key = key;
-    this.partBytes = partBytes;
-    this.limiter = limiter;
-    this.chunks = [];
-    this.buffered = 0;
-    this.bytes = 0;
-    this.uploadId = null;
-    this.starting = null;
-    this.etags = [];
-    this.parts = 0;
-    this.committed = false;
-  }
-
-  async write(bytes) {
-    if (bytes.length === 0) return;
-    this.chunks.push(bytes);
-    this.buffered += bytes.length;
-    this.bytes += bytes.length;
-    if (this.buffered >= this.partBytes) await this.sendPart();
-  }
-
-  async sendPart() {
-    const part = concat(this.chunks, this.buffered);
-    this.chunks = [];
-    this.buffered = 0;
-    const n = ++this.parts;
-    if (!this.starting) {
-      this.starting = this.s3.createMultipart(this.key, { 'content-type': 'application/gzip' }).then((id) => {
-        this.uploadId = id;
-        return id;
-      });
-      // Awaited by the part uploads; this only keeps a failure from being reported as unhandled.
-      this.starting.catch(() => {});
-    }
-    await this.limiter.run(async () => {
-      const id = await this.starting;
-      this.etags[n - 1] = await this.s3.uploadPart(this.key, id, n, part);
-    });
-  }
-
-  get multipart() {
-    return this.parts > 0;
-  }
-
-  async commit() {
-    if (!this.multipart) {
-      await this.s3.put(this.key, concat(this.chunks, this.buffered), { 'content-type': 'application/gzip' });
-    } else {
-      if (this.buffered > 0) await this.sendPart();
-      await this.limiter.drain();
-      await this.s3.completeMultipart(this.key, this.uploadId, this.etags);
-    }
-    this.chunks = [];
-    this.committed = true;
-  }
-
-  /** Undoes whatever reached S3: aborts an open multipart upload, deletes a committed object. */
-  async discard({ keepCommitted = false } = {}) {
-    this.chunks = [];
-    if (this.committed) {
-      if (!keepCommitted) await this.s3.delete(this.key);
-    } else if (this.starting) {
-      const id = await this.starting.catch(() => null);
-      if (id) await this.s3.abortMultipart(this.key, id);
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------
 // HTTP
 
 /** An answer decided on the way (401, 413, ...): carries the status and JSON body. */
 class HttpError extends Error {
-  constructor(status, error, message, extra = {}) {
+  constructor(status, error, message, extra = {}, headers = {}) {
     super(message);
     this.status = status;
     this.error = error;
     this.extra = extra;
+    this.headers = headers;
   }
 }
+
+/** On every answer: no browser takes a JSON answer (or an error) for a script or a page. */
+const SAFE_HEADERS = { 'x-content-type-options': 'nosniff' };
 
 function json(status, body, headers = {}) {
   return new Response(JSON.stringify(body, null, 0), {
     status,
-    headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers },
+    headers: { ...SAFE_HEADERS, 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers },
   });
 }
 
@@ -388,6 +112,11 @@ function checkStoreRule(cfg, store, report, batchId) {
  * little too big gets its 413 too; past that, or when the declared Content-Length is
  * past that, or when the client stalls for 30 s, it is cancelled (and the client may
  * see a reset).
+ *
+ * An unauthenticated request (401), and one turned away because the worker is busy
+ * (503), get `discardRest(UNREAD_LIMIT_BYTES)`: at most 64 KiB more is read, then the
+ * body is cancelled and the connection closed; a stranger cannot make the worker
+ * read up to twice the upload limit.
  */
 class Body {
   constructor(request, max) {
@@ -400,9 +129,50 @@ class Body {
     this.expectContinue = /100-continue/i.test(request.headers.get('expect') ?? '');
   }
 
-  async *chunks() {
+  /** A reader of our own buffers (BYOB) where the runtime has one, else its chunks. */
+  open() {
+    if (this.reader) return;
+    try {
+      this.reader = this.stream.getReader({ mode: 'byob' });
+      this.byob = true;
+    } catch {
+      this.reader = this.stream.getReader();
+      this.byob = false;
+    }
+  }
+
+  /**
+   * The body in chunks of `size` bytes (the last may be less). With a BYOB reader
+   * they are read into ONE buffer, reused: a chunk is valid only until the next one
+   * is asked for (copy it to keep it). The runtime then allocates nothing per chunk,
+   * which keeps workerd's memory from growing with the body as garbage piles up.
+   */
+  async *chunks(size = PUSH_BYTES) {
     if (this.done) return;
-    this.reader ??= this.stream.getReader();
+    this.open();
+    if (!this.byob) {
+      yield* coalesce(this.runtimeChunks(), size);
+      return;
+    }
+    let buffer = new ArrayBuffer(size);
+    for (;;) {
+      let filled = 0;
+      while (filled < size && !this.done) {
+        const { done, value } = await this.reader.read(new Uint8Array(buffer, filled, size - filled));
+        if (value) {
+          buffer = value.buffer;
+          filled += value.length;
+          this.total += value.length;
+          if (this.total > this.max) throw tooLarge(this.max);
+        }
+        if (done) this.done = true;
+      }
+      if (filled > 0) yield new Uint8Array(buffer, 0, filled);
+      if (this.done) return;
+    }
+  }
+
+  async *runtimeChunks() {
     for (;;) {
       const { done, value } = await this.reader.read();
       if (done) {
@@ -415,17 +185,22 @@ class Body {
     }
   }
 
-  async discardRest(timeoutMs = 30_000) {
+  async discardRest(limit = 2 * this.max, timeoutMs = 30_000) {
     if (this.done) return;
     if (!this.reader && this.expectContinue) return;
-    this.reader ??= this.stream.getReader();
+    const until = Math.min(this.total + limit, 2 * this.max);
+    // With a reader of our own buffers (BYOB) nothing past `until` is read; the
+    // runtime's own chunks could overshoot it by one.
+    this.open();
+    const byob = this.byob;
     let timer;
     const stalled = new Promise((resolve) => {
       timer = setTimeout(() => resolve({ stalled: true }), timeoutMs);
     });
     try {
-      while (!this.abandon && this.total <= 2 * this.max) {
-        const r = await Promise.race([this.reader.read(), stalled]);
+      while (!this.abandon && this.total < until) {
+        const read = byob ? this.reader.read(new Uint8Array(Math.min(16 * 1024, until - this.total))) : this.reader.read();
+        const r = await Promise.race([read, stalled]);
         if (r.stalled) break;
         if (r.done) {
           this.done = true;
@@ -442,11 +217,19 @@ class Body {
   }
 }
 
+/** Most bytes of a body read before answering a stranger (401) or a busy 503. */
+const UNREAD_LIMIT_BYTES = 64 * 1024;
+
 function tooLarge(max) {
   return new HttpError(413, 'too_large', `the body is larger than the ${max} bytes this worker accepts (MAX_UPLOAD_BYTES)`, {
     max_upload_bytes: max,
   });
 }
+
+/** The core's product and store caches per pipeline (its default is 16 MiB): two
+ *  pipelines at once must fit a 128 MB isolate with their bodies and parts. Past the
+ *  cap rows are still right; a product may be written twice (the loader keeps one). */
+const CORE_CACHE_BYTES = 4 * 1024 * 1024;
 
 /** Bytes per `Pipeline.push`: fewer, larger calls across the wasm boundary (and
  *  fewer drains) run the pipeline about a quarter faster than the runtime's
@@ -473,20 +256,115 @@ async function* coalesce(source, size) {
   if (total > 0) yield concat(parts, total);
 }
 
-/** Splits buffered bytes into pipeline-sized chunks. */
-function* slices(bytes, size = PUSH_BYTES) {
-  for (let at = 0; at < bytes.length; at += size) yield bytes.subarray(at, Math.min(at + size, bytes.length));
+/**
+ * A body without X-Content-SHA256, read to its end (at most BUFFER_LIMIT_BYTES) and
+ * hashed chunk by chunk as it arrives; the chunks are kept as they came, never
+ * concatenated, and go through the pipeline afterwards. Returns `{chunks, sha256}`.
+ */
+async function bufferBody(body, cfg) {
+  const chunks = [];
+  let total = 0;
+  const h = new BatchHasher();
+  try {
+    for await (const c of body.chunks()) {
+      total += c.length;
+      if (total > cfg.bufferLimitBytes) throw needHash(cfg);
+      h.update(c);
+      chunks.push(c.slice()); // a copy: the reader reuses its buffer
+    }
+    return { chunks, sha256: h.sha256() };
+  } finally {
+    h.free();
+  }
 }
 
-async function bufferBody(body, cfg) {
-  const parts = [];
-  let total = 0;
-  for await (const c of body.chunks()) {
-    total += c.length;
-    if (total > cfg.bufferLimitBytes) throw needHash(cfg);
-    parts.push(c);
+/**
+ * The SHA-256 of a stream of chunks, fed as they go by: workerd's native
+ * `crypto.DigestStream` where there is one, else the core's hasher.
+ */
+class BodyDigest {
+  constructor() {
+    if (typeof crypto.DigestStream === 'function') {
+      this.stream = new crypto.DigestStream('SHA-256');
+      this.writer = this.stream.getWriter();
+    } else {
+      this.hasher = new BatchHasher();
+    }
   }
-  return concat(parts, total);
+  async update(chunk) {
+    if (this.writer) await this.writer.write(chunk);
+    else this.hasher.update(chunk);
+  }
+  async hex() {
+    if (this.writer) {
+      await this.writer.close();
+      return hex(await this.stream.digest);
+    }
+    return this.hasher.sha256();
+  }
+  free() {
+    this.hasher?.free();
+    this.writer?.abort().catch(() => {});
+  }
+}
+
+/**
+ * Runs at most `max` upload pipelines at once in this isolate (each holds its wasm
+ * state, its table parts and its request body in flight): a request beyond that waits
+ * its turn for up to `waitMs`, then gets 503 with `Retry-After`.
+ */
+class Slots {
+  constructor() {
+    this.busy = 0;
+    this.queue = [];
+  }
+  async acquire(max, waitMs) {
+    if (this.busy < max) {
+      this.busy++;
+      return () => this.release();
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve: null };
+      const timer = setTimeout(() => {
+        this.queue.splice(this.queue.indexOf(waiter), 1);
+        reject(busy(waitMs));
+      }, waitMs);
+      waiter.resolve = () => {
+        clearTimeout(timer);
+        this.busy++;
+        resolve(() => this.release());
+      };
+      this.queue.push(waiter);
+    });
+  }
+  release() {
+    this.busy--;
+    this.queue.shift()?.resolve();
+  }
+}
+
+const slots = new Slots();
+
+/** Waits for a pipeline slot (503 after PIPELINE_WAIT_MS); the wait goes in the log line. */
+async function takeTurn(cfg, log) {
+  const t0 = Date.now();
+  try {
+    return await slots.acquire(cfg.pipelines, cfg.pipelineWaitMs);
+  } finally {
+    log.waited_ms = Date.now() - t0;
+  }
+}
+/** Seconds a client is told to wait after a 503 `busy`. */
+const RETRY_AFTER_SECONDS = 10;
+
+function busy(waitMs) {
+  return new HttpError(
+    503,
+    'busy',
+    `the worker is running as many uploads as it may at once, and none finished within ${Math.round(waitMs / 1000)} s; send the file again in ${RETRY_AFTER_SECONDS} s`,
+    { retry_after: RETRY_AFTER_SECONDS },
+    { 'retry-after': String(RETRY_AFTER_SECONDS) },
+  );
 }
 
 function needHash(cfg) {
@@ -507,7 +385,7 @@ function parseReport(obj) {
   try {
     return JSON.parse(new TextDecoder().decode(obj.body));
   } catch {
-    throw new S3Error('a batch marker in the bucket is not JSON');
+    throw new S3Error(`${obj.key} is not JSON`, { key: obj.key, op: 'reading', reason: 'it is not JSON' });
   }
 }
 
@@ -543,47 +421,69 @@ async function handleUpload(request, cfg, fileName, log) {
 
   wasm();
   const s3 = new S3(cfg.s3, cfg.retry, log.s3);
-  let batchId;
-  let body;
-  if (claimed !== null) {
-    batchId = claimed.trim().toLowerCase().slice(0, 32);
-  } else {
-    if (length !== null && length > cfg.bufferLimitBytes) throw needHash(cfg);
-    const buffered = await bufferBody(input, cfg);
-    const h = new BatchHasher();
-    try {
-      // In slices: wasm memory grows to the largest buffer passed in, and never shrinks.
-      for (const slice of slices(buffered)) h.update(slice);
-      batchId = h.finish();
-    } finally {
-      h.free();
+  let release = null;
+  try {
+    let sha256 = claimed === null ? null : claimed.trim().toLowerCase();
+    let body = null;
+    if (sha256 === null) {
+      if (length !== null && length > cfg.bufferLimitBytes) throw needHash(cfg);
+      // The turn first: a request waiting for one holds none of its body.
+      release = await takeTurn(cfg, log);
+      const buffered = await bufferBody(input, cfg);
+      sha256 = buffered.sha256;
+      body = buffered.chunks;
     }
-    body = slices(buffered);
+    const batchId = sha256.slice(0, 32);
+    log.batch_id = batchId;
+    const keys = batchKeys(cfg.prefix, batchId);
+    const markerKey = keys[keys.length - 1];
+
+    // Idempotence: a batch whose marker is there is complete; write nothing.
+    const existing = await s3.get(markerKey);
+    if (existing) {
+      const report = parseReport(existing);
+      const owner = markerStore(existing, report);
+      if (owner && owner !== store) {
+        throw new HttpError(403, 'wrong_store', `this file is already staged for another branch, and this token is for branch ${store} only`);
+      }
+      const stagedSha = existing.headers.get('x-amz-meta-sha256');
+      if (stagedSha && stagedSha !== sha256) {
+        throw new HttpError(400, 'sha256_mismatch', 'X-Content-SHA256 is not the SHA-256 of the file staged as this batch (only its first 32 digits match)');
+      }
+      log.outcome = 'duplicate';
+      log.rows_read = report.rows_read;
+      log.rows_staged = report.rows_staged;
+      log.rows_rejected = report.rows_rejected;
+      log.bytes = report.bytes;
+      return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [] });
+    }
+
+    release ??= await takeTurn(cfg, log);
+    if (body === null) {
+      const digest = new BodyDigest();
+      try {
+        return await stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body: input.chunks(PUSH_BYTES), digest });
+      } finally {
+        digest.free();
+      }
+    }
+    return await stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body, digest: null });
+  } finally {
+    release?.();
   }
-  log.batch_id = batchId;
-  const keys = batchKeys(cfg.prefix, batchId);
+}
+
+/**
+ * Streams the body through the pipeline and the table files to S3, then commits:
+ * the five table objects (checked with HEAD), the index entries, the marker last.
+ * `digest` (streamed bodies) hashes the bytes as they go by, to compare the whole
+ * SHA-256 with X-Content-SHA256 (the pipeline itself checks the batch id only).
+ */
+async function stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body, digest }) {
   const markerKey = keys[keys.length - 1];
-
-  // Idempotence: a batch whose marker is there is complete; write nothing.
-  const existing = await s3.get(markerKey);
-  if (existing) {
-    const report = parseReport(existing);
-    const owner = markerStore(existing, report);
-    if (owner && owner !== store) {
-      throw new HttpError(403, 'wrong_store', `this file is already staged for another branch, and this token is for branch ${store} only`);
-    }
-    log.outcome = 'duplicate';
-    log.rows_read = report.rows_read;
-    log.rows_staged = report.rows_staged;
-    log.rows_rejected = report.rows_rejected;
-    log.bytes = report.bytes;
-    return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [] });
-  }
-
-  body ??= coalesce(input.chunks(), PUSH_BYTES);
   const limiter = new Limiter(cfg.partsInFlight);
   const objects = new Map(keys.slice(0, -1).map((k) => [k.slice(cfg.prefix.length), new TableObject(s3, k, cfg.partBytes, limiter)]));
-  const pipeline = new Pipeline({ source: fileName, batchId, customerKeySecret: cfg.customerKeySecret });
+  const pipeline = new Pipeline({ source: fileName, batchId, customerKeySecret: cfg.customerKeySecret, maxCacheBytes: CORE_CACHE_BYTES });
   let result;
   try {
     const forward = async (files) => {
@@ -593,9 +493,13 @@ async function handleUpload(request, cfg, fileName, log) {
       }
     };
     for await (const chunk of body) {
+      if (digest) await digest.update(chunk);
       pipeline.push(chunk);
       log.bytes = pipeline.bytes;
       await forward(pipeline.drain());
+    }
+    if (digest && (await digest.hex()) !== sha256) {
+      throw new HttpError(400, 'sha256_mismatch', 'the body does not match X-Content-SHA256: its SHA-256 differs (all 64 digits are compared)');
     }
     try {
       result = pipeline.finish();
@@ -617,33 +521,57 @@ async function handleUpload(request, cfg, fileName, log) {
     checkStoreRule(cfg, store, report, batchId);
     const marker = result.files[markerKey.slice(cfg.prefix.length)];
     await forward(Object.fromEntries(Object.entries(result.files).filter(([p]) => !p.startsWith('batches/'))));
-    // Commit: every table file, then the marker.
+    // Commit: every table file, all settled (on a failure nothing may still be in
+    // flight when the open multipart uploads are aborted).
     await limiter.drain();
-    // Settled, not raced: on a failure nothing may still be in flight when we undo.
     const commits = await Promise.allSettled([...objects.values()].map((o) => o.commit()));
     const failed = commits.find((c) => c.status === 'rejected');
     if (failed) throw failed.reason;
-    await s3.put(markerKey, marker, { 'content-type': 'application/json', 'x-amz-meta-store': store });
+    // The marker makes the batch visible to the loader: every table object must be there.
+    const heads = await Promise.all(keys.slice(0, -1).map((k) => s3.head(k)));
+    const missing = keys.filter((k, i) => i < heads.length && !heads[i]);
+    if (missing.length) {
+      throw new S3Error(`table objects missing after their commit: ${missing.join(', ')}`, {
+        key: missing[0],
+        op: 'checking',
+        reason: 'the object is missing after its commit',
+      });
+    }
+    // The index entries, then the marker (a reader takes an entry only with its marker).
+    const index = indexKeys(cfg.prefix, store, batchId, Date.now());
+    const entry = encoder.encode(JSON.stringify({ batch_id: batchId, store, marker: markerKey }));
+    await Promise.all([index.store, index.commit].map((k) => s3.put(k, entry, { 'content-type': 'application/json' })));
+    // If-None-Match: a marker there already is this upload's own earlier attempt
+    // whose answer was lost, or a concurrent upload of the same bytes: either way
+    // the batch is committed, with these same table objects.
+    const wrote = await s3.putIfAbsent(markerKey, marker, {
+      'content-type': 'application/json',
+      'x-amz-meta-store': store,
+      'x-amz-meta-sha256': sha256,
+    });
     log.outcome = 'staged';
+    if (!wrote) log.marker = 'present';
     log.multipart = [...objects.values()].filter((o) => o.multipart).length;
     return json(200, { batch_id: batchId, duplicate: false, store, report, keys });
   } catch (e) {
-    // No marker: undo what reached S3, best effort (the loader ignores a batch without
-    // its marker anyway, and the next upload of the same file rewrites the same keys).
-    // Open multipart uploads are always aborted. Committed table objects are deleted
-    // only when the marker is known to be absent: a concurrent upload of the same
-    // bytes may have committed the batch meanwhile, and its tables are these keys.
+    // No marker from this upload: abort the open multipart uploads (invisible anyway).
+    // Committed table objects stay (see TableObject.discard): a batch without its
+    // marker is invisible to the loader, and the next upload of the file rewrites them.
     await limiter.drain().catch(() => {});
-    const committedElsewhere = [...objects.values()].some((o) => o.committed)
-      ? await s3.get(markerKey).then((m) => m !== null, () => true)
-      : false;
-    await Promise.all([...objects.values()].map((o) => o.discard({ keepCommitted: committedElsewhere }).catch(() => {})));
+    await Promise.all([...objects.values()].map((o) => o.discard().catch(() => {})));
     throw e;
   } finally {
     pipeline.free();
   }
 }
 
+/**
+ * The token's store's batches, newest first, from the per-store index
+ * (`index/stores/<slug>/<inverted time>-<batch_id>`, which a LIST returns newest
+ * first): each entry's marker is read (eight at a time) for the report; an entry
+ * without its marker (an upload that failed before committing) is skipped, and a
+ * batch indexed twice (a retried upload) is listed once.
+ */
 async function handleList(request, cfg, url, log) {
   const store = await authenticate(request, cfg);
   log.store = store;
@@ -653,33 +581,36 @@ async function handleList(request, cfg, url, log) {
     throw new HttpError(400, 'bad_limit', 'limit must be a whole number from 1 to 500');
   }
   const s3 = new S3(cfg.s3, cfg.retry, log.s3);
-  const markerPrefix = `${cfg.prefix}batches/`;
-  const markers = [];
-  let next = null;
-  let scanTruncated = false;
-  do {
-    const page = await s3.list(markerPrefix, next);
-    markers.push(...page.objects.filter((o) => /\/[0-9a-f]{32}\.json$/.test(o.key)));
-    next = page.truncated ? page.next : null;
-    if (markers.length >= cfg.listLimit && next) {
-      scanTruncated = true;
-      break;
-    }
-  } while (next);
-  markers.sort((a, b) => (b.lastModified ?? '').localeCompare(a.lastModified ?? '') || a.key.localeCompare(b.key));
+  const indexPrefix = indexKeys(cfg.prefix, store, '', 0).store.replace(/[^/]*$/, '');
   const batches = [];
+  const seen = new Set();
   let scanned = 0;
-  // Newest first, a few at a time, until `limit` of this store's batches are found.
-  for (let i = 0; i < markers.length && batches.length < limit; i += 8) {
-    const group = markers.slice(i, i + 8);
-    scanned += group.length;
-    const got = await Promise.all(group.map((m) => s3.get(m.key)));
-    got.forEach((obj, j) => {
-      if (!obj || batches.length >= limit) return;
-      const report = parseReport(obj);
-      if (markerStore(obj, report) !== store) return;
-      batches.push(batchSummary(cfg, report, group[j], store));
-    });
+  let next = null;
+  let more = true;
+  while (more && batches.length < limit && scanned < cfg.listLimit) {
+    const page = await s3.list(indexPrefix, next, Math.min(1000, limit - batches.length + 8));
+    next = page.truncated ? page.next : null;
+    more = next !== null;
+    const ids = [];
+    for (const o of page.objects) {
+      const e = parseStoreIndexKey(o.key);
+      if (e && !seen.has(e.batchId)) {
+        seen.add(e.batchId);
+        ids.push({ id: e.batchId, at: e.at });
+      }
+    }
+    for (let i = 0; i < ids.length && batches.length < limit; i += 8) {
+      const group = ids.slice(i, i + 8);
+      scanned += group.length;
+      const got = await Promise.all(group.map(({ id }) => s3.get(batchKeys(cfg.prefix, id).at(-1))));
+      got.forEach((obj, j) => {
+        if (!obj || batches.length >= limit) return;
+        const report = parseReport(obj);
+        if (markerStore(obj, report) !== store) return;
+        batches.push(batchSummary(cfg, report, { key: obj.key, lastModified: group[j].at }, store));
+      });
+      if (batches.length >= limit && i + 8 < ids.length) more = true;
+    }
   }
   log.outcome = 'listed';
   return json(200, {
@@ -688,7 +619,7 @@ async function handleList(request, cfg, url, log) {
     prefix: cfg.prefix,
     batches,
     scanned,
-    truncated: scanTruncated || batches.length >= limit,
+    truncated: more,
   });
 }
 
@@ -756,7 +687,10 @@ function logLine(log) {
     duration_ms: Date.now() - log.start,
     s3_requests: log.s3.requests,
     s3_retries: log.s3.retries,
+    body_read: log.body?.total ?? 0,
   };
+  if (log.marker) line.marker = log.marker;
+  if (log.waited_ms !== undefined) line.waited_ms = log.waited_ms;
   if (log.multipart !== undefined) line.multipart_tables = log.multipart;
   if (log.error) line.error = log.error;
   console.log(JSON.stringify(line));
@@ -775,7 +709,7 @@ async function handle(request, env) {
   }
   const cors = corsHeaders(origin, cfg.allowedOrigins);
   if (request.method === 'OPTIONS') {
-    return new Response(null, { status: Object.keys(cors).length ? 204 : 403, headers: cors });
+    return new Response(null, { status: Object.keys(cors).length ? 204 : 403, headers: { ...SAFE_HEADERS, ...cors } });
   }
   const r = route(request.method, url.pathname);
   if (!r) return json(404, { error: 'not_found', message: `no route ${url.pathname}` }, cors);
@@ -812,7 +746,10 @@ async function handle(request, env) {
   } catch (e) {
     if (e instanceof HttpError) {
       log.outcome = e.error;
-      response = json(e.status, errorBody(e), e.status === 401 ? { 'www-authenticate': 'Bearer error="invalid_token"' } : {});
+      response = json(e.status, errorBody(e), {
+        ...(e.status === 401 ? { 'www-authenticate': 'Bearer error="invalid_token"' } : {}),
+        ...e.headers,
+      });
     } else if (e instanceof ConfigError) {
       log.outcome = 'misconfigured';
       log.error = e.message;
@@ -820,9 +757,10 @@ async function handle(request, env) {
     } else if (e instanceof S3Error) {
       log.outcome = 's3_error';
       log.error = e.message;
+      // The log line names the key; the answer names no bucket, prefix or key.
       response = json(502, {
         error: 's3_error',
-        message: `the staging bucket failed, nothing was committed; try again later (${e.message})`,
+        message: `the staging bucket failed, nothing was committed; try again later (${e.publicMessage(cfg.prefix)})`,
         batch_id: log.batch_id ?? null,
       });
     } else {
@@ -831,7 +769,17 @@ async function handle(request, env) {
       response = json(500, { error: 'internal_error', message: 'the worker failed; nothing was committed' });
     }
   }
-  await log.body?.discardRest();
+  // A stranger (401) or a request turned away (503) gets no more than 64 KiB read.
+  const short = response.status === 401 || response.status === 503;
+  await log.body?.discardRest(short ? UNREAD_LIMIT_BYTES : undefined);
+  if (short && log.body && !log.body.done) {
+    // The rest of the body was cancelled: this connection cannot carry another request.
+    try {
+      response.headers.set('connection', 'close');
+    } catch {
+      // A runtime that manages the header itself closes the connection anyway.
+    }
+  }
   log.status = response.status;
   logLine(log);
   for (const [k, v] of Object.entries(cors)) response.headers.set(k, v);

@@ -47,6 +47,12 @@ export function parseConfig(env) {
   if (!/^https?:\/\/[^/]+(\/.*)?$/.test(endpoint)) {
     throw new ConfigError('S3_ENDPOINT must be an http(s) URL such as https://s3.eu-west-2.amazonaws.com');
   }
+  // Plain HTTP would carry the staged tables and the signed requests in the clear:
+  // only the local stack (ENVIRONMENT = "development", wrangler.toml's top level) may.
+  const development = env.ENVIRONMENT === 'development';
+  if (!development && !endpoint.startsWith('https://')) {
+    throw new ConfigError('S3_ENDPOINT must be an https:// URL outside local development (ENVIRONMENT = "development")');
+  }
   const bucket = requiredVar(env, 'S3_BUCKET');
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
     throw new ConfigError('S3_BUCKET is not a valid bucket name');
@@ -67,7 +73,7 @@ export function parseConfig(env) {
     access,
     customerKeySecret: requiredVar(env, 'CUSTOMER_KEY_SECRET'),
     maxUploadBytes: maxUpload,
-    bufferLimitBytes: Math.min(intVar(env, 'BUFFER_LIMIT_BYTES', 32 * MiB, 0, 1024 * MiB), maxUpload),
+    bufferLimitBytes: Math.min(intVar(env, 'BUFFER_LIMIT_BYTES', 4 * MiB, 0, 1024 * MiB), maxUpload),
     partBytes,
     partsInFlight: intVar(env, 'MULTIPART_PARTS_IN_FLIGHT', 2, 1, 16),
     retry: {
@@ -82,6 +88,9 @@ export function parseConfig(env) {
       .map((s) => s.trim().replace(/\/+$/, ''))
       .filter(Boolean),
     listLimit: intVar(env, 'LIST_SCAN_LIMIT', 1000, 1, 100_000),
+    development,
+    pipelines: intVar(env, 'MAX_PIPELINES', 2, 1, 16),
+    pipelineWaitMs: intVar(env, 'PIPELINE_WAIT_MS', 20_000, 0, 600_000),
   };
 }
 
@@ -155,6 +164,47 @@ export function backoffDelay(attempt, { baseMs, capMs }, random = Math.random) {
 /** The object keys of a batch, in commit order (marker last). */
 export function batchKeys(prefix, batchId) {
   return [...TABLES.map((t) => `${prefix}${t}/${batchId}.csv.gz`), `${prefix}batches/${batchId}.json`];
+}
+
+/**
+ * The index entries written with a batch's commit, before its marker (so every batch
+ * whose marker exists has both; an entry whose marker is missing is an upload that
+ * failed or is still committing, and readers skip it):
+ *
+ * - `<prefix>index/stores/<slug>/<inverted ms>-<batch_id>`: one store's batches, a
+ *   LIST with the prefix returns them newest first (the inverted time is
+ *   9999999999999 − Unix ms, 13 digits);
+ * - `<prefix>index/commits/<yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>`: every commit by
+ *   UTC day and time, oldest first, for a loader's sweep.
+ *
+ * A retried upload writes new entries for the same batch: readers dedupe by batch id.
+ */
+export function indexKeys(prefix, store, batchId, ms) {
+  const inverted = String(9_999_999_999_999 - ms).padStart(13, '0');
+  const iso = new Date(ms).toISOString(); // 2026-12-01T20:05:03.123Z
+  return {
+    store: `${prefix}index/stores/${store}/${inverted}-${batchId}`,
+    commit: `${prefix}index/commits/${iso.slice(0, 10)}/${iso.slice(11, 23).replace(/:/g, '-')}Z-${batchId}`,
+  };
+}
+
+/** A per-store index key's batch id and commit time (ISO), or null for another key. */
+export function parseStoreIndexKey(key) {
+  const m = /\/(\d{13})-([0-9a-f]{32})$/.exec(key);
+  return m ? { batchId: m[2], at: new Date(9_999_999_999_999 - Number(m[1])).toISOString() } : null;
+}
+
+/**
+ * What an S3 key is, in words that name no bucket, prefix or key (error bodies go to
+ * clients; the log line keeps the key).
+ */
+export function describeKey(prefix, key) {
+  if (key === null) return 'the bucket listing';
+  const rest = key.startsWith(prefix) ? key.slice(prefix.length) : key;
+  if (rest.startsWith('batches/')) return 'the batch marker';
+  if (rest.startsWith('index/')) return 'the batch index';
+  const table = TABLES.find((t) => rest.startsWith(`${t}/`));
+  return table ? `the ${table} table file` : 'an object';
 }
 
 /** The store slugs a report's staged rows belong to. */

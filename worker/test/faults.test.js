@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { assertLargeSameAsCli, batchIdOf, cliGenerate, startStack, upload } from './harness.js';
+import { assertLargeSameAsCli, batchIdOf, cliGenerate, cliTransform, gzDigest, startStack, upload } from './harness.js';
 import { batchKeys, mintToken, storeSlug } from '../src/lib.js';
 
 const BUDGET_MS = 6000;
@@ -26,9 +26,12 @@ async function freshFile() {
   return { file, name: path.basename(file), token, bytes, id: await batchIdOf(bytes) };
 }
 
+/** The batch's objects of the staging layout (tables and marker; not its index entries). */
 async function keysOf(id) {
-  return (await stack.s3.client.keys(stack.prefix)).filter((k) => k.includes(id));
+  return (await stack.s3.client.keys(stack.prefix)).filter((k) => k.includes(id) && !k.startsWith(`${stack.prefix}index/`));
 }
+
+const isMarkerPut = (req) => req.method === 'PUT' && req.url.includes('/batches/');
 
 const lastLog = () => stack.worker.logs.filter((l) => l.event === 'upload').at(-1);
 
@@ -82,14 +85,82 @@ describe('S3 down', () => {
     });
   }
 
-  test('S3 failing on the marker after the tables: 502, the table objects are removed, no marker', async () => {
+  test('S3 failing on the marker after the tables: 502 naming no key, no marker, the tables stay; the next upload commits', async () => {
     const f = await freshFile();
-    stack.proxy.failNext(Infinity, ['503', 'drop'], (req) => req.method === 'PUT' && req.url.includes('/batches/'));
+    stack.proxy.failNext(Infinity, ['503', 'drop'], isMarkerPut);
     const r = await upload(stack.url, f.token, f.name, f.bytes);
     stack.proxy.set('pass');
     assert.equal(r.status, 502, r.text);
-    assert.match(r.body.message, /batches\//);
-    assert.deepEqual(await keysOf(f.id), [], 'no marker, and the committed tables deleted');
+    assert.match(r.body.message, /the batch marker/);
+    for (const named of [stack.s3.bucket, stack.prefix, 'batches/', f.id + '.']) {
+      assert.ok(!r.text.includes(named), `the error body names ${named}: ${r.text}`);
+    }
+    assert.match(lastLog().error, /batches\//, 'the log line names the key');
+    // Content-addressed: the committed tables are what any upload of this file writes.
+    const tables = batchKeys(stack.prefix, f.id).slice(0, -1);
+    assert.deepEqual(await keysOf(f.id), [...tables].sort(), 'the tables stay, without a marker (invisible to the loader)');
+    const again = await upload(stack.url, f.token, f.name, f.bytes);
+    assert.equal(again.status, 200, again.text);
+    await assertLargeSameAsCli(assert, stack, f.file, f.id);
+  });
+
+  test('a table object S3 acknowledged but lost: the HEAD before the marker finds it missing, 502, no marker', async () => {
+    const f = await freshFile();
+    stack.proxy.failNext(1, ['swallow'], (req) => req.method === 'PUT' && req.url.includes('/products/'));
+    const r = await upload(stack.url, f.token, f.name, f.bytes);
+    assert.equal(r.status, 502, r.text);
+    assert.match(r.body.message, /checking the products table file: the object is missing after its commit/);
+    assert.ok(!r.text.includes(stack.prefix), r.text);
+    assert.equal(await stack.s3.client.get(`${stack.prefix}batches/${f.id}.json`), null, 'no marker over a missing table');
+    const again = await upload(stack.url, f.token, f.name, f.bytes);
+    assert.equal(again.status, 200, again.text);
+    await assertLargeSameAsCli(assert, stack, f.file, f.id);
+  });
+});
+
+describe('lost answers and races at commit', () => {
+  test('a marker PUT that times out but lands: the retry finds it (If-None-Match) and the upload is staged', async () => {
+    const f = await freshFile();
+    stack.proxy.failNext(1, ['land-then-hang'], isMarkerPut);
+    const r = await upload(stack.url, f.token, f.name, f.bytes);
+    stack.proxy.set('pass');
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.duplicate, false);
+    const log = lastLog();
+    assert.equal(log.outcome, 'staged');
+    assert.equal(log.marker, 'present', 'the retried conditional PUT found the marker the first attempt wrote');
+    assert.deepEqual(await keysOf(f.id), batchKeys(stack.prefix, f.id).sort());
+    await assertLargeSameAsCli(assert, stack, f.file, f.id);
+  });
+
+  test('two identical uploads racing, one failing at its marker: the other commits a whole batch', async () => {
+    const f = await freshFile();
+    // The same bytes under two names, so the two markers (whose report names the
+    // source) differ and the proxy can tell the uploads apart by the payload hash.
+    // The first marker PUT's upload (A) fails for good; the other's (B) first marker
+    // PUT hangs past A's failure, so B commits after A gave up.
+    let a = null;
+    const hash = (req) => req.headers['x-amz-content-sha256'];
+    stack.proxy.failNext(Infinity, ['503'], (req) => isMarkerPut(req) && (a ??= hash(req)) === hash(req));
+    stack.proxy.failNext(1, ['hang'], isMarkerPut);
+    const [ra, rb] = await Promise.all([
+      upload(stack.url, f.token, f.name, f.bytes),
+      upload(stack.url, f.token, `copy-of-${f.name}`, f.bytes),
+    ]);
+    stack.proxy.set('pass');
+    assert.deepEqual([ra.status, rb.status].sort(), [200, 502], `${ra.text}\n${rb.text}`);
+    const [winner, name] = ra.status === 200 ? [ra, f.name] : [rb, `copy-of-${f.name}`];
+    assert.deepEqual(await keysOf(f.id), batchKeys(stack.prefix, f.id).sort(), 'all five tables under the marker');
+    const marker = JSON.parse(Buffer.from(await stack.s3.client.get(`${stack.prefix}batches/${f.id}.json`)).toString('utf8'));
+    assert.equal(marker.source, name, "the marker is the winner's");
+    assert.deepEqual(marker, winner.body.report);
+    // The tables are whole: row for row what the CLI stages from the same bytes.
+    const out = cliTransform(f.file, stack.customerKeySecret);
+    for (const t of ['stores', 'products', 'transactions', 'basket_items', 'rejects']) {
+      const staged = await stack.s3.client.get(`${stack.prefix}${t}/${f.id}.csv.gz`);
+      assert.ok(staged, `${t} is there`);
+      assert.deepEqual(await gzDigest(staged), await gzDigest(path.join(out, t, `${f.id}.csv.gz`)), t);
+    }
   });
 });
 
@@ -151,6 +222,21 @@ describe('multipart uploads under faults', () => {
     assert.deepEqual(stack.s3.openUploads(), [], 'no multipart upload left open');
   });
 
+  test('a completion whose answer is lost: the retry meets NoSuchUpload, a HEAD finds the object, the batch is staged', async () => {
+    const bytes = Buffer.concat([fs.readFileSync(big), Buffer.from('\n\n\n')]);
+    const id = await batchIdOf(bytes);
+    const token = await mintToken(stack.uploadSecret, 'chesterfield', Math.floor(Date.now() / 1000) + 3600);
+    stack.proxy.failNext(1, ['drop-mid-answer'], (req) => req.method === 'POST' && req.url.includes('uploadId='));
+    const r = await upload(stack.url, token, 'chesterfield_big.csv', bytes);
+    const rules = stack.proxy.rules;
+    stack.proxy.set('pass');
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(rules.map((rule) => rule.left), [0], 'the completion answer was dropped');
+    assert.equal(lastLog().outcome, 'staged');
+    assert.deepEqual(await keysOf(id), batchKeys(stack.prefix, id).sort());
+    assert.deepEqual(stack.s3.openUploads(), [], 'no multipart upload left open');
+  });
+
   test('S3 failing for good mid-upload: 502, every multipart upload aborted, nothing staged', async () => {
     const bytes = Buffer.concat([fs.readFileSync(big), Buffer.from('\n')]);
     const id = await batchIdOf(bytes);
@@ -159,7 +245,7 @@ describe('multipart uploads under faults', () => {
     const r = await upload(stack.url, token, 'chesterfield_big.csv', bytes);
     stack.proxy.set('pass');
     assert.equal(r.status, 502, r.text);
-    assert.match(r.body.message, /upload part 2/);
+    assert.match(r.body.message, /upload part 2 of the (transactions|basket_items) table file/);
     assert.deepEqual(await keysOf(id), []);
     assert.deepEqual(stack.s3.openUploads(), [], 'multipart uploads aborted');
   });

@@ -344,7 +344,11 @@ export class FaultProxy {
     return this;
   }
 
-  /** pass | 503 | 500 | hang | drop | drop-mid-answer: every request fails this way. */
+  /**
+   * pass | 503 | 500 | hang | drop | drop-mid-answer: every request fails this way.
+   * Rules (`failNext`) may also use `land-then-hang` (forwarded, S3 does the work,
+   * the answer never comes back) and `swallow` (answered 200, never forwarded).
+   */
   set(mode) {
     this.mode = mode;
     this.failuresLeft = 0;
@@ -421,9 +425,26 @@ export class FaultProxy {
       req.socket.destroy();
       return;
     }
+    if (kind === 'swallow') {
+      // Answers as S3 would to a PUT, and never forwards it: an object that S3
+      // acknowledged and then lost.
+      this.count(kind);
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { etag: '"00000000000000000000000000000000"', 'content-length': '0' });
+        res.end();
+      });
+      return;
+    }
     const upstream = http.request(
       { host: this.target.host, port: this.target.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
+        if (kind === 'land-then-hang') {
+          // S3 did the work; its answer never reaches the worker, which times out.
+          this.count(kind);
+          up.resume();
+          return;
+        }
         if (kind === 'drop-mid-answer') {
           // S3 did the work; the answer is cut off inside its status line.
           this.count(kind);
@@ -670,7 +691,7 @@ export function earlyAnswer(url, headers, bytes, { firstOnly = false } = {}) {
       res.on('data', (d) => (text += d));
       res.on('end', () => {
         req.destroy();
-        resolve({ status: res.statusCode, body: JSON.parse(text) });
+        resolve({ status: res.statusCode, body: JSON.parse(text), headers: res.headers });
       });
     });
     req.on('error', (e) => {
@@ -707,7 +728,9 @@ export async function uploadFile(url, token, file, { name = path.basename(file),
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'PUT', headers });
+    let answered = false;
     req.on('response', (res) => {
+      answered = true;
       let text = '';
       res.on('data', (d) => (text += d));
       res.on('end', () => {
@@ -717,10 +740,13 @@ export async function uploadFile(url, token, file, { name = path.basename(file),
         } catch {
           body = { unparsed: text };
         }
-        resolve({ status: res.statusCode, body, text, seconds: (performance.now() - t0) / 1000 });
+        resolve({ status: res.statusCode, body, text, headers: res.headers, seconds: (performance.now() - t0) / 1000 });
       });
     });
-    req.on('error', reject);
+    // An answer given before the whole body was read (503 busy) is still the answer.
+    req.on('error', (e) => {
+      if (!answered) reject(e);
+    });
     fs.createReadStream(file, { highWaterMark: 256 * 1024 }).pipe(req);
   });
 }

@@ -8,13 +8,29 @@ import {
   ConfigError,
   contentTypeAllowed,
   corsHeaders,
+  describeKey,
+  indexKeys,
   MIN_PART_BYTES,
   parseConfig,
   parseListObjects,
+  parseStoreIndexKey,
   reportStores,
   xmlTag,
 } from '../src/lib.js';
-import { wranglerVars } from './harness.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { WORKER_DIR, wranglerVars } from './harness.js';
+
+/** A table of wrangler.toml (`[env.production.vars]`, ...) as {NAME: "value"}. */
+function wranglerTable(name) {
+  const toml = fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8');
+  const at = toml.indexOf(`\n[${name}]\n`);
+  if (at < 0) return null;
+  const body = toml.slice(at + name.length + 4).split(/\n\[/)[0];
+  const out = {};
+  for (const m of body.matchAll(/^([A-Za-z0-9_]+)\s*=\s*"?([^"\n]*)"?\s*$/gm)) out[m[1]] = m[2];
+  return out;
+}
 
 const secrets = {
   S3_ACCESS_KEY_ID: 'AKTEST',
@@ -34,6 +50,68 @@ test("wrangler.toml's [vars] with the secrets make a valid configuration", () =>
   assert.deepEqual(cfg.allowedOrigins, ['http://127.0.0.1:8080', 'http://localhost:8080']);
 });
 
+test("wrangler.toml's production environment: HTTPS S3, at most 100 MB, a CPU limit, no localhost origin", () => {
+  const vars = wranglerTable('env.production.vars');
+  assert.ok(vars, 'an [env.production.vars] table');
+  const cfg = parseConfig({ ...vars, ...secrets });
+  assert.equal(cfg.development, false);
+  assert.match(cfg.s3.endpoint, /^https:\/\//);
+  assert.ok(cfg.maxUploadBytes <= 100_000_000, `MAX_UPLOAD_BYTES ${cfg.maxUploadBytes}`);
+  assert.ok(cfg.bufferLimitBytes <= 4 * 1024 * 1024);
+  assert.equal(cfg.pipelines, 2);
+  assert.ok(cfg.allowedOrigins.length > 0);
+  for (const o of cfg.allowedOrigins) assert.doesNotMatch(o, /localhost|127\.|\[::1\]|^http:|\*/, o);
+  const limits = wranglerTable('env.production.limits');
+  assert.ok(Number(limits?.cpu_ms) > 0, 'a CPU limit');
+  for (const name of Object.keys(secrets)) assert.equal(vars[name], undefined, name);
+});
+
+test('plain-HTTP S3 only in local development', () => {
+  const base = { ...wranglerVars(), ...secrets };
+  assert.equal(base.ENVIRONMENT, 'development', 'the top level is the local stack');
+  assert.equal(parseConfig(base).s3.endpoint, 'http://127.0.0.1:9000');
+  for (const env of [undefined, 'production', 'staging', 'Development']) {
+    assert.throws(() => parseConfig({ ...base, ENVIRONMENT: env }), (e) => e instanceof ConfigError && /https:\/\//.test(e.message), String(env));
+    assert.equal(parseConfig({ ...base, ENVIRONMENT: env, S3_ENDPOINT: 'https://s3.example.com' }).s3.endpoint, 'https://s3.example.com');
+  }
+});
+
+test('the defaults bound memory: a 4 MiB buffer, two pipelines at once', () => {
+  const { BUFFER_LIMIT_BYTES, MAX_PIPELINES, PIPELINE_WAIT_MS, ...rest } = wranglerVars();
+  const cfg = parseConfig({ ...rest, ...secrets });
+  assert.equal(cfg.bufferLimitBytes, 4 * 1024 * 1024);
+  assert.equal(cfg.pipelines, 2);
+  assert.ok(cfg.pipelineWaitMs > 0);
+  assert.equal(parseConfig({ ...wranglerVars(), ...secrets }).bufferLimitBytes, 4 * 1024 * 1024);
+});
+
+test('index keys: per store newest first by key order, all commits by day and time', () => {
+  const id = (n) => String(n).repeat(32);
+  const t = Date.parse('2026-12-01T20:05:03.123Z');
+  const k = indexKeys('staging/', 'leeds', id(1), t);
+  assert.equal(k.store, `staging/index/stores/leeds/8203844496876-${id(1)}`);
+  assert.equal(k.commit, `staging/index/commits/2026-12-01/20-05-03.123Z-${id(1)}`);
+  assert.deepEqual(parseStoreIndexKey(k.store), { batchId: id(1), at: '2026-12-01T20:05:03.123Z' });
+  assert.equal(parseStoreIndexKey(`staging/batches/${id(1)}.json`), null);
+  // Later commits sort first under the store, last under the day.
+  const times = [t - 86_400_000, t - 1, t, t + 1, t + 3_600_000, Date.parse('2030-01-01T00:00:00Z')];
+  const keys = times.map((ms, i) => indexKeys('', 'leeds', id(i), ms));
+  const byStore = keys.map((x) => x.store);
+  assert.deepEqual([...byStore].sort(), [...byStore].reverse());
+  const byCommit = keys.map((x) => x.commit);
+  assert.deepEqual([...byCommit].sort(), byCommit);
+  assert.equal(indexKeys('', 'leeds', id(0), 0).store, `index/stores/leeds/9999999999999-${id(0)}`);
+});
+
+test('S3 keys in error bodies are words: no bucket, prefix or key', () => {
+  const id = '0123456789abcdef0123456789abcdef';
+  assert.equal(describeKey('p/q/', `p/q/batches/${id}.json`), 'the batch marker');
+  assert.equal(describeKey('p/q/', `p/q/basket_items/${id}.csv.gz`), 'the basket_items table file');
+  assert.equal(describeKey('p/q/', `p/q/index/stores/leeds/1-${id}`), 'the batch index');
+  assert.equal(describeKey('p/q/', null), 'the bucket listing');
+  assert.equal(describeKey('', 'elsewhere/x'), 'an object');
+});
+
 test('wrangler.toml holds no secret', () => {
   const vars = wranglerVars();
   for (const name of [...Object.keys(secrets), 'UPLOAD_SECRETS']) assert.equal(vars[name], undefined, name);
@@ -46,6 +124,7 @@ test('configuration mistakes name the variable and never echo a secret', () => {
   };
   bad({ S3_ENDPOINT: '' }, /S3_ENDPOINT is not set/);
   bad({ S3_ENDPOINT: 'ftp://x' }, /S3_ENDPOINT must be/);
+  bad({ S3_ENDPOINT: 'http://s3.example.com', ENVIRONMENT: 'production' }, /S3_ENDPOINT must be an https/);
   bad({ S3_BUCKET: 'Not_A_Bucket' }, /S3_BUCKET/);
   bad({ UPLOAD_SECRET: undefined }, /^UPLOAD_SECRETS is not set/);
   bad({ UPLOAD_SECRET: 'short' }, /^UPLOAD_SECRET must hold at least 16 bytes$/);

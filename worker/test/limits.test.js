@@ -1,6 +1,7 @@
 // Size limits, with small limits configured: 413 past MAX_UPLOAD_BYTES even without a
 // Content-Length (chunked bodies are counted as they stream), and 428 when a body too
-// big to buffer comes without X-Content-SHA256.
+// big to buffer comes without X-Content-SHA256; X-Content-SHA256 compared in all its
+// 64 digits; a stranger's body read no further than 64 KiB.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -17,9 +18,10 @@ let small; // under BUFFER_LIMIT_BYTES
 let medium; // between BUFFER_LIMIT_BYTES and MAX_UPLOAD_BYTES
 let large; // over MAX_UPLOAD_BYTES
 
-async function send(bytes, { sha256, name = 'chesterfield_25-08-2021_09-00-00.csv', stream = false } = {}) {
-  const headers = { authorization: `Bearer ${token}`, 'content-type': 'text/csv' };
-  if (sha256) headers['x-content-sha256'] = createHash('sha256').update(bytes).digest('hex');
+async function send(bytes, { sha256, name = 'chesterfield_25-08-2021_09-00-00.csv', stream = false, auth = token } = {}) {
+  const headers = { authorization: `Bearer ${auth}`, 'content-type': 'text/csv' };
+  if (typeof sha256 === 'string') headers['x-content-sha256'] = sha256;
+  else if (sha256) headers['x-content-sha256'] = createHash('sha256').update(bytes).digest('hex');
   if (!stream) headers['content-length'] = String(bytes.length);
   return earlyAnswer(`${stack.url}/v1/uploads/${name}`, headers, bytes);
 }
@@ -71,5 +73,46 @@ test('the same body with X-Content-SHA256 streams and is staged; a small one is 
   const s = await send(small, { name: 'chesterfield_small.csv', stream: true });
   assert.equal(s.status, 200, JSON.stringify(s.body));
   assert.equal(s.body.batch_id, await batchIdOf(small));
-  assert.equal((await stack.s3.client.keys(stack.prefix)).length, 12);
+  const layout = (await stack.s3.client.keys(stack.prefix)).filter((k) => !k.startsWith(`${stack.prefix}index/`));
+  assert.equal(layout.length, 12);
+});
+
+/** The SHA-256 of `bytes` with its last hex digit changed: the batch id (first 32) still matches. */
+function wrongTail(bytes) {
+  const h = createHash('sha256').update(bytes).digest('hex');
+  return h.slice(0, 63) + (h[63] === '0' ? '1' : '0');
+}
+
+test('X-Content-SHA256 is compared in all 64 digits: a claim matching only the batch id is 400, nothing staged', async () => {
+  const fresh = medium.subarray(0, medium.lastIndexOf(10, medium.length - 5000) + 1);
+  const id = await batchIdOf(fresh);
+  const r = await send(fresh, { sha256: wrongTail(fresh), stream: true });
+  assert.equal(r.status, 400, JSON.stringify(r.body));
+  assert.equal(r.body.error, 'sha256_mismatch');
+  assert.deepEqual((await stack.s3.client.keys(stack.prefix)).filter((k) => k.includes(id) && !k.includes('/index/')), []);
+  // A batch already staged (medium, above): the marker keeps the whole SHA-256, so a
+  // claim matching only its batch id is not answered as a duplicate.
+  const dup = await send(medium, { sha256: wrongTail(medium), stream: true });
+  assert.equal(dup.status, 400, JSON.stringify(dup.body));
+  assert.equal(dup.body.error, 'sha256_mismatch');
+  const again = await send(medium, { sha256: true, stream: true });
+  assert.equal(again.status, 200);
+  assert.equal(again.body.duplicate, true);
+});
+
+test('an unauthenticated upload is answered 401 after reading at most 64 KiB of its body', async () => {
+  // A small body is read whole: the client sees the 401.
+  const small401 = await send(small.subarray(0, 20_000), { sha256: true, auth: 'not-a-token' });
+  assert.equal(small401.status, 401);
+  assert.equal(small401.headers['x-content-type-options'], 'nosniff');
+  for (const stream of [true, false]) {
+    // A larger one is cut off after 64 KiB: the client sees the 401, or (when the
+    // connection is closed while it is still sending) a reset.
+    const r = await send(large.subarray(0, MAX - 1000), { sha256: true, stream, auth: 'not-a-token' }).catch((e) => ({ reset: e.code }));
+    if (!r.reset) assert.equal(r.status, 401, JSON.stringify(r.body));
+    else assert.match(r.reset, /ECONNRESET|EPIPE/);
+    const log = stack.worker.logs.filter((l) => l.event === 'upload').at(-1);
+    assert.equal(log.status, 401);
+    assert.ok(log.body_read <= 64 * 1024, `read ${log.body_read} bytes of a stranger's body`);
+  }
 });

@@ -99,7 +99,8 @@ test('GET /healthz answers without S3 or a token', async () => {
   const body = await res.json();
   assert.equal(body.ok, true);
   assert.equal(body.max_upload_bytes, 200_000_000);
-  assert.equal(body.buffer_limit_bytes, 32 * 1024 * 1024);
+  assert.equal(body.buffer_limit_bytes, 4 * 1024 * 1024);
+  assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
 });
 
 describe('staging real exports', { skip: NO_CORPUS }, () => {
@@ -122,8 +123,11 @@ describe('staging real exports', { skip: NO_CORPUS }, () => {
     // The customer key is there (the worker holds the secret), 64 hex digits per row.
     const tx = (await stack.s3.client.text(`${stack.prefix}transactions/${id}.csv.gz`)).trim().split('\n');
     assert.ok(tx.every((row) => /^[0-9a-f]{64}$/.test(row.split(',')[6]) && row.split(',')[7] === id));
-    // Five table PUTs and the marker after a marker lookup: 7 requests, no more.
-    assert.equal(stack.proxy.seen.total - before, 7);
+    // A marker lookup, five table PUTs, five HEADs checking them, two index entries and
+    // the marker: 14 requests, no more.
+    assert.equal(stack.proxy.seen.total - before, 14);
+    const index = await stack.s3.client.keys(`${stack.prefix}index/`);
+    assert.equal(index.filter((k) => k.endsWith(`-${id}`)).length, 2, 'one entry per index');
   });
 
   test('a legacy export with header lines is staged as the CLI stages it', async () => {
