@@ -11,7 +11,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
-use cafe_etl::warehouse::{postgres as wpg, schema, VIEWS};
+use cafe_etl::warehouse::{postgres as wpg, schema, Plan, VIEWS};
 use cafe_etl::{marker_key, Table};
 use postgres::{Client, NoTls, SimpleQueryMessage};
 use sqlparser::ast::{CopySource, CopyTarget, Statement};
@@ -381,9 +381,45 @@ fn load_plan_writes_manifests_and_a_redshift_script_that_parses() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        merges,
-        ["stores", "products", "transactions", "basket_items"]
+    assert_eq!(merges, ["transactions", "basket_items"]);
+    // Stores and products: an INSERT ... SELECT with an anti-join against
+    // the target, so a load never rewrites the rows the table has.
+    for name in ["stores", "products"] {
+        let insert = statements
+            .iter()
+            .find_map(|s| match s {
+                Statement::Insert(i) if i.table.to_string() == name => Some(i),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no insert into {name}"));
+        let body = insert
+            .source
+            .as_ref()
+            .expect("INSERT ... SELECT")
+            .to_string();
+        assert!(
+            body.contains(&format!(
+                "FROM tmp_new_{name} AS s LEFT JOIN {name} AS t ON t."
+            )) || body.contains(&format!("FROM tmp_new_{name} s LEFT JOIN {name} t ON t.")),
+            "{body}"
+        );
+        assert!(body.ends_with("_id IS NULL"), "{body}");
+    }
+    // Loads queue on the one-row lock table, never on the ledger the
+    // dashboards read.
+    let locks: Vec<String> = statements
+        .iter()
+        .filter(|s| matches!(s, Statement::Lock(_) | Statement::LockTables { .. }))
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert!(locks[0].contains("load_lock"), "{locks:?}");
+    assert!(
+        statements[2]
+            .to_string()
+            .starts_with("UPDATE load_lock SET plan_id = "),
+        "{}",
+        statements[2]
     );
     let ledger = statements
         .iter()
@@ -800,6 +836,127 @@ fn two_loads_at_once_load_each_batch_once() {
     assert_eq!(count(c, "SELECT count(*) FROM loaded_batches"), 6);
     assert_eq!(count(c, "SELECT count(*) FROM transactions"), 11);
     assert_eq!(count(c, "SELECT count(*) FROM basket_items"), 14);
+}
+
+/// Each row of a table with its `xmin`: the transaction that last wrote
+/// it. A row rewritten (by an update, even to the same values) gets a new one.
+fn row_versions(client: &mut Client, table: &str, key: &str) -> Vec<Vec<String>> {
+    rows(
+        client,
+        &format!("SELECT {key}, xmin::text FROM {table} ORDER BY {key}"),
+    )
+}
+
+#[test]
+fn reloading_leaves_store_and_product_rows_untouched() {
+    let Some(mut db) = fresh_db("reloading_leaves_store_and_product_rows_untouched") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    stage(&fixture_dir(), &root);
+    let c = &mut db.client;
+    let first = wpg::load(c, &root, &wpg::LoadOptions::default()).unwrap();
+    assert_eq!(first.recorded, 6);
+    let stores = row_versions(c, "stores", "store_id");
+    let products = row_versions(c, "products", "product_id");
+    assert!(!stores.is_empty() && !products.is_empty());
+    // Every batch planned again: the script drops them as loaded, but the
+    // stores and products of all six are copied and offered to the tables.
+    let again = wpg::load(
+        c,
+        &root,
+        &wpg::LoadOptions {
+            include_loaded: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((again.planned, again.recorded), (6, 0));
+    let offered: u64 = again
+        .tables
+        .iter()
+        .filter(|t| matches!(t.table, Table::Stores | Table::Products))
+        .map(|t| t.copied)
+        .sum();
+    assert!(offered > 0, "the reload offered no dimension rows");
+    assert_eq!(row_versions(c, "stores", "store_id"), stores);
+    assert_eq!(row_versions(c, "products", "product_id"), products);
+}
+
+#[test]
+fn a_load_holding_the_lock_queues_loads_but_not_dashboards() {
+    let Some(mut db) = fresh_db("a_load_holding_the_lock_queues_loads") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    stage(&fixture_dir(), &root);
+    wpg::apply_schema(&mut db.client).unwrap();
+    let batches = cafe_etl::warehouse::scan(&root).unwrap().complete;
+    assert_eq!(batches.len(), 6);
+    let first = Plan::new(batches[..3].to_vec());
+    let all = Plan::new(batches.clone());
+
+    // Load A: every step of its plan run, not committed: it holds the lock.
+    let mut a = Client::connect(&db.url, NoTls).unwrap();
+    let mut tx = a.transaction().unwrap();
+    wpg::run_steps(&mut tx, &first, &root).unwrap();
+
+    // Load B, of all six batches, from a connection of its own: it queues.
+    let queued = format!("{}&application_name=queued_load", db.url);
+    std::thread::scope(|s| {
+        let b = s.spawn(|| {
+            let mut b = Client::connect(&queued, NoTls).unwrap();
+            wpg::execute(&mut b, &all, &root).unwrap()
+        });
+        let c = &mut db.client;
+        let waiting_on_lock = "SELECT count(*) FROM pg_locks l \
+             JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE NOT l.granted AND a.application_name = 'queued_load' \
+             AND l.relation = 'load_lock'::regclass";
+        let mut tries = 0;
+        while count(c, waiting_on_lock) == 0 {
+            assert!(!b.is_finished(), "load B did not wait for load A");
+            tries += 1;
+            assert!(tries < 300, "load B never queued on load_lock");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+
+        // A dashboard reads the ledger and every view meanwhile, with a
+        // timeout that a lock wait would hit.
+        let mut dash = Client::connect(&db.url, NoTls).unwrap();
+        dash.batch_execute("SET statement_timeout = '5s'").unwrap();
+        let ledger = dash
+            .query_one("SELECT count(*) FROM loaded_batches", &[])
+            .unwrap_or_else(|e| panic!("the dashboard's ledger read waited: {e}"));
+        assert_eq!(ledger.get::<_, i64>(0), 0, "A has not committed");
+        for v in VIEWS {
+            dash.simple_query(&format!("SELECT * FROM {} LIMIT 5", v.name))
+                .unwrap_or_else(|e| panic!("the dashboard's read of {} waited: {e}", v.name));
+        }
+        assert!(!b.is_finished(), "load B ran while A held the lock");
+        assert_eq!(count(c, waiting_on_lock), 1);
+
+        tx.commit().unwrap();
+        let (tables, recorded) = b.join().unwrap();
+        // B took the lock after A's commit, so its script saw A's batches
+        // in the ledger and recorded only the other three.
+        assert_eq!(recorded, 3);
+        let copied: u64 = tables.iter().map(|t| t.copied).sum();
+        assert!(copied > 0, "B copied nothing: {tables:?}");
+    });
+    let c = &mut db.client;
+    assert_eq!(count(c, "SELECT count(*) FROM loaded_batches"), 6);
+    assert_eq!(count(c, "SELECT count(*) FROM transactions"), 11);
+    assert_eq!(count(c, "SELECT count(*) FROM basket_items"), 14);
+    assert_eq!(
+        rows(
+            c,
+            "SELECT lock_id::text, plan_id, loads::text FROM load_lock"
+        ),
+        table(&[&["1", all.id(), "2"]])
+    );
 }
 
 #[test]
