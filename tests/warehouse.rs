@@ -524,6 +524,50 @@ fn load_plan_writes_manifests_and_a_redshift_script_that_parses() {
     }
 }
 
+/// The flags the docs' `psql -f` lines must set: without ON_ERROR_STOP,
+/// psql runs on past a failed statement and exits 0.
+const STOP_ON_ERROR: &str = "-v ON_ERROR_STOP=1";
+
+#[test]
+fn docs_run_load_scripts_with_psql_stopping_on_error() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut runs = 0;
+    for doc in ["docs/warehouse.md", "README.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("psql ") && line.contains(" -f ") {
+                runs += 1;
+                assert!(line.contains(STOP_ON_ERROR), "{doc}: {line}");
+            }
+        }
+    }
+    assert!(runs > 0, "no `psql ... -f` line in the docs");
+
+    // And what the flag is for: a failing load script exits non-zero.
+    let Some(db) = fresh_db("docs_run_load_scripts_with_psql") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("load.sql");
+    std::fs::write(
+        &script,
+        "BEGIN;\nCREATE TABLE t (x INTEGER);\nINSERT INTO t VALUES (1 / 0);\nCOMMIT;\n",
+    )
+    .unwrap();
+    let run = |flags: &[&str]| {
+        Command::new("psql")
+            .args(flags)
+            .args(["-q", "-d", &db.url, "-f"])
+            .arg(&script)
+            .output()
+            .expect("psql runs (PostgreSQL's client is installed with the server)")
+    };
+    assert_eq!(run(&[]).status.code(), Some(0), "psql's default hides it");
+    let stopped = run(&STOP_ON_ERROR.split(' ').collect::<Vec<_>>());
+    assert_eq!(stopped.status.code(), Some(3), "{}", text(&stopped.stderr));
+    assert!(text(&stopped.stderr).contains("division by zero"));
+}
+
 #[test]
 fn sql_ddl_prints_each_dialect() {
     let (redshift, _) = ok(&["sql", "ddl", "--dialect", "redshift"]);
@@ -1033,7 +1077,7 @@ fn a_batch_whose_marker_names_a_missing_table_is_skipped_and_the_rest_load() {
     stage(&fixture_dir(), &root);
     assert!(root.join(&missing).exists());
     let out = load(&db.url, &root, &[]);
-    assert!(out.starts_with("loaded 1 batches"), "{out}");
+    assert!(out.starts_with("loaded 1 batch in"), "{out}");
     assert_eq!(
         count(&mut db.client, "SELECT count(*) FROM loaded_batches"),
         files.len() as u64
@@ -1058,15 +1102,86 @@ fn expand_grafana_macros(sql: &str) -> String {
     out
 }
 
+/// What each sales panel shows, as a query of the view that answers the
+/// same question over every loaded day: the panel, over a range holding
+/// every sale, must give the same rows.
+const PANEL_VIEWS: &[(&str, &str)] = &[
+    (
+        "Coffees sold per type per week",
+        "SELECT CAST(week_start AS TIMESTAMP) AS \"time\", coffee_type AS metric, units\nFROM coffees_sold_per_type_weekly\nORDER BY 1, 2",
+    ),
+    (
+        "Weekly Hazelnut revenue",
+        "SELECT CAST(week_start AS TIMESTAMP) AS \"time\", revenue AS \"Hazelnut revenue\"\nFROM hazelnut_revenue_weekly\nORDER BY 1",
+    ),
+    (
+        "Best store per day",
+        "SELECT day, store_name, revenue, transactions\nFROM best_store_daily\nORDER BY day DESC, store_name",
+    ),
+    (
+        "Best store per week",
+        "SELECT week_start, store_name, revenue, transactions\nFROM best_store_weekly\nORDER BY week_start DESC, store_name",
+    ),
+    (
+        "Daily Large Latte revenue",
+        "SELECT CAST(day AS TIMESTAMP) AS \"time\", revenue AS \"Large Latte revenue\"\nFROM large_latte_revenue_daily\nORDER BY 1",
+    ),
+    (
+        "Revenue per store per day",
+        "SELECT CAST(day AS TIMESTAMP) AS \"time\", store_name AS metric, revenue\nFROM store_sales_daily\nORDER BY 1, 2",
+    ),
+    (
+        "Transactions per store per week",
+        "SELECT week_start, store_name, transactions, units, revenue\nFROM store_sales_weekly\nORDER BY week_start DESC, revenue DESC",
+    ),
+    (
+        "Top products in the time range",
+        "SELECT product, SUM(units) AS units, SUM(revenue) AS revenue\nFROM product_sales_weekly\nGROUP BY product\nORDER BY revenue DESC, product\nLIMIT 20",
+    ),
+    (
+        "Transactions per hour of the day (in the time range)",
+        "SELECT store_name, hour, transactions, per_day, revenue\nFROM store_hourly_transactions\nORDER BY store_name, hour",
+    ),
+    (
+        "Average basket per store per week",
+        "SELECT CAST(week_start AS TIMESTAMP) AS \"time\", store_name AS metric, average_basket\nFROM average_basket_weekly\nORDER BY 1, 2",
+    ),
+    (
+        "Card share of transactions per store per week",
+        "SELECT CAST(week_start AS TIMESTAMP) AS \"time\", store_name AS metric, card_share_pct\nFROM payment_mix_weekly\nORDER BY 1, 2",
+    ),
+    (
+        "New and returning customers per week",
+        "SELECT CAST(week_start AS TIMESTAMP) AS \"time\", SUM(new_customers) AS \"new\", SUM(returning_customers) AS \"returning\"\nFROM customers_new_returning_weekly\nGROUP BY week_start\nORDER BY 1",
+    ),
+    (
+        "Cash and card per store per week",
+        "SELECT week_start, store_name, cash_transactions, card_transactions, cash_revenue, card_revenue, card_share_pct\nFROM payment_mix_weekly\nORDER BY week_start DESC, store_name",
+    ),
+    (
+        "New and returning customers per store per week",
+        "SELECT week_start, store_name, new_customers, returning_customers\nFROM customers_new_returning_weekly\nORDER BY week_start DESC, store_name",
+    ),
+];
+
 #[test]
-fn grafana_dashboard_panels_run_on_the_warehouse() {
+fn grafana_dashboard_panels_filter_occurred_at_and_agree_with_the_views() {
     let grafana = Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana");
     let dashboard: serde_json::Value =
         serde_json::from_slice(&std::fs::read(grafana.join("dashboards/cafe-etl.json")).unwrap())
             .expect("the dashboard is JSON");
+    // occurred_at is the till's local time, stored without a zone: the
+    // dashboard must not shift it by the browser's zone.
+    assert_eq!(dashboard["timezone"], "utc");
     let datasource =
         std::fs::read_to_string(grafana.join("provisioning/datasources/cafe-warehouse.yaml"))
             .unwrap();
+    // The same dashboard on Redshift, through the Data API plugin.
+    let redshift = std::fs::read_to_string(
+        grafana.join("provisioning/datasources/cafe-warehouse-redshift.yaml"),
+    )
+    .expect("a data source file for the Redshift plugin");
+    assert!(redshift.contains("type: grafana-redshift-datasource"));
     let provider =
         std::fs::read_to_string(grafana.join("provisioning/dashboards/cafe-etl.yaml")).unwrap();
     assert!(provider.contains("type: file") && provider.contains("path:"));
@@ -1080,24 +1195,66 @@ fn grafana_dashboard_panels_run_on_the_warehouse() {
             "{title}: id repeated"
         );
         let uid = p["datasource"]["uid"].as_str().unwrap();
-        assert!(
-            datasource.contains(&format!("uid: {uid}")),
-            "{title}: data source {uid} is not provisioned"
-        );
+        for file in [&datasource, &redshift] {
+            assert!(
+                file.contains(&format!("uid: {uid}")),
+                "{title}: data source {uid} is not provisioned"
+            );
+        }
         for t in p["targets"].as_array().unwrap() {
             assert_eq!(t["datasource"]["uid"].as_str(), Some(uid), "{title}");
-            queries.push((title.to_string(), t["rawSql"].as_str().unwrap().to_string()));
+            let sql = t["rawSql"].as_str().unwrap().to_string();
+            // The PostgreSQL data source reads rawSql, the Redshift plugin rawSQL.
+            assert_eq!(t["rawSQL"].as_str(), Some(sql.as_str()), "{title}");
+            queries.push((title.to_string(), sql));
+        }
+    }
+    // Every sales panel filters the base column with the time macro, so
+    // Redshift's sort key (and PostgreSQL's index) prunes to the range; a
+    // filter on a view's week_start or day reads every row.
+    for (title, sql) in &queries {
+        let args: Vec<&str> = sql
+            .split("$__timeFilter(")
+            .skip(1)
+            .map(|rest| &rest[..rest.find(')').unwrap()])
+            .collect();
+        assert!(
+            args.iter()
+                .all(|a| *a == "t.occurred_at" || *a == "occurred_at"),
+            "{title}: $__timeFilter on a derived column: {args:?}"
+        );
+        if sql.contains("FROM loaded_batches") {
+            // The ledger: batches whose sales overlap the range.
+            assert!(
+                sql.contains("last_at >= $__timeFrom() AND first_at <= $__timeTo()"),
+                "{title}: {sql}"
+            );
+        } else {
+            assert!(
+                !args.is_empty(),
+                "{title}: no $__timeFilter(occurred_at): {sql}"
+            );
+            assert!(
+                !VIEWS.iter().any(|v| sql.contains(v.name)),
+                "{title}: reads a view, whose derived columns no sort key prunes"
+            );
         }
     }
     for v in VIEWS {
         assert!(
-            queries.iter().any(|(_, q)| q.contains(v.name)),
-            "no panel shows {}",
+            PANEL_VIEWS.iter().any(|(_, q)| q.contains(v.name)),
+            "no panel shows what {} shows",
             v.name
         );
     }
+    for (title, _) in PANEL_VIEWS {
+        assert!(
+            queries.iter().any(|(t, _)| t == title),
+            "no panel {title:?}"
+        );
+    }
 
-    let Some(mut db) = fresh_db("grafana_dashboard_panels_run_on_the_warehouse") else {
+    let Some(mut db) = fresh_db("grafana_dashboard_panels") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1107,10 +1264,41 @@ fn grafana_dashboard_panels_run_on_the_warehouse() {
     let report = wpg::load(&mut db.client, &root, &wpg::LoadOptions::default()).unwrap();
     assert_eq!((report.planned, report.recorded), (6, 6));
     for (title, sql) in &queries {
-        let got = rows(&mut db.client, &expand_grafana_macros(sql));
+        let mut got = rows(&mut db.client, &expand_grafana_macros(sql));
         assert!(
             !got.is_empty(),
             "panel {title:?} shows nothing on the fixture"
+        );
+        if let Some((_, view)) = PANEL_VIEWS.iter().find(|(t, _)| t == title) {
+            let mut want = rows(&mut db.client, view);
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "panel {title:?} and its view disagree");
+        }
+    }
+    // A range that holds none of the fixture's sales shows none.
+    let narrow = |sql: &str| {
+        sql.replace("$__timeFilter(", "$__narrow(")
+            .replace("$__timeFrom()", "'1990-01-01T00:00:00Z'")
+            .replace("$__timeTo()", "'1990-01-02T00:00:00Z'")
+    };
+    for (title, sql) in &queries {
+        let mut sql = narrow(sql);
+        while let Some(start) = sql.find("$__narrow(") {
+            let end = start + sql[start..].find(')').unwrap();
+            let col = sql[start + "$__narrow(".len()..end].to_string();
+            sql.replace_range(
+                start..=end,
+                &format!("{col} BETWEEN '1990-01-01T00:00:00Z' AND '1990-01-02T00:00:00Z'"),
+            );
+        }
+        let got = rows(&mut db.client, &sql);
+        assert!(
+            got.is_empty()
+                || got
+                    .iter()
+                    .all(|r| r.iter().all(|c| c.is_empty() || c == "0")),
+            "panel {title:?} shows rows outside its range: {got:?}"
         );
     }
 }
