@@ -564,6 +564,9 @@ mod tests {
                     "payment_method VARCHAR(4) NOT NULL ENCODE BYTEDICT",
                     "DEFAULT GETDATE()",
                     "PRIMARY KEY (transaction_id, product_id, unit_price)",
+                    "CREATE TABLE IF NOT EXISTS load_lock (",
+                    "INSERT INTO load_lock (lock_id, loads) SELECT 1, 0 \
+                     WHERE NOT EXISTS (SELECT 1 FROM load_lock);",
                 ],
                 &["CREATE INDEX", "now()"],
             ),
@@ -574,6 +577,10 @@ mod tests {
                     "total_price DECIMAL(10,2) NOT NULL,",
                     "FOREIGN KEY (store_id) REFERENCES stores (store_id)",
                     "now() AT TIME ZONE 'utc'",
+                    "CREATE TABLE IF NOT EXISTS load_lock (",
+                    "INSERT INTO load_lock (lock_id, loads) SELECT 1, 0 \
+                     WHERE NOT EXISTS (SELECT 1 FROM load_lock);",
+                    "THEN ALTER TABLE loaded_batches ADD COLUMN customer_key_id VARCHAR(16); END IF;",
                 ],
                 &["ENCODE", "DISTKEY", "SORTKEY", "GETDATE"],
             ),
