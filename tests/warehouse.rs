@@ -1174,6 +1174,27 @@ const PANEL_VIEWS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The dashboard for Grafana's Redshift plugin, made from the PostgreSQL
+/// one: the same panels and SQL, with what the plugin's query model wants
+/// (`rawSQL`, and `format` as its number: 0 time series, 1 table; the
+/// string the PostgreSQL data source takes does not parse there).
+fn redshift_dashboard(postgres: &serde_json::Value) -> serde_json::Value {
+    let mut d = postgres.clone();
+    d["uid"] = "cafe-etl-redshift".into();
+    d["title"] = format!("{} (Redshift)", postgres["title"].as_str().unwrap()).into();
+    for p in d["panels"].as_array_mut().unwrap() {
+        for t in p["targets"].as_array_mut().unwrap() {
+            t["rawSQL"] = t["rawSql"].clone();
+            t["format"] = match t["format"].as_str() {
+                Some("time_series") => 0.into(),
+                Some("table") => 1.into(),
+                other => panic!("a format this test does not know: {other:?}"),
+            };
+        }
+    }
+    d
+}
+
 #[test]
 fn grafana_dashboard_panels_filter_occurred_at_and_agree_with_the_views() {
     let grafana = Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana");
@@ -1183,6 +1204,7 @@ fn grafana_dashboard_panels_filter_occurred_at_and_agree_with_the_views() {
     // occurred_at is the till's local time, stored without a zone: the
     // dashboard must not shift it by the browser's zone.
     assert_eq!(dashboard["timezone"], "utc");
+    assert_eq!(dashboard["uid"], "cafe-etl");
     let datasource =
         std::fs::read_to_string(grafana.join("provisioning/datasources/cafe-warehouse.yaml"))
             .unwrap();
@@ -1192,6 +1214,20 @@ fn grafana_dashboard_panels_filter_occurred_at_and_agree_with_the_views() {
     )
     .expect("a data source file for the Redshift plugin");
     assert!(redshift.contains("type: grafana-redshift-datasource"));
+    // Its dashboard is the PostgreSQL one, made fit for the plugin; with
+    // CAFE_ETL_WRITE_GRAFANA=1 this test writes it after a change.
+    let redshift_path = grafana.join("dashboards/cafe-etl-redshift.json");
+    let want = serde_json::to_string_pretty(&redshift_dashboard(&dashboard)).unwrap() + "\n";
+    if std::env::var_os("CAFE_ETL_WRITE_GRAFANA").is_some() {
+        std::fs::write(&redshift_path, &want).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&redshift_path).unwrap_or_default(),
+        want,
+        "{} is not the PostgreSQL dashboard made for the Redshift plugin; \
+         CAFE_ETL_WRITE_GRAFANA=1 cargo test --test warehouse grafana writes it",
+        redshift_path.display()
+    );
     let provider =
         std::fs::read_to_string(grafana.join("provisioning/dashboards/cafe-etl.yaml")).unwrap();
     assert!(provider.contains("type: file") && provider.contains("path:"));
@@ -1213,10 +1249,7 @@ fn grafana_dashboard_panels_filter_occurred_at_and_agree_with_the_views() {
         }
         for t in p["targets"].as_array().unwrap() {
             assert_eq!(t["datasource"]["uid"].as_str(), Some(uid), "{title}");
-            let sql = t["rawSql"].as_str().unwrap().to_string();
-            // The PostgreSQL data source reads rawSql, the Redshift plugin rawSQL.
-            assert_eq!(t["rawSQL"].as_str(), Some(sql.as_str()), "{title}");
-            queries.push((title.to_string(), sql));
+            queries.push((title.to_string(), t["rawSql"].as_str().unwrap().to_string()));
         }
     }
     // Every sales panel filters the base column with the time macro, so
