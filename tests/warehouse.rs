@@ -11,7 +11,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
-use cafe_etl::warehouse::{postgres as wpg, schema, VIEWS};
+use cafe_etl::warehouse::{postgres as wpg, schema, Plan, VIEWS};
 use cafe_etl::{marker_key, Table};
 use postgres::{Client, NoTls, SimpleQueryMessage};
 use sqlparser::ast::{CopySource, CopyTarget, Statement};
@@ -381,9 +381,45 @@ fn load_plan_writes_manifests_and_a_redshift_script_that_parses() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        merges,
-        ["stores", "products", "transactions", "basket_items"]
+    assert_eq!(merges, ["transactions", "basket_items"]);
+    // Stores and products: an INSERT ... SELECT with an anti-join against
+    // the target, so a load never rewrites the rows the table has.
+    for name in ["stores", "products"] {
+        let insert = statements
+            .iter()
+            .find_map(|s| match s {
+                Statement::Insert(i) if i.table.to_string() == name => Some(i),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no insert into {name}"));
+        let body = insert
+            .source
+            .as_ref()
+            .expect("INSERT ... SELECT")
+            .to_string();
+        assert!(
+            body.contains(&format!(
+                "FROM tmp_new_{name} AS s LEFT JOIN {name} AS t ON t."
+            )) || body.contains(&format!("FROM tmp_new_{name} s LEFT JOIN {name} t ON t.")),
+            "{body}"
+        );
+        assert!(body.ends_with("_id IS NULL"), "{body}");
+    }
+    // Loads queue on the one-row lock table, never on the ledger the
+    // dashboards read.
+    let locks: Vec<String> = statements
+        .iter()
+        .filter(|s| matches!(s, Statement::Lock(_) | Statement::LockTables { .. }))
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert!(locks[0].contains("load_lock"), "{locks:?}");
+    assert!(
+        statements[2]
+            .to_string()
+            .starts_with("UPDATE load_lock SET plan_id = "),
+        "{}",
+        statements[2]
     );
     let ledger = statements
         .iter()
@@ -486,6 +522,50 @@ fn load_plan_writes_manifests_and_a_redshift_script_that_parses() {
         assert_eq!(out.status.code(), Some(2), "{a:?}");
         assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
     }
+}
+
+/// The flags the docs' `psql -f` lines must set: without ON_ERROR_STOP,
+/// psql runs on past a failed statement and exits 0.
+const STOP_ON_ERROR: &str = "-v ON_ERROR_STOP=1";
+
+#[test]
+fn docs_run_load_scripts_with_psql_stopping_on_error() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut runs = 0;
+    for doc in ["docs/warehouse.md", "README.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("psql ") && line.contains(" -f ") {
+                runs += 1;
+                assert!(line.contains(STOP_ON_ERROR), "{doc}: {line}");
+            }
+        }
+    }
+    assert!(runs > 0, "no `psql ... -f` line in the docs");
+
+    // And what the flag is for: a failing load script exits non-zero.
+    let Some(db) = fresh_db("docs_run_load_scripts_with_psql") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("load.sql");
+    std::fs::write(
+        &script,
+        "BEGIN;\nCREATE TABLE t (x INTEGER);\nINSERT INTO t VALUES (1 / 0);\nCOMMIT;\n",
+    )
+    .unwrap();
+    let run = |flags: &[&str]| {
+        Command::new("psql")
+            .args(flags)
+            .args(["-q", "-d", &db.url, "-f"])
+            .arg(&script)
+            .output()
+            .expect("psql runs (PostgreSQL's client is installed with the server)")
+    };
+    assert_eq!(run(&[]).status.code(), Some(0), "psql's default hides it");
+    let stopped = run(&STOP_ON_ERROR.split(' ').collect::<Vec<_>>());
+    assert_eq!(stopped.status.code(), Some(3), "{}", text(&stopped.stderr));
+    assert!(text(&stopped.stderr).contains("division by zero"));
 }
 
 #[test]
@@ -802,6 +882,137 @@ fn two_loads_at_once_load_each_batch_once() {
     assert_eq!(count(c, "SELECT count(*) FROM basket_items"), 14);
 }
 
+/// Each row of a table with its `xmin`: the transaction that last wrote
+/// it. A row rewritten (by an update, even to the same values) gets a new one.
+fn row_versions(client: &mut Client, table: &str, key: &str) -> Vec<Vec<String>> {
+    rows(
+        client,
+        &format!("SELECT {key}, xmin::text FROM {table} ORDER BY {key}"),
+    )
+}
+
+#[test]
+fn reloading_leaves_store_and_product_rows_untouched() {
+    let Some(mut db) = fresh_db("reloading_leaves_store_and_product_rows_untouched") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    stage(&fixture_dir(), &root);
+    let c = &mut db.client;
+    let first = wpg::load(c, &root, &wpg::LoadOptions::default()).unwrap();
+    assert_eq!(first.recorded, 6);
+    let stores = row_versions(c, "stores", "store_id");
+    let products = row_versions(c, "products", "product_id");
+    assert!(!stores.is_empty() && !products.is_empty());
+    // A warehouse made before the lock table: the next load makes it, with
+    // its one row.
+    c.batch_execute("DROP TABLE load_lock").unwrap();
+    // Every batch planned again: the script drops them as loaded, but the
+    // stores and products of all six are copied and offered to the tables.
+    let again = wpg::load(
+        c,
+        &root,
+        &wpg::LoadOptions {
+            include_loaded: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((again.planned, again.recorded), (6, 0));
+    let offered: u64 = again
+        .tables
+        .iter()
+        .filter(|t| matches!(t.table, Table::Stores | Table::Products))
+        .map(|t| t.copied)
+        .sum();
+    assert!(offered > 0, "the reload offered no dimension rows");
+    assert_eq!(row_versions(c, "stores", "store_id"), stores);
+    assert_eq!(row_versions(c, "products", "product_id"), products);
+    assert_eq!(
+        rows(c, "SELECT lock_id::text, loads::text FROM load_lock"),
+        table(&[&["1", "1"]])
+    );
+    // The schema applied again (as every load does) adds no second row.
+    wpg::apply_schema(c).unwrap();
+    assert_eq!(count(c, "SELECT count(*) FROM load_lock"), 1);
+}
+
+#[test]
+fn a_load_holding_the_lock_queues_loads_but_not_dashboards() {
+    let Some(mut db) = fresh_db("a_load_holding_the_lock_queues_loads") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    stage(&fixture_dir(), &root);
+    wpg::apply_schema(&mut db.client).unwrap();
+    let batches = cafe_etl::warehouse::scan(&root).unwrap().complete;
+    assert_eq!(batches.len(), 6);
+    let first = Plan::new(batches[..3].to_vec());
+    let all = Plan::new(batches.clone());
+
+    // Load A: every step of its plan run, not committed: it holds the lock.
+    let mut a = Client::connect(&db.url, NoTls).unwrap();
+    let mut tx = a.transaction().unwrap();
+    wpg::run_steps(&mut tx, &first, &root).unwrap();
+
+    // Load B, of all six batches, from a connection of its own: it queues.
+    let queued = format!("{}&application_name=queued_load", db.url);
+    std::thread::scope(|s| {
+        let b = s.spawn(|| {
+            let mut b = Client::connect(&queued, NoTls).unwrap();
+            wpg::execute(&mut b, &all, &root).unwrap()
+        });
+        let c = &mut db.client;
+        let waiting_on_lock = "SELECT count(*) FROM pg_locks l \
+             JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE NOT l.granted AND a.application_name = 'queued_load' \
+             AND l.relation = 'load_lock'::regclass";
+        let mut tries = 0;
+        while count(c, waiting_on_lock) == 0 {
+            assert!(!b.is_finished(), "load B did not wait for load A");
+            tries += 1;
+            assert!(tries < 300, "load B never queued on load_lock");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+
+        // A dashboard reads the ledger and every view meanwhile, with a
+        // timeout that a lock wait would hit.
+        let mut dash = Client::connect(&db.url, NoTls).unwrap();
+        dash.batch_execute("SET statement_timeout = '5s'").unwrap();
+        let ledger = dash
+            .query_one("SELECT count(*) FROM loaded_batches", &[])
+            .unwrap_or_else(|e| panic!("the dashboard's ledger read waited: {e}"));
+        assert_eq!(ledger.get::<_, i64>(0), 0, "A has not committed");
+        for v in VIEWS {
+            dash.simple_query(&format!("SELECT * FROM {} LIMIT 5", v.name))
+                .unwrap_or_else(|e| panic!("the dashboard's read of {} waited: {e}", v.name));
+        }
+        assert!(!b.is_finished(), "load B ran while A held the lock");
+        assert_eq!(count(c, waiting_on_lock), 1);
+
+        tx.commit().unwrap();
+        let (tables, recorded) = b.join().unwrap();
+        // B took the lock after A's commit, so its script saw A's batches
+        // in the ledger and recorded only the other three.
+        assert_eq!(recorded, 3);
+        let copied: u64 = tables.iter().map(|t| t.copied).sum();
+        assert!(copied > 0, "B copied nothing: {tables:?}");
+    });
+    let c = &mut db.client;
+    assert_eq!(count(c, "SELECT count(*) FROM loaded_batches"), 6);
+    assert_eq!(count(c, "SELECT count(*) FROM transactions"), 11);
+    assert_eq!(count(c, "SELECT count(*) FROM basket_items"), 14);
+    assert_eq!(
+        rows(
+            c,
+            "SELECT lock_id::text, plan_id, loads::text FROM load_lock"
+        ),
+        table(&[&["1", all.id(), "2"]])
+    );
+}
+
 #[test]
 fn a_batch_whose_marker_names_a_missing_table_is_skipped_and_the_rest_load() {
     let Some(mut db) = fresh_db("a_batch_whose_marker_names_a_missing_table") else {
@@ -876,7 +1087,7 @@ fn a_batch_whose_marker_names_a_missing_table_is_skipped_and_the_rest_load() {
     stage(&fixture_dir(), &root);
     assert!(root.join(&missing).exists());
     let out = load(&db.url, &root, &[]);
-    assert!(out.starts_with("loaded 1 batches"), "{out}");
+    assert!(out.starts_with("loaded 1 batch in"), "{out}");
     assert_eq!(
         count(&mut db.client, "SELECT count(*) FROM loaded_batches"),
         files.len() as u64
@@ -901,15 +1112,122 @@ fn expand_grafana_macros(sql: &str) -> String {
     out
 }
 
+/// What each sales panel shows, as a query of the view that answers the
+/// same question over every loaded day: the panel, over a range holding
+/// every sale, must give the same rows.
+const PANEL_VIEWS: &[(&str, &str)] = &[
+    (
+        "Coffees sold per type per week",
+        "SELECT CAST(week_start AS TIMESTAMP) AS \"time\", coffee_type AS metric, units\nFROM coffees_sold_per_type_weekly\nORDER BY 1, 2",
+    ),
+    (
+        "Weekly Hazelnut revenue",
+        "SELECT CAST(week_start AS TIMESTAMP) AS \"time\", revenue AS \"Hazelnut revenue\"\nFROM hazelnut_revenue_weekly\nORDER BY 1",
+    ),
+    (
+        "Best store per day",
+        "SELECT day, store_name, revenue, transactions\nFROM best_store_daily\nORDER BY day DESC, store_name",
+    ),
+    (
+        "Best store per week",
+        "SELECT week_start, store_name, revenue, transactions\nFROM best_store_weekly\nORDER BY week_start DESC, store_name",
+    ),
+    (
+        "Daily Large Latte revenue",
+        "SELECT CAST(day AS TIMESTAMP) AS \"time\", revenue AS \"Large Latte revenue\"\nFROM large_latte_revenue_daily\nORDER BY 1",
+    ),
+    (
+        "Revenue per store per day",
+        "SELECT CAST(day AS TIMESTAMP) AS \"time\", store_name AS metric, revenue\nFROM store_sales_daily\nORDER BY 1, 2",
+    ),
+    (
+        "Transactions per store per week",
+        "SELECT week_start, store_name, transactions, units, revenue\nFROM store_sales_weekly\nORDER BY week_start DESC, revenue DESC",
+    ),
+    (
+        "Top products in the time range",
+        "SELECT product, SUM(units) AS units, SUM(revenue) AS revenue\nFROM product_sales_weekly\nGROUP BY product\nORDER BY revenue DESC, product\nLIMIT 20",
+    ),
+    (
+        "Transactions per hour of the day (in the time range)",
+        "SELECT store_name, hour, transactions, per_day, revenue\nFROM store_hourly_transactions\nORDER BY store_name, hour",
+    ),
+    (
+        "Average basket per store per week",
+        "SELECT CAST(week_start AS TIMESTAMP) AS \"time\", store_name AS metric, average_basket\nFROM average_basket_weekly\nORDER BY 1, 2",
+    ),
+    (
+        "Card share of transactions per store per week",
+        "SELECT CAST(week_start AS TIMESTAMP) AS \"time\", store_name AS metric, card_share_pct\nFROM payment_mix_weekly\nORDER BY 1, 2",
+    ),
+    (
+        "New and returning customers per week",
+        "SELECT CAST(week_start AS TIMESTAMP) AS \"time\", SUM(new_customers) AS \"new\", SUM(returning_customers) AS \"returning\"\nFROM customers_new_returning_weekly\nGROUP BY week_start\nORDER BY 1",
+    ),
+    (
+        "Cash and card per store per week",
+        "SELECT week_start, store_name, cash_transactions, card_transactions, cash_revenue, card_revenue, card_share_pct\nFROM payment_mix_weekly\nORDER BY week_start DESC, store_name",
+    ),
+    (
+        "New and returning customers per store per week",
+        "SELECT week_start, store_name, new_customers, returning_customers\nFROM customers_new_returning_weekly\nORDER BY week_start DESC, store_name",
+    ),
+];
+
+/// The dashboard for Grafana's Redshift plugin, made from the PostgreSQL
+/// one: the same panels and SQL, with what the plugin's query model wants
+/// (`rawSQL`, and `format` as its number: 0 time series, 1 table; the
+/// string the PostgreSQL data source takes does not parse there).
+fn redshift_dashboard(postgres: &serde_json::Value) -> serde_json::Value {
+    let mut d = postgres.clone();
+    d["uid"] = "cafe-etl-redshift".into();
+    d["title"] = format!("{} (Redshift)", postgres["title"].as_str().unwrap()).into();
+    for p in d["panels"].as_array_mut().unwrap() {
+        for t in p["targets"].as_array_mut().unwrap() {
+            t["rawSQL"] = t["rawSql"].clone();
+            t["format"] = match t["format"].as_str() {
+                Some("time_series") => 0.into(),
+                Some("table") => 1.into(),
+                other => panic!("a format this test does not know: {other:?}"),
+            };
+        }
+    }
+    d
+}
+
 #[test]
-fn grafana_dashboard_panels_run_on_the_warehouse() {
+fn grafana_dashboard_panels_filter_occurred_at_and_agree_with_the_views() {
     let grafana = Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana");
     let dashboard: serde_json::Value =
         serde_json::from_slice(&std::fs::read(grafana.join("dashboards/cafe-etl.json")).unwrap())
             .expect("the dashboard is JSON");
+    // occurred_at is the till's local time, stored without a zone: the
+    // dashboard must not shift it by the browser's zone.
+    assert_eq!(dashboard["timezone"], "utc");
+    assert_eq!(dashboard["uid"], "cafe-etl");
     let datasource =
         std::fs::read_to_string(grafana.join("provisioning/datasources/cafe-warehouse.yaml"))
             .unwrap();
+    // The same dashboard on Redshift, through the Data API plugin.
+    let redshift = std::fs::read_to_string(
+        grafana.join("provisioning/datasources/cafe-warehouse-redshift.yaml"),
+    )
+    .expect("a data source file for the Redshift plugin");
+    assert!(redshift.contains("type: grafana-redshift-datasource"));
+    // Its dashboard is the PostgreSQL one, made fit for the plugin; with
+    // CAFE_ETL_WRITE_GRAFANA=1 this test writes it after a change.
+    let redshift_path = grafana.join("dashboards/cafe-etl-redshift.json");
+    let want = serde_json::to_string_pretty(&redshift_dashboard(&dashboard)).unwrap() + "\n";
+    if std::env::var_os("CAFE_ETL_WRITE_GRAFANA").is_some() {
+        std::fs::write(&redshift_path, &want).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&redshift_path).unwrap_or_default(),
+        want,
+        "{} is not the PostgreSQL dashboard made for the Redshift plugin; \
+         CAFE_ETL_WRITE_GRAFANA=1 cargo test --test warehouse grafana writes it",
+        redshift_path.display()
+    );
     let provider =
         std::fs::read_to_string(grafana.join("provisioning/dashboards/cafe-etl.yaml")).unwrap();
     assert!(provider.contains("type: file") && provider.contains("path:"));
@@ -923,24 +1241,63 @@ fn grafana_dashboard_panels_run_on_the_warehouse() {
             "{title}: id repeated"
         );
         let uid = p["datasource"]["uid"].as_str().unwrap();
-        assert!(
-            datasource.contains(&format!("uid: {uid}")),
-            "{title}: data source {uid} is not provisioned"
-        );
+        for file in [&datasource, &redshift] {
+            assert!(
+                file.contains(&format!("uid: {uid}")),
+                "{title}: data source {uid} is not provisioned"
+            );
+        }
         for t in p["targets"].as_array().unwrap() {
             assert_eq!(t["datasource"]["uid"].as_str(), Some(uid), "{title}");
             queries.push((title.to_string(), t["rawSql"].as_str().unwrap().to_string()));
         }
     }
+    // Every sales panel filters the base column with the time macro, so
+    // Redshift's sort key (and PostgreSQL's index) prunes to the range; a
+    // filter on a view's week_start or day reads every row.
+    for (title, sql) in &queries {
+        let args: Vec<&str> = sql
+            .split("$__timeFilter(")
+            .skip(1)
+            .map(|rest| &rest[..rest.find(')').unwrap()])
+            .collect();
+        assert!(
+            args.iter()
+                .all(|a| *a == "t.occurred_at" || *a == "occurred_at"),
+            "{title}: $__timeFilter on a derived column: {args:?}"
+        );
+        if sql.contains("FROM loaded_batches") {
+            // The ledger: batches whose sales overlap the range.
+            assert!(
+                sql.contains("last_at >= $__timeFrom() AND first_at <= $__timeTo()"),
+                "{title}: {sql}"
+            );
+        } else {
+            assert!(
+                !args.is_empty(),
+                "{title}: no $__timeFilter(occurred_at): {sql}"
+            );
+            assert!(
+                !VIEWS.iter().any(|v| sql.contains(v.name)),
+                "{title}: reads a view, whose derived columns no sort key prunes"
+            );
+        }
+    }
     for v in VIEWS {
         assert!(
-            queries.iter().any(|(_, q)| q.contains(v.name)),
-            "no panel shows {}",
+            PANEL_VIEWS.iter().any(|(_, q)| q.contains(v.name)),
+            "no panel shows what {} shows",
             v.name
         );
     }
+    for (title, _) in PANEL_VIEWS {
+        assert!(
+            queries.iter().any(|(t, _)| t == title),
+            "no panel {title:?}"
+        );
+    }
 
-    let Some(mut db) = fresh_db("grafana_dashboard_panels_run_on_the_warehouse") else {
+    let Some(mut db) = fresh_db("grafana_dashboard_panels") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -950,10 +1307,41 @@ fn grafana_dashboard_panels_run_on_the_warehouse() {
     let report = wpg::load(&mut db.client, &root, &wpg::LoadOptions::default()).unwrap();
     assert_eq!((report.planned, report.recorded), (6, 6));
     for (title, sql) in &queries {
-        let got = rows(&mut db.client, &expand_grafana_macros(sql));
+        let mut got = rows(&mut db.client, &expand_grafana_macros(sql));
         assert!(
             !got.is_empty(),
             "panel {title:?} shows nothing on the fixture"
+        );
+        if let Some((_, view)) = PANEL_VIEWS.iter().find(|(t, _)| t == title) {
+            let mut want = rows(&mut db.client, view);
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "panel {title:?} and its view disagree");
+        }
+    }
+    // A range that holds none of the fixture's sales shows none.
+    let narrow = |sql: &str| {
+        sql.replace("$__timeFilter(", "$__narrow(")
+            .replace("$__timeFrom()", "'1990-01-01T00:00:00Z'")
+            .replace("$__timeTo()", "'1990-01-02T00:00:00Z'")
+    };
+    for (title, sql) in &queries {
+        let mut sql = narrow(sql);
+        while let Some(start) = sql.find("$__narrow(") {
+            let end = start + sql[start..].find(')').unwrap();
+            let col = sql[start + "$__narrow(".len()..end].to_string();
+            sql.replace_range(
+                start..=end,
+                &format!("{col} BETWEEN '1990-01-01T00:00:00Z' AND '1990-01-02T00:00:00Z'"),
+            );
+        }
+        let got = rows(&mut db.client, &sql);
+        assert!(
+            got.is_empty()
+                || got
+                    .iter()
+                    .all(|r| r.iter().all(|c| c.is_empty() || c == "0")),
+            "panel {title:?} shows rows outside its range: {got:?}"
         );
     }
 }

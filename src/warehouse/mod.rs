@@ -9,7 +9,8 @@
 //! | [`postgres`] | the same steps run against PostgreSQL, and the analytics read back |
 //!
 //! A load is one transaction: copy every planned batch into temporary
-//! tables, keep one row per id, `MERGE` into the targets, record the batches
+//! tables, keep one row per id, insert the new stores and products (an
+//! anti-join) and `MERGE` the transactions and basket items, record the batches
 //! in the ledger. Ids are derived from content, so merging a row again
 //! changes nothing, and batches already in the ledger are dropped by the
 //! script itself: a plan run twice loads once.

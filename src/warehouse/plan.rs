@@ -10,16 +10,19 @@
 //!
 //! The steps, in one transaction:
 //!
-//! 1. lock the ledger, so two loads queue instead of racing;
+//! 1. lock the one-row `load_lock` table, so two loads queue instead of
+//!    racing, while the dashboards keep reading the ledger and the views;
 //! 2. list the plan's batches in a temporary table and drop those already
 //!    in the ledger: a plan run twice loads once, even a plan made without
 //!    access to the warehouse;
 //! 3. per table: COPY every batch's file into a temporary table, keep one
 //!    row per key (stores and products repeat across batches, a re-export
-//!    of a day repeats its transactions), `MERGE` into the target;
+//!    of a day repeats its transactions); stores and products new to the
+//!    warehouse are inserted with an anti-join (the rows it has are left
+//!    untouched), transactions and basket items are `MERGE`d;
 //! 4. add the batches to the ledger.
 
-use super::schema::{self, Dialect, LEDGER, LEDGER_TABLE, LOADED};
+use super::schema::{self, Dialect, LEDGER, LEDGER_TABLE, LOADED, LOAD_LOCK_TABLE};
 use super::{Error, Phase};
 use crate::{is_batch_id, marker_key, Report, Table};
 use sha2::{Digest, Sha256};
@@ -580,10 +583,23 @@ impl Plan {
     /// one transaction.
     pub fn steps(&self) -> Vec<Step> {
         let sql = |why: Option<&'static str>, sql: String| Step::Sql { why, sql };
-        let mut steps = vec![sql(
-            Some("Two loads at once queue here instead of merging the same rows side by side."),
-            format!("LOCK TABLE {LEDGER_TABLE}"),
-        )];
+        let mut steps = vec![
+            sql(
+                Some(
+                    "Two loads at once queue here instead of inserting the same rows side by \
+                     side; on a table only loads touch, so the dashboards' reads of the \
+                     ledger and the views never wait for a load.",
+                ),
+                format!("LOCK TABLE {LOAD_LOCK_TABLE}"),
+            ),
+            sql(
+                Some("Its one row says which plan holds the lock (or held it last)."),
+                format!(
+                    "UPDATE {LOAD_LOCK_TABLE} SET plan_id = '{}', loads = loads + 1",
+                    self.id
+                ),
+            ),
+        ];
         let ledger_defs: Vec<String> = LEDGER
             .iter()
             .map(|(c, kind, _)| format!("{c} {}", kind.sql()))
@@ -655,6 +671,27 @@ impl Plan {
                     copy = copy_table(table),
                 ),
             ));
+            let new = new_table(table);
+            let values: Vec<String> = cols.iter().map(|c| format!("s.{c}")).collect();
+            if matches!(table, Table::Stores | Table::Products) {
+                // Dimension rows never change (the id is a hash of the
+                // content): an anti-join inserts the new ones and leaves the
+                // others alone, where a MERGE's update would rewrite every
+                // row on Redshift (a delete and an insert each), every load.
+                let on: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
+                steps.push(sql(
+                    Some("Only ids the table does not have yet; the rows it has stay untouched."),
+                    format!(
+                        "INSERT INTO {name} ({cols}) SELECT {values} FROM {new} s \
+                         LEFT JOIN {name} t ON {on} WHERE t.{key} IS NULL",
+                        cols = cols.join(", "),
+                        values = values.join(", "),
+                        on = on.join(" AND "),
+                        key = keys[0],
+                    ),
+                ));
+                continue;
+            }
             // A matched row gets the values it already has (the same id is
             // the same content); the clause is there because Redshift's
             // MERGE needs one. A transaction keeps the batch it came with.
@@ -667,14 +704,12 @@ impl Plan {
                 .map(|c| format!("{c} = s.{c}"))
                 .collect();
             let on: Vec<String> = keys.iter().map(|k| format!("{name}.{k} = s.{k}")).collect();
-            let values: Vec<String> = cols.iter().map(|c| format!("s.{c}")).collect();
             steps.push(sql(
                 None,
                 format!(
                     "MERGE INTO {name} USING {new} s ON {on} \
                      WHEN MATCHED THEN UPDATE SET {set} \
                      WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})",
-                    new = new_table(table),
                     on = on.join(" AND "),
                     set = set.join(", "),
                     cols = cols.join(", "),
@@ -983,7 +1018,7 @@ mod tests {
     }
 
     #[test]
-    fn steps_merge_every_table_in_order_and_record_the_ledger_last() {
+    fn steps_insert_dimensions_merge_facts_and_record_the_ledger_last() {
         let root = staged(&[("leeds.csv", LEEDS)]);
         let plan = Plan::new(scan(root.path()).unwrap().complete);
         let steps = plan.steps();
@@ -1007,11 +1042,31 @@ mod tests {
             .filter_map(|s| s.strip_prefix("MERGE INTO "))
             .map(|s| s.split(' ').next().unwrap())
             .collect();
+        assert_eq!(merges, ["transactions", "basket_items"]);
+        // Dimension rows: an anti-join, never a MERGE that rewrites them.
+        for name in ["stores", "products"] {
+            let insert = sql
+                .iter()
+                .find(|s| s.starts_with(&format!("INSERT INTO {name} (")))
+                .unwrap_or_else(|| panic!("no insert into {name}"));
+            assert!(
+                insert.contains(&format!("LEFT JOIN {name} t ON t."))
+                    && insert.ends_with("_id IS NULL"),
+                "{insert}"
+            );
+        }
+        // Loads queue on the lock table, never on a table dashboards read.
+        assert_eq!(sql[0], "LOCK TABLE load_lock");
         assert_eq!(
-            merges,
-            ["stores", "products", "transactions", "basket_items"]
+            sql[1],
+            format!(
+                "UPDATE load_lock SET plan_id = '{}', loads = loads + 1",
+                plan.id()
+            )
         );
-        assert!(sql[0].starts_with("LOCK TABLE loaded_batches"));
+        assert!(!sql
+            .iter()
+            .any(|s| s.starts_with("LOCK TABLE loaded_batches")));
         assert!(sql[sql.len() - 2].starts_with("INSERT INTO loaded_batches"));
         assert!(sql[sql.len() - 1].starts_with("DROP TABLE tmp_plan_batches"));
         let tx_merge = sql

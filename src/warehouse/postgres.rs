@@ -232,9 +232,47 @@ pub fn execute(
     let mut tx = client
         .transaction()
         .map_err(|e| db_error(Phase::Load, "starting the transaction", &e))?;
-    let before = counts(&mut tx)?;
+    let Steps { copied, before } = run_steps(&mut tx, plan, root)?;
+    let after = counts(&mut tx)?;
+    tx.commit()
+        .map_err(|e| db_error(Phase::Load, "committing", &e))?;
+    let tables = LOADED
+        .iter()
+        .enumerate()
+        .map(|(i, &table)| TableLoad {
+            table,
+            copied: copied[i],
+            added: after[i].saturating_sub(before[i]),
+        })
+        .collect();
+    Ok((tables, after[4].saturating_sub(before[4])))
+}
+
+/// What [`run_steps`] saw.
+#[derive(Clone, Debug, Default)]
+pub struct Steps {
+    /// Rows copied per table, in [`LOADED`] order.
+    pub copied: [u64; 4],
+    /// Rows of each loaded table and of the ledger once the lock was
+    /// taken: counted before it, they would include what a load that held
+    /// the lock meanwhile added.
+    pub before: Vec<u64>,
+}
+
+/// Runs the steps of `plan` inside `tx`, which the caller commits (or
+/// holds open: a test keeps a load holding the lock this way).
+pub fn run_steps(
+    tx: &mut postgres::Transaction<'_>,
+    plan: &Plan,
+    root: &Path,
+) -> Result<Steps, Error> {
     let mut copied = [0u64; 4];
+    let mut before = None;
     for step in plan.steps() {
+        if before.is_none() && !matches!(step, Step::Sql { .. }) {
+            // The plan's batches are listed right after the lock.
+            before = Some(counts(tx)?);
+        }
         match step {
             Step::Sql { sql, .. } => {
                 tx.batch_execute(&sql)
@@ -264,23 +302,15 @@ pub fn execute(
                     .iter()
                     .position(|&t| t == table)
                     .expect("only loaded tables are copied");
-                copied[i] = copy_table(&mut tx, plan, root, table)?;
+                copied[i] = copy_table(tx, plan, root, table)?;
             }
         }
     }
-    let after = counts(&mut tx)?;
-    tx.commit()
-        .map_err(|e| db_error(Phase::Load, "committing", &e))?;
-    let tables = LOADED
-        .iter()
-        .enumerate()
-        .map(|(i, &table)| TableLoad {
-            table,
-            copied: copied[i],
-            added: after[i].saturating_sub(before[i]),
-        })
-        .collect();
-    Ok((tables, after[4].saturating_sub(before[4])))
+    let before = match before {
+        Some(b) => b,
+        None => counts(tx)?,
+    };
+    Ok(Steps { copied, before })
 }
 
 /// A statement named for an error message: its keywords up to the first
@@ -431,7 +461,8 @@ mod tests {
                 "DROP TABLE tmp_plan_batches, tmp_copy_stores",
                 "drop table tmp_plan_batches",
             ),
-            ("LOCK TABLE loaded_batches", "lock table loaded_batches"),
+            ("LOCK TABLE load_lock", "lock table load_lock"),
+            ("UPDATE load_lock SET plan_id = 'ab'", "update load_lock"),
         ] {
             assert_eq!(statement_label(sql), want);
         }

@@ -180,6 +180,12 @@ pub(crate) const LEDGER: [(&str, Kind, bool); 12] = [
 /// The name of the ledger table.
 pub const LEDGER_TABLE: &str = "loaded_batches";
 
+/// The one-row table loads queue on. Nothing else reads it, so a load
+/// holding it never blocks the dashboards' reads of the ledger or the
+/// views (as `LOCK loaded_batches` did, for the whole load). Its row
+/// records the last plan that held it and how many loads have.
+pub const LOAD_LOCK_TABLE: &str = "load_lock";
+
 /// Where a table's rows live on a Redshift cluster, and why.
 struct Layout {
     /// `None` for DISTSTYLE ALL.
@@ -273,14 +279,49 @@ pub fn tables(dialect: Dialect) -> String {
         &["PRIMARY KEY (batch_id)".to_string()],
         &ledger_layout,
     );
+    let lock_layout = Layout {
+        dist_key: None,
+        sort_key: &["lock_id"],
+        why: "The one row every load updates first: loads queue on it, and only on it, so \
+              the dashboards' reads of the ledger and the views never wait for a load.",
+    };
+    if dialect == Dialect::Redshift {
+        comment(&mut out, lock_layout.why);
+    }
+    create_table(
+        &mut out,
+        dialect,
+        LOAD_LOCK_TABLE,
+        &[
+            ("lock_id", Kind::Int, false),
+            ("plan_id", Kind::Label(16), true),
+            ("loads", Kind::BigInt, false),
+        ],
+        &["PRIMARY KEY (lock_id)".to_string()],
+        &lock_layout,
+    );
+    comment(
+        &mut out,
+        "Its one row, added once: running this again adds none.",
+    );
+    let _ = writeln!(
+        out,
+        "INSERT INTO {LOAD_LOCK_TABLE} (lock_id, loads) SELECT 1, 0 \
+         WHERE NOT EXISTS (SELECT 1 FROM {LOAD_LOCK_TABLE});\n"
+    );
     if dialect == Dialect::Postgres {
         comment(
             &mut out,
-            "A ledger made before batches recorded which secret made their customer keys.",
+            "A ledger made before batches recorded which secret made their customer keys. \
+             Checked first: ALTER TABLE takes the ledger's strongest lock even when the \
+             column is there, and would queue the dashboards' reads behind a running load.",
         );
         let _ = writeln!(
             out,
-            "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS customer_key_id {};\n",
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = '{LEDGER_TABLE}' \
+             AND column_name = 'customer_key_id') THEN \
+             ALTER TABLE {LEDGER_TABLE} ADD COLUMN customer_key_id {}; END IF; END $$;\n",
             Kind::Label(16).sql()
         );
         comment(
@@ -523,6 +564,9 @@ mod tests {
                     "payment_method VARCHAR(4) NOT NULL ENCODE BYTEDICT",
                     "DEFAULT GETDATE()",
                     "PRIMARY KEY (transaction_id, product_id, unit_price)",
+                    "CREATE TABLE IF NOT EXISTS load_lock (",
+                    "INSERT INTO load_lock (lock_id, loads) SELECT 1, 0 \
+                     WHERE NOT EXISTS (SELECT 1 FROM load_lock);",
                 ],
                 &["CREATE INDEX", "now()"],
             ),
@@ -533,6 +577,10 @@ mod tests {
                     "total_price DECIMAL(10,2) NOT NULL,",
                     "FOREIGN KEY (store_id) REFERENCES stores (store_id)",
                     "now() AT TIME ZONE 'utc'",
+                    "CREATE TABLE IF NOT EXISTS load_lock (",
+                    "INSERT INTO load_lock (lock_id, loads) SELECT 1, 0 \
+                     WHERE NOT EXISTS (SELECT 1 FROM load_lock);",
+                    "THEN ALTER TABLE loaded_batches ADD COLUMN customer_key_id VARCHAR(16); END IF;",
                 ],
                 &["ENCODE", "DISTKEY", "SORTKEY", "GETDATE"],
             ),
