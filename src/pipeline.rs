@@ -217,9 +217,14 @@ impl<W: Write> Processor<W> {
             Severity::Error => r.errors += 1,
             Severity::Warning => r.warnings += 1,
         }
-        *r.issue_counts
-            .entry(issue.code.as_str().to_string())
-            .or_insert(0) += 1;
+        // No allocation for a code already counted: a hostile file can
+        // hold millions of one-byte rejected rows.
+        match r.issue_counts.get_mut(issue.code.as_str()) {
+            Some(n) => *n += 1,
+            None => {
+                r.issue_counts.insert(issue.code.as_str().to_string(), 1);
+            }
+        }
         if r.issues.len() < self.config.max_issues {
             r.issues.push(issue);
         } else {
