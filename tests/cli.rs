@@ -1,4 +1,7 @@
 //! The command line: exit codes, messages naming the file, generate.
+// Native only: processes, temp files and proptest do not run in wasm32,
+// where `wasm-pack test` compiles every test file (this one to nothing).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 use common::*;

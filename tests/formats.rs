@@ -1,5 +1,8 @@
 //! Every layout the business really has reads right: current, legacy-2020,
 //! spreadsheet damage, headers, BOM, CRLF, quoting, encodings.
+// Native only: processes, temp files and proptest do not run in wasm32,
+// where `wasm-pack test` compiles every test file (this one to nothing).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 use cafe_etl::{Code, Format, Severity, Table};

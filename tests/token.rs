@@ -1,6 +1,9 @@
 //! Branch upload tokens, the slug rule and the store rule against the
 //! vectors shared with the worker (`worker/test/token.test.js` reads the same
 //! file through the wasm module), and the `cafe-etl token` subcommand.
+// Native only: processes, temp files and proptest do not run in wasm32,
+// where `wasm-pack test` compiles every test file (this one to nothing).
+#![cfg(not(target_arch = "wasm32"))]
 
 use cafe_etl::token::{mint, store_slug, Secrets, StoreNames, Verifier};
 use serde_json::Value;

@@ -1,6 +1,9 @@
 //! Every problem becomes an issue with its line, column, code and a message
 //! saying what was found and what was expected; rows with errors go to the
 //! reject file, nothing is lost.
+// Native only: processes, temp files and proptest do not run in wasm32,
+// where `wasm-pack test` compiles every test file (this one to nothing).
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 use cafe_etl::{Severity, Table};
