@@ -276,11 +276,16 @@ pub fn tables(dialect: Dialect) -> String {
     if dialect == Dialect::Postgres {
         comment(
             &mut out,
-            "A ledger made before batches recorded which secret made their customer keys.",
+            "A ledger made before batches recorded which secret made their customer keys. \
+             Altered only when the column is missing: ALTER TABLE locks the ledger even when \
+             there is nothing to add, and would queue behind a load in progress.",
         );
         let _ = writeln!(
             out,
-            "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS customer_key_id {};\n",
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = '{LEDGER_TABLE}' \
+             AND column_name = 'customer_key_id') THEN \
+             ALTER TABLE {LEDGER_TABLE} ADD COLUMN customer_key_id {}; END IF; END $$;\n",
             Kind::Label(16).sql()
         );
         comment(
