@@ -645,13 +645,13 @@ impl<W: Write> Pipeline<W> {
                 "plain text"
             };
             let lines = match self.reader.lines() {
-                0 | 1 => "its line does not have".to_string(),
-                n => format!("none of its {n} lines has"),
+                0 | 1 => "1 line".to_string(),
+                n => format!("{n} lines"),
             };
             Some((
                 Code::NotCsv,
                 format!(
-                    "{name} looks like {looks}: {lines} the comma-separated columns of a till export, expected 7 fields per line starting with a date and time (25/08/2021 09:00,Leeds,...)"
+                    "{name} looks like {looks} ({lines}): it has no line with the comma-separated columns of a till export, expected 7 fields per line starting with a date and time (25/08/2021 09:00,Leeds,...)"
                 ),
             ))
         } else {
@@ -809,13 +809,13 @@ mod tests {
             (
                 "# Title\n\nSome prose, with commas, in it, five, six, seven, eight.\n",
                 true,
-                &["Markdown text", "none of its 3 lines", "7 fields"],
+                &[
+                    "Markdown text (3 lines)",
+                    "no line with the comma-separated columns",
+                    "7 fields",
+                ],
             ),
-            (
-                "a, b, c, d, e, f, g\n",
-                true,
-                &["plain text", "its line does not have"],
-            ),
+            ("a, b, c, d, e, f, g\n", true, &["plain text (1 line)"]),
             (
                 "| a, b | c, d, e, f |\n| x, y | z, w, v |\n",
                 true,
