@@ -107,8 +107,9 @@ function checkStoreRule(cfg, store, report, batchId) {
  * duplicate, a refusal), `discardRest()` reads the rest and drops it, up to `max` in
  * all: a server that closes a connection with unread bytes in it resets it, and the
  * client (a browser's XHR in particular) then reports a network error instead of our
- * answer. A client that sent `Expect: 100-continue` has not sent the body yet and is
- * left alone. A body over `max` (413) is still drained up to twice `max`, so a file a
+ * answer. A client that sent `Expect: 100-continue` may not have sent the body yet,
+ * so nothing is read of it (the local stack sends no interim 100, and curl sends the
+ * body anyway after a second: worker/README.md gives the curl line without the wait). A body over `max` (413) is still drained up to twice `max`, so a file a
  * little too big gets its 413 too; past that, or when the declared Content-Length is
  * past that, or when the client stalls for 30 s, it is cancelled (and the client may
  * see a reset).
