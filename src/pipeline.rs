@@ -176,10 +176,21 @@ fn looks_like_export_line(rec: &RawRecord<'_>) -> bool {
         }
     }
     rec.len() >= 5
+        && !starts_like_markdown(rec.get(0).unwrap_or(""))
         && rec
             .iter()
             .map(str::trim)
             .any(|f| timestamp_like(f) || money_like(f))
+}
+
+/// Whether a line opens like Markdown (a heading, a list item, a table row,
+/// a quote, a code fence): no till writes one, and a README's table may
+/// quote an export row (`| a row (25/08/2021 09:00,Leeds,...) | ... |`).
+fn starts_like_markdown(first_field: &str) -> bool {
+    let first = first_field.trim_start();
+    ["#", "```", "- ", "* ", "|", "> "]
+        .iter()
+        .any(|p| first.starts_with(p))
 }
 
 struct Processor<W: Write> {
@@ -393,10 +404,7 @@ impl<W: Write> Processor<W> {
             if looks_like_export_line(rec) {
                 self.rows_with_columns += 1;
             } else if !self.markdown {
-                let first = rec.get(0).unwrap_or("").trim_start();
-                self.markdown = ["#", "```", "- ", "* ", "|", "> "]
-                    .iter()
-                    .any(|p| first.starts_with(p));
+                self.markdown = starts_like_markdown(rec.get(0).unwrap_or(""));
             }
         }
     }
@@ -818,6 +826,12 @@ mod tests {
             ("a, b, c, d, e, f, g\n", true, &["plain text (1 line)"]),
             (
                 "| a, b | c, d, e, f |\n| x, y | z, w, v |\n",
+                true,
+                &["Markdown"],
+            ),
+            // A Markdown table quoting an export row is still Markdown.
+            (
+                "# Figures\n| tiny rows (`25/08/2021 09:00,A,,B - 0.05,0.05,CASH,`) | 3.1x |\n",
                 true,
                 &["Markdown"],
             ),
