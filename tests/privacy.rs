@@ -7,6 +7,7 @@
 mod common;
 use cafe_etl::{Config, Table};
 use common::*;
+use std::path::Path;
 use std::process::Command;
 
 fn all_outputs(staged: &cafe_etl::StagedBatch) -> String {
@@ -283,6 +284,45 @@ fn a_comma_in_a_name_or_a_store_keeps_no_free_text_in_the_reject_row() {
     }
 }
 
+/// The CLI's `check`, `check --json` and `transform --out OUT` of `file`:
+/// each one's arguments, exit status, and stdout followed by stderr.
+fn cli_every_way(file: &Path, out: &Path) -> Vec<(Vec<String>, Option<i32>, String)> {
+    let runs: [&[&str]; 3] = [&["check"], &["check", "--json"], &["transform", "--out"]];
+    runs.iter()
+        .map(|args| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_cafe-etl"));
+            cmd.args(*args);
+            if args[0] == "transform" {
+                cmd.arg(out);
+            }
+            let o = cmd.arg(file).output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            (
+                args.iter().map(|a| a.to_string()).collect(),
+                o.status.code(),
+                text,
+            )
+        })
+        .collect()
+}
+
+/// Every file staged below `out`, decompressed and joined.
+fn staged_text(out: &Path) -> String {
+    let mut staged = String::new();
+    for path in common::files_below(out) {
+        let bytes = std::fs::read(&path).unwrap();
+        staged.push_str(&match bytes.starts_with(&[0x1f, 0x8b]) {
+            true => gunzip(&bytes),
+            false => String::from_utf8(bytes).unwrap(),
+        });
+    }
+    staged
+}
+
 #[test]
 fn the_cli_stages_and_prints_nothing_of_the_comma_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -290,32 +330,11 @@ fn the_cli_stages_and_prints_nothing_of_the_comma_rows() {
     std::fs::write(&file, COMMA_ROWS.join("\n") + "\n").unwrap();
     let out = dir.path().join("out");
     let (names, cards) = comma_rows_personal_data();
-    for args in [
-        vec!["check"],
-        vec!["check", "--json"],
-        vec!["transform", "--out", out.to_str().unwrap()],
-    ] {
-        let o = Command::new(env!("CARGO_BIN_EXE_cafe-etl"))
-            .args(&args)
-            .arg(&file)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {text}");
+    for (args, status, text) in cli_every_way(&file, &out) {
+        assert_eq!(status, Some(1), "{args:?}: {text}");
         assert_no_personal_data(&text, &names, &cards, "CLI output");
     }
-    let mut staged = String::new();
-    for path in common::files_below(&out) {
-        let bytes = std::fs::read(&path).unwrap();
-        staged.push_str(&match bytes.starts_with(&[0x1f, 0x8b]) {
-            true => gunzip(&bytes),
-            false => String::from_utf8(bytes).unwrap(),
-        });
-    }
+    let staged = staged_text(&out);
     assert!(staged.contains("[withheld]"), "the reject file was read");
     assert_no_personal_data(&staged, &names, &cards, "files staged by the CLI");
 }
@@ -434,28 +453,11 @@ proptest! {
         let file = dir.path().join("leeds_25-08-2021_09-00-00.csv");
         std::fs::write(&file, &input).unwrap();
         let out = dir.path().join("out");
-        for args in [
-            vec!["check"],
-            vec!["check", "--json"],
-            vec!["transform", "--out", out.to_str().unwrap()],
-        ] {
-            let o = Command::new(env!("CARGO_BIN_EXE_cafe-etl"))
-                .args(&args)
-                .arg(&file)
-                .output()
-                .unwrap();
-            prop_assert!(matches!(o.status.code(), Some(0 | 1)), "{:?}", args);
-            let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        for (args, status, text) in cli_every_way(&file, &out) {
+            prop_assert!(matches!(status, Some(0 | 1)), "{:?}", args);
             assert_nothing_personal(&text, &excused, &needles, "the CLI's stdout and stderr");
         }
-        let mut staged = String::new();
-        for path in common::files_below(&out) {
-            let bytes = std::fs::read(&path).unwrap();
-            staged.push_str(&match bytes.starts_with(&[0x1f, 0x8b]) {
-                true => gunzip(&bytes),
-                false => String::from_utf8(bytes).unwrap(),
-            });
-        }
+        let staged = staged_text(&out);
         prop_assert!(staged.contains("[withheld]"));
         assert_nothing_personal(&staged, &excused, &needles, "the files the CLI staged");
     }

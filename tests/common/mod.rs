@@ -31,19 +31,8 @@ pub fn shared_corpus() -> Option<PathBuf> {
 
 /// Every `.csv` below a folder, sorted.
 pub fn csv_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "csv") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
+    let mut out = files_below(dir);
+    out.retain(|p| p.extension().is_some_and(|x| x == "csv"));
     out
 }
 
