@@ -53,6 +53,15 @@ fn database_url(test: &str) -> Option<String> {
     }
 }
 
+/// The fixture exports staged by the CLI into a temporary folder: the
+/// folder (deleted when dropped) and the staging root in it.
+fn staged_fixture() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("staging");
+    stage(&fixture_dir(), &root);
+    (dir, root)
+}
+
 /// A fresh schema of its own for one test.
 struct Db {
     url: String,
@@ -613,9 +622,7 @@ fn fixture_answers_the_briefs_four_questions() {
     let Some(mut db) = fresh_db("fixture_answers_the_briefs_four_questions") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("staging");
-    stage(&fixture_dir(), &root);
+    let (_dir, root) = staged_fixture();
     let out = load(&db.url, &root, &[]);
     assert!(out.starts_with("loaded 6 batches"), "{out}");
     let c = &mut db.client;
@@ -831,9 +838,7 @@ fn an_empty_warehouse_says_what_to_do() {
         "{err}"
     );
     // Everything staged before --since: the schema is made, nothing loaded.
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("staging");
-    stage(&fixture_dir(), &root);
+    let (_dir, root) = staged_fixture();
     let out = load(&db.url, &root, &["--since", "2999-01-01"]);
     assert!(
         out.starts_with("nothing to load: 6 complete batches")
@@ -858,9 +863,7 @@ fn two_loads_at_once_load_each_batch_once() {
     let Some(mut db) = fresh_db("two_loads_at_once_load_each_batch_once") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("staging");
-    stage(&fixture_dir(), &root);
+    let (_dir, root) = staged_fixture();
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_cafe-etl"))
             .args(["load", "--postgres", &db.url, "--root"])
@@ -896,9 +899,7 @@ fn reloading_leaves_store_and_product_rows_untouched() {
     let Some(mut db) = fresh_db("reloading_leaves_store_and_product_rows_untouched") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("staging");
-    stage(&fixture_dir(), &root);
+    let (_dir, root) = staged_fixture();
     let c = &mut db.client;
     let first = wpg::load(c, &root, &wpg::LoadOptions::default()).unwrap();
     assert_eq!(first.recorded, 6);
@@ -943,9 +944,7 @@ fn a_load_holding_the_lock_queues_loads_but_not_dashboards() {
     let Some(mut db) = fresh_db("a_load_holding_the_lock_queues_loads") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("staging");
-    stage(&fixture_dir(), &root);
+    let (_dir, root) = staged_fixture();
     wpg::apply_schema(&mut db.client).unwrap();
     let batches = cafe_etl::warehouse::scan(&root).unwrap().complete;
     assert_eq!(batches.len(), 6);
@@ -1018,9 +1017,7 @@ fn a_batch_whose_marker_names_a_missing_table_is_skipped_and_the_rest_load() {
     let Some(mut db) = fresh_db("a_batch_whose_marker_names_a_missing_table") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("staging");
-    stage(&fixture_dir(), &root);
+    let (_dir, root) = staged_fixture();
     let files = csv_files(&fixture_dir());
     let broken = batch_of(&files[0]);
     let missing = format!("basket_items/{broken}.csv.gz");
@@ -1300,9 +1297,7 @@ fn grafana_dashboard_panels_filter_occurred_at_and_agree_with_the_views() {
     let Some(mut db) = fresh_db("grafana_dashboard_panels") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("staging");
-    stage(&fixture_dir(), &root);
+    let (_dir, root) = staged_fixture();
     // Through the library this time.
     let report = wpg::load(&mut db.client, &root, &wpg::LoadOptions::default()).unwrap();
     assert_eq!((report.planned, report.recorded), (6, 6));
