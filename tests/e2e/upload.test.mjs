@@ -121,7 +121,10 @@ describe('upload to the edge worker', { skip: reason }, () => {
     // What reached the bucket: 5 transactions, 7 rejects, no name, no card number.
     const id = checkJson(path.dirname(BAD), path.basename(BAD)).batch_id;
     const keys = (await stack.s3.client.keys(stack.prefix)).filter((k) => k.includes(id));
-    assert.equal(keys.length, 6, keys.join(', '));
+    // The staging layout's five tables and marker, and the worker's two index
+    // entries (one under the store, one by commit time).
+    assert.equal(keys.length, 8, keys.join(', '));
+    assert.equal(keys.filter((k) => k.startsWith(`${stack.prefix}index/`)).length, 2, keys.join(', '));
     const texts = new Map();
     for (const k of keys) {
       texts.set(k, k.endsWith('.gz') ? await stack.s3.client.text(k) : new TextDecoder().decode(await stack.s3.client.get(k)));
