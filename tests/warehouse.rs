@@ -150,6 +150,11 @@ fn load(url: &str, root: &Path, extra: &[&str]) -> String {
     ok(&args).0
 }
 
+/// `cafe-etl load` of `root`, whatever its outcome.
+fn try_load(url: &str, root: &Path) -> Output {
+    cafe_etl(&["load", "--postgres", url, "--root", root.to_str().unwrap()])
+}
+
 /// Rows of a query as text (NULL as the empty string).
 fn rows(client: &mut Client, sql: &str) -> Vec<Vec<String>> {
     client
@@ -1050,13 +1055,7 @@ fn a_batch_whose_marker_names_a_missing_table_is_skipped_and_the_rest_load() {
     assert_eq!(m.matches("\"url\"").count(), files.len() - 1);
 
     // The PostgreSQL load: the others load, the broken one is named.
-    let out = cafe_etl(&[
-        "load",
-        "--postgres",
-        &db.url,
-        "--root",
-        root.to_str().unwrap(),
-    ]);
+    let out = try_load(&db.url, &root);
     let (stdout, err) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}{err}");
     assert!(err.contains(&said), "{err}");
@@ -1539,13 +1538,7 @@ fn a_warehouse_takes_one_customer_key_secret() {
         let staged = stage_with(&rest[0], &backfill, secret, true);
         stage_with(&rest[1], &backfill, secret, true);
         assert!(staged.contains("staged batch"), "{staged}");
-        let out = cafe_etl(&[
-            "load",
-            "--postgres",
-            &db.url,
-            "--root",
-            backfill.to_str().unwrap(),
-        ]);
+        let out = try_load(&db.url, &backfill);
         assert_eq!(out.status.code(), Some(2));
         let err = text(&out.stderr);
         assert!(
