@@ -1587,13 +1587,16 @@ fn insights_says_why_the_customers_view_is_empty() {
     stage_with(&fixtures[0], &root, None, false);
     let out = load(&db.url, &root, &[]);
     assert!(out.starts_with("loaded 1 batch in "), "{out}");
-    let (shown, _) = ok(&[
-        "insights",
-        "--postgres",
-        &db.url,
-        "--view",
-        "customers_new_returning_weekly",
-    ]);
+    let customers_view = || {
+        ok(&[
+            "insights",
+            "--postgres",
+            &db.url,
+            "--view",
+            "customers_new_returning_weekly",
+        ])
+    };
+    let (shown, _) = customers_view();
     assert!(
         shown.contains("(no rows)\n  why: none of the ")
             && shown.contains("has a customer key")
@@ -1608,12 +1611,6 @@ fn insights_says_why_the_customers_view_is_empty() {
         false,
     );
     load(&db.url, &root, &[]);
-    let (shown, _) = ok(&[
-        "insights",
-        "--postgres",
-        &db.url,
-        "--view",
-        "customers_new_returning_weekly",
-    ]);
+    let (shown, _) = customers_view();
     assert!(!shown.contains("why:"), "{shown}");
 }

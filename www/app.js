@@ -643,8 +643,10 @@ function httpMessage(status, body, text) {
     case 400: return `The upload service refused the file${detail}.`;
     case 401: return `The branch token was not accepted (missing, mistyped or expired)${detail}. Ask head office for a new one.`;
     // One sentence: the worker's message already says what was found and that nothing was staged.
-    case 403: return detail
-      ? `This token is for another branch${detail}.`
+    // The worker's sentence is the core's (src/token.rs), whole: a misspelt store
+    // of this very branch is not "another branch".
+    case 403: return body?.message
+      ? `${body.message[0].toUpperCase()}${body.message.slice(1)}.`
       : 'This token is for another branch: the file holds rows of a store the token does not cover, so nothing was staged.';
     case 413: return `The file is too big for the upload service${detail}.`;
     case 415: return `The upload service did not take this as a CSV file${detail}.`;
