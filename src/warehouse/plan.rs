@@ -223,10 +223,10 @@ impl S3Target {
     pub fn new(url: &str) -> Result<S3Target, String> {
         let rest = url
             .strip_prefix("s3://")
-            .ok_or_else(|| format!("--s3-url {url:?} should start with s3://"))?;
+            .ok_or_else(|| format!("the S3 URL {url:?} should start with s3://"))?;
         let bucket = rest.split('/').next().unwrap_or("");
         if bucket.is_empty() {
-            return Err(format!("--s3-url {url:?} has no bucket"));
+            return Err(format!("the S3 URL {url:?} has no bucket"));
         }
         // The URL goes into SQL string literals and JSON.
         if url
@@ -234,7 +234,7 @@ impl S3Target {
             .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '\'' | '"' | '\\'))
         {
             return Err(format!(
-                "--s3-url {url:?} has a quote, backslash or space; S3 keys here never do"
+                "the S3 URL {url:?} has a quote, backslash or space; S3 keys here never do"
             ));
         }
         Ok(S3Target {
@@ -254,7 +254,7 @@ impl S3Target {
                     .any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '\\'))
         {
             return Err(format!(
-                "--iam-role {role:?} should be an IAM role ARN (arn:aws:iam::...:role/...) or default"
+                "the IAM role {role:?} should be an IAM role ARN (arn:aws:iam::...:role/...) or default"
             ));
         }
         self.iam_role = (role != "default").then(|| role.to_string());
@@ -269,7 +269,7 @@ impl S3Target {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             return Err(format!(
-                "--region {region:?} should be an AWS region like eu-west-2"
+                "the region {region:?} should be an AWS region like eu-west-2"
             ));
         }
         self.region = Some(region.to_string());

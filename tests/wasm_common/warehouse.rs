@@ -205,7 +205,7 @@ fn bad_input_is_refused_with_the_cores_text() {
         (
             json!({ "batches": [{ "marker": marker }], "dialect": "redshift",
                     "s3": { "url": "https://bucket/x" } }),
-            "plan error: --s3-url \"https://bucket/x\" should start with s3://",
+            "plan error: the S3 URL \"https://bucket/x\" should start with s3://",
         ),
         (
             json!({ "batches": [good[0].0, keyed[1].0], "dialect": "postgresql" }),
