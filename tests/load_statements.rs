@@ -190,3 +190,63 @@ fn parsable_part(dialect: Dialect, sql: &str) -> Option<String> {
         _ => Some(sql.to_string()),
     }
 }
+
+/// A batch with a generated id and source (quotes, backslashes, any
+/// letters): enough for its ledger row.
+fn generated(id: u128, source: String) -> Batch {
+    let report = cafe_etl::Report {
+        batch_id: format!("{id:032x}"),
+        source,
+        customer_key_id: "none".into(),
+        ..cafe_etl::Report::default()
+    };
+    Batch::from_marker(&serde_json::to_vec(&report).unwrap(), 0, None).unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 64, failure_persistence: None, ..Default::default()
+    })]
+
+    /// Whatever the batches and the limit: either every statement fits and
+    /// the INSERTs list every batch once, in id order, or the plan is
+    /// refused because one ledger row alone cannot fit.
+    #[test]
+    fn chunking_lists_every_batch_once_within_the_limit(
+        batches in proptest::collection::btree_map(
+            proptest::prelude::any::<u128>(), "[a-zA-Z0-9 '\\\\\"é_.-]{0,300}", 1..40),
+        max in 200usize..6000,
+        redshift in proptest::prelude::any::<bool>(),
+    ) {
+        let dialect = if redshift { Dialect::Redshift } else { Dialect::Postgres };
+        let plan = Plan::new(batches.into_iter().map(|(id, s)| generated(id, s)).collect());
+        let options = StatementOptions {
+            s3: Some(S3Target::new("s3://b/p").unwrap()),
+            max_statement_bytes: max,
+        };
+        match plan.statements(dialect, &options) {
+            Ok(statements) => {
+                let mut listed = Vec::new();
+                for s in &statements {
+                    proptest::prop_assert!(s.sql().len() <= max);
+                    if let Some(rows) = s.sql().strip_prefix("INSERT INTO tmp_plan_batches") {
+                        for line in rows.lines().skip(1) {
+                            listed.push(line[2..34].to_string());
+                        }
+                    }
+                }
+                let ids: Vec<String> =
+                    plan.batches().iter().map(|b| b.id().to_string()).collect();
+                proptest::prop_assert_eq!(listed, ids);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                proptest::prop_assert!(msg.starts_with("plan error: "), "{}", msg);
+                proptest::prop_assert!(
+                    msg.contains("no statement of at most") || msg.contains("more than the"),
+                    "{}", msg
+                );
+            }
+        }
+    }
+}
