@@ -610,7 +610,8 @@ impl Plan {
                     statement_label(long.sql()),
                     long.sql().len()
                 ),
-            ));
+            )
+            .with_code("statement_too_long"));
         }
         Ok(out)
     }
@@ -639,7 +640,8 @@ impl Plan {
                         b.id(),
                         head.len() + row.len()
                     ),
-                ));
+                )
+                .with_code("statement_too_long"));
             }
             if !rows.is_empty() && head.len() + rows.len() + 2 + row.len() > max {
                 out.push(format!("{head}{rows}"));
@@ -673,6 +675,7 @@ impl Plan {
                         Phase::Plan,
                         "a Redshift load needs the S3 URL of the staging root (s3://bucket/prefix)",
                     )
+                    .with_code("config")
                 })?;
                 format!(
                     "COPY {target}\nFROM '{manifest}'\nIAM_ROLE {role}\nMANIFEST\n\
@@ -1256,6 +1259,7 @@ pub(crate) mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("bytes, more than the"), "{e}");
+        assert_eq!(e.code(), Some("statement_too_long"));
     }
 
     #[test]
