@@ -1,7 +1,7 @@
 //! Which batches a load takes, and the statements that load them.
 //!
 //! A batch is known by its marker, `batches/<id>.json` (its report, which
-//! the stage writes last): natively [`super::scan`] reads a staging folder,
+//! the stage writes last): natively `scan` reads a staging folder,
 //! in the edge worker the marker comes from the bucket. A [`Plan`] is a set
 //! of batches and one list of [`Step`]s, the same for both dialects; only
 //! how the rows get into the temporary tables differs, and
