@@ -23,12 +23,11 @@
 //! product or store may be written more than once to its table (the loader
 //! keeps one row per id) and the summary folds the rest into "other".
 
-use crate::clean::CustomerKey;
 use crate::error::Error;
 use crate::report::{
     format_pence, HourSummary, PreviewRow, ProductSummary, StoreSummary, Summary, TableCounts,
 };
-use crate::validate::{Item, Transaction, NO_PRODUCT};
+use crate::row::{CustomerKey, Item, Payment, Transaction, NO_TEXT};
 use rustc_hash::FxHashMap as HashMap;
 use sha1::{Digest, Sha1};
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -217,9 +216,94 @@ struct StoreEntry {
     revenue: i64,
 }
 
+/// The products of one batch, numbered in order of first appearance, so
+/// the transform stage finds a product it has seen by index instead of
+/// hashing its parts for every item.
+///
+/// An item read from a remembered text ([`Item::text`]) is numbered once
+/// per text; others (legacy baskets, texts past the reader's cap) by a
+/// lookup of their parts. Capped: past `cap` products or `max_bytes` of
+/// their text, products are left unnumbered ([`NO_PRODUCT`]).
+#[derive(Debug, Default)]
+pub struct Menu {
+    products: HashMap<Box<str>, u32>,
+    /// Product number of each item text slot seen, [`UNSEEN`] before.
+    by_text: Vec<u32>,
+    key: String,
+    cap: usize,
+    /// Bytes of product text held, against `max_bytes`.
+    bytes: usize,
+    max_bytes: usize,
+}
+
+/// The number [`Menu::number`] gives a product once the menu is full.
+pub const NO_PRODUCT: u32 = u32::MAX;
+
+/// A slot of [`Menu::by_text`] not numbered yet.
+const UNSEEN: u32 = u32::MAX - 1;
+
+impl Menu {
+    /// A menu numbering at most `cap` products, and holding at most
+    /// `max_bytes` of their text.
+    pub fn new(cap: usize, max_bytes: usize) -> Menu {
+        Menu {
+            cap,
+            max_bytes,
+            ..Menu::default()
+        }
+    }
+
+    /// The number of a product, given its parts; [`NO_PRODUCT`] when full.
+    pub fn number(&mut self, size: &str, name: &str, flavour: &str) -> u32 {
+        self.key.clear();
+        for (i, part) in [size, name, flavour].iter().enumerate() {
+            if i > 0 {
+                self.key.push('\x1f');
+            }
+            self.key.push_str(part);
+        }
+        if let Some(&n) = self.products.get(self.key.as_str()) {
+            return n;
+        }
+        if self.products.len() >= self.cap || self.bytes + self.key.len() > self.max_bytes {
+            return NO_PRODUCT;
+        }
+        self.bytes += self.key.len();
+        let n = self.products.len() as u32;
+        self.products.insert(self.key.as_str().into(), n);
+        n
+    }
+
+    /// The number of an item's product (`basket` is the text the item
+    /// points into): by its text slot when it has one and the slot was
+    /// numbered before, else by [`Menu::number`].
+    pub fn number_item(&mut self, item: &Item, basket: &str) -> u32 {
+        // Slots come from a reader capped like this menu; one past the cap
+        // is treated as no slot, so `by_text` stays bounded.
+        let slot =
+            (item.text != NO_TEXT && (item.text as usize) < self.cap).then_some(item.text as usize);
+        if let Some(&n) = slot.and_then(|s| self.by_text.get(s)) {
+            if n != UNSEEN {
+                return n;
+            }
+        }
+        let (size, name, flavour) = item.parts(basket);
+        let n = self.number(size, name, flavour);
+        if let Some(s) = slot {
+            if s >= self.by_text.len() {
+                self.by_text.resize(s + 1, UNSEEN);
+            }
+            self.by_text[s] = n;
+        }
+        n
+    }
+}
+
 /// The transform stage at run time.
 pub struct Transformer {
     config: Config,
+    /// Numbers the batch's products.
+    menu: Menu,
     /// Products numbered by the batch's menu, by number.
     numbered: Vec<Option<ProductEntry>>,
     /// Products past the menu's cap, by key.
@@ -263,6 +347,7 @@ impl Transformer {
     /// A transformer with the given caps.
     pub fn new(config: Config) -> Transformer {
         Transformer {
+            menu: Menu::new(config.max_products, config.max_cache_bytes),
             config,
             numbered: Vec::new(),
             products: HashMap::default(),
@@ -350,9 +435,10 @@ impl Transformer {
         }
         for item in items {
             let (size, name, flavour) = item.parts(tx.basket);
-            let id = if item.product != NO_PRODUCT {
+            let product = self.menu.number_item(item, tx.basket);
+            let id = if product != NO_PRODUCT {
                 // Numbered by the menu: an index, no hashing.
-                let n = item.product as usize;
+                let n = product as usize;
                 if n >= self.numbered.len() {
                     self.numbered.resize_with(n + 1, || None);
                 }
@@ -457,8 +543,8 @@ impl Transformer {
         s.transactions += 1;
         s.items += item_count as u64;
         match tx.payment {
-            crate::validate::Payment::Cash => s.cash_transactions += 1,
-            crate::validate::Payment::Card => s.card_transactions += 1,
+            Payment::Cash => s.cash_transactions += 1,
+            Payment::Card => s.card_transactions += 1,
         }
         if self.first_at.is_none_or(|f| occurred_at < f) {
             self.first_at = Some(occurred_at);
@@ -700,6 +786,55 @@ mod tests {
         ]
         .join("-");
         assert_eq!(std::str::from_utf8(&id).unwrap(), want);
+    }
+
+    #[test]
+    fn the_menu_numbers_products_once_whatever_the_item_text() {
+        // (basket, items' text slots, numbers wanted): a slot is numbered
+        // by its parts the first time, by index after; two texts of one
+        // product (another price) share its number; past the cap, NO_PRODUCT.
+        let item = |basket: &str, text: u32| {
+            let (desc, _) = basket.split_once(" @ ").unwrap();
+            let (name, flavour) = desc.split_once('/').unwrap_or((desc, &desc[desc.len()..]));
+            let at = |part: &str| {
+                let s = part.as_ptr() as usize - basket.as_ptr() as usize;
+                s as u32..(s + part.len()) as u32
+            };
+            Item {
+                size: 0..0,
+                name: at(name),
+                flavour: at(flavour),
+                price_pence: 245,
+                text,
+            }
+        };
+        let cases: &[(&str, u32, u32)] = &[
+            ("Latte @ 2.45", 0, 0),
+            ("Mocha @ 2.30", 1, 1),
+            ("Latte @ 2.50", 2, 0),
+            ("Latte @ 2.45", 0, 0),
+            ("Latte/Vanilla @ 2.45", NO_TEXT, 2),
+            ("Mocha @ 2.30", NO_TEXT, 1),
+            ("Tea @ 1.00", 3, NO_PRODUCT),
+            ("Tea @ 1.00", 3, NO_PRODUCT),
+            ("Latte @ 2.45", 99, 0),
+        ];
+        let mut menu = Menu::new(3, 1 << 10);
+        for &(basket, text, want) in cases {
+            assert_eq!(
+                menu.number_item(&item(basket, text), basket),
+                want,
+                "{basket} {text}"
+            );
+        }
+        assert!(menu.by_text.len() <= 4, "slots past the cap are not kept");
+        let mut tiny = Menu::new(100, 8);
+        assert_eq!(tiny.number("", "Latte", ""), 0);
+        assert_eq!(
+            tiny.number("", "Flat white", ""),
+            NO_PRODUCT,
+            "over the bytes"
+        );
     }
 
     #[test]
