@@ -30,7 +30,7 @@ use crate::report::{
 use crate::row::{CustomerKey, Item, Payment, Transaction, NO_TEXT};
 use rustc_hash::FxHashMap as HashMap;
 use sha1::{Digest, Sha1};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 /// Caps of the transform stage.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -373,7 +373,9 @@ impl Transformer {
         }
     }
 
-    /// Turns one valid transaction into star-schema rows.
+    /// Turns one valid transaction into star-schema rows, in five steps:
+    /// its store, its products and basket lines, its id, its rows, and the
+    /// summary.
     pub fn add(
         &mut self,
         tx: &Transaction<'_>,
@@ -382,88 +384,100 @@ impl Transformer {
         sink: &mut impl StarSink,
     ) -> Result<(), Error> {
         let occurred_at = tx.occurred_at.to_bytes();
-
-        // Store.
-        let store_id = match self.stores.get_mut(tx.store) {
-            Some(e) => {
-                e.transactions += 1;
-                e.revenue += tx.total_pence;
-                e.id
-            }
-            None => {
-                let id = store_id(tx.store);
-                sink.store(&id, tx.store)?;
-                self.counts.stores += 1;
-                if self.stores.len() < self.config.max_stores
-                    && self.cache_bytes + tx.store.len() <= self.config.max_cache_bytes
-                {
-                    self.cache_bytes += tx.store.len();
-                    self.stores.insert(
-                        tx.store.into(),
-                        StoreEntry {
-                            id,
-                            transactions: 1,
-                            revenue: tx.total_pence,
-                        },
-                    );
-                } else {
-                    self.other_stores.0 += 1;
-                    self.other_stores.1 += tx.total_pence;
-                }
-                id
-            }
-        };
-
-        // Products, and the basket folded into lines of identical items.
-        // Only a sink that writes rows needs the lines and the id's key.
+        let store_id = self.store(tx, sink)?;
+        // Only a sink that writes rows needs the transaction's id, and so
+        // its key; the basket lines are counted either way (the report's
+        // basket_items count must not depend on the mode).
         let rows = sink.wants_rows();
+        if rows {
+            self.start_key(tx, &occurred_at);
+        }
+        self.fold_basket(tx, items, rows, sink)?;
+        let transaction_id = match rows {
+            true => self.transaction_id(&occurred_at),
+            false => [b'0'; 36],
+        };
+        let row = TransactionRow {
+            transaction_id: &transaction_id,
+            store_id: &store_id,
+            occurred_at: &occurred_at,
+            payment_method: tx.payment.as_str(),
+            total_pence: tx.total_pence,
+            item_count: items.len() as u32,
+            customer_key: tx.customer_key.as_ref(),
+        };
+        self.write_rows(&row, batch_id, sink)?;
+        self.summarise(tx, items, occurred_at);
+        Ok(())
+    }
+
+    /// The store's id: from the cache, or made, written and remembered (up
+    /// to the caps) the first time the store is seen.
+    #[inline]
+    fn store(&mut self, tx: &Transaction<'_>, sink: &mut impl StarSink) -> Result<UuidText, Error> {
+        if let Some(e) = self.stores.get_mut(tx.store) {
+            e.transactions += 1;
+            e.revenue += tx.total_pence;
+            return Ok(e.id);
+        }
+        let id = store_id(tx.store);
+        sink.store(&id, tx.store)?;
+        self.counts.stores += 1;
+        if self.stores.len() < self.config.max_stores
+            && self.cache_bytes + tx.store.len() <= self.config.max_cache_bytes
+        {
+            self.cache_bytes += tx.store.len();
+            self.stores.insert(
+                tx.store.into(),
+                StoreEntry {
+                    id,
+                    transactions: 1,
+                    revenue: tx.total_pence,
+                },
+            );
+        } else {
+            self.other_stores.0 += 1;
+            self.other_stores.1 += tx.total_pence;
+        }
+        Ok(id)
+    }
+
+    /// Starts the transaction id's key with what the row says of itself:
+    /// store, time, payment and total (see the module's table).
+    #[inline]
+    fn start_key(&mut self, tx: &Transaction<'_>, occurred_at: &[u8; 19]) {
+        self.key.clear();
+        self.key.extend_from_slice(b"transaction\x1f");
+        self.key.extend_from_slice(tx.store.as_bytes());
+        self.key.push(0x1f);
+        self.key.extend_from_slice(occurred_at);
+        self.key.push(0x1f);
+        self.key.extend_from_slice(tx.payment.as_str().as_bytes());
+        self.key.push(0x1f);
+        self.key
+            .extend_from_slice(itoa::Buffer::new().format(tx.total_pence).as_bytes());
+    }
+
+    /// Finds each item's product (writing new ones), folds the basket into
+    /// lines of identical items, and, when `rows`, adds every item to the
+    /// transaction id's key.
+    #[inline]
+    fn fold_basket(
+        &mut self,
+        tx: &Transaction<'_>,
+        items: &[Item],
+        rows: bool,
+        sink: &mut impl StarSink,
+    ) -> Result<(), Error> {
         self.lines.clear();
         if !self.line_index.is_empty() {
             self.line_index.clear();
         }
-        self.key.clear();
-        if rows {
-            self.key.extend_from_slice(b"transaction\x1f");
-            self.key.extend_from_slice(tx.store.as_bytes());
-            self.key.push(0x1f);
-            self.key.extend_from_slice(&occurred_at);
-            self.key.push(0x1f);
-            self.key.extend_from_slice(tx.payment.as_str().as_bytes());
-            self.key.push(0x1f);
-            self.key
-                .extend_from_slice(itoa::Buffer::new().format(tx.total_pence).as_bytes());
-        }
         for item in items {
-            let (size, name, flavour) = item.parts(tx.basket);
-            let product = self.menu.number_item(item, tx.basket);
-            let id = if product != NO_PRODUCT {
-                // Numbered by the menu: an index, no hashing.
-                let n = product as usize;
-                if n >= self.numbered.len() {
-                    self.numbered.resize_with(n + 1, || None);
-                }
-                match &mut self.numbered[n] {
-                    Some(e) => {
-                        e.quantity += 1;
-                        e.revenue += item.price_pence;
-                        e.id
-                    }
-                    slot @ None => {
-                        product_key(&mut self.product_key, size, name, flavour);
-                        let id = uuid5(&self.product_key);
-                        sink.product(&id, size, name, flavour)?;
-                        self.counts.products += 1;
-                        *slot = Some(ProductEntry::new(id, size, name, flavour, item.price_pence));
-                        id
-                    }
-                }
-            } else {
-                self.unnumbered_product(size, name, flavour, item.price_pence, sink)?
-            };
-            // Lines are counted even when only checking (the report's
-            // basket_items count must not depend on the mode).
+            let id = self.product(item, tx.basket, sink)?;
             fold_line(&mut self.lines, &mut self.line_index, id, item.price_pence);
             if rows {
+                let (size, name, flavour) = item.parts(tx.basket);
                 self.key.push(0x1e);
                 self.key.extend_from_slice(size.as_bytes());
                 self.key.push(0x1f);
@@ -475,73 +489,115 @@ impl Transformer {
                     .extend_from_slice(itoa::Buffer::new().format(item.price_pence).as_bytes());
             }
         }
+        Ok(())
+    }
 
-        // Occurrence number: which copy of identical content this is.
-        let transaction_id = if rows {
-            if occurred_at != self.run_ts {
-                self.run_ts = occurred_at;
-                self.run_counts.clear();
-                self.run_counts_map.clear();
-                if self.runs_per_ts.len() >= self.config.max_timestamps {
-                    // Deterministic (depends only on the input so far) and bounded.
-                    self.runs_per_ts.clear();
-                }
-                let n = self.runs_per_ts.entry(occurred_at).or_insert(0);
-                self.run_number = *n;
-                *n += 1;
+    /// An item's product id, counting the item in the product's summary:
+    /// by the menu's number (an index, no hashing), else by its key.
+    #[inline]
+    fn product(
+        &mut self,
+        item: &Item,
+        basket: &str,
+        sink: &mut impl StarSink,
+    ) -> Result<UuidText, Error> {
+        let (size, name, flavour) = item.parts(basket);
+        let product = self.menu.number_item(item, basket);
+        if product == NO_PRODUCT {
+            return self.unnumbered_product(size, name, flavour, item.price_pence, sink);
+        }
+        let n = product as usize;
+        if n >= self.numbered.len() {
+            self.numbered.resize_with(n + 1, || None);
+        }
+        match &mut self.numbered[n] {
+            Some(e) => {
+                e.quantity += 1;
+                e.revenue += item.price_pence;
+                Ok(e.id)
             }
-            // A fixed-seed hash: the same content always meets the same counter.
-            let mut h = rustc_hash::FxBuildHasher.build_hasher();
-            self.key.hash(&mut h);
-            let hash = h.finish();
-            let copy = match self.run_counts.iter().position(|(k, _)| *k == hash) {
-                Some(i) => &mut self.run_counts[i].1,
-                None if self.run_counts.len() < 32 => {
-                    self.run_counts.push((hash, 0));
-                    &mut self.run_counts.last_mut().expect("just pushed").1
-                }
-                None => self.run_counts_map.entry(hash).or_insert(0),
-            };
-            let occurrence = *copy;
-            *copy += 1;
-            self.key.push(0x1f);
-            self.key.extend_from_slice(
-                itoa::Buffer::new()
-                    .format(self.run_number as i64)
-                    .as_bytes(),
-            );
-            self.key.push(0x1f);
-            self.key
-                .extend_from_slice(itoa::Buffer::new().format(occurrence as i64).as_bytes());
-            uuid5(&self.key)
-        } else {
-            [b'0'; 36]
-        };
+            slot @ None => {
+                product_key(&mut self.product_key, size, name, flavour);
+                let id = uuid5(&self.product_key);
+                sink.product(&id, size, name, flavour)?;
+                self.counts.products += 1;
+                *slot = Some(ProductEntry::new(id, size, name, flavour, item.price_pence));
+                Ok(id)
+            }
+        }
+    }
 
-        let item_count = items.len() as u32;
-        sink.transaction(
-            &TransactionRow {
-                transaction_id: &transaction_id,
-                store_id: &store_id,
-                occurred_at: &occurred_at,
-                payment_method: tx.payment.as_str(),
-                total_pence: tx.total_pence,
-                item_count,
-                customer_key: tx.customer_key.as_ref(),
-            },
-            batch_id,
-        )?;
+    /// Ends the key with the occurrence number (which copy of identical
+    /// content this is, see the module's documentation) and hashes it.
+    #[inline]
+    fn transaction_id(&mut self, occurred_at: &[u8; 19]) -> UuidText {
+        if *occurred_at != self.run_ts {
+            self.start_run(occurred_at);
+        }
+        // A fixed-seed hash: the same content always meets the same counter.
+        let hash = rustc_hash::FxBuildHasher.hash_one(&self.key);
+        let copy = match self.run_counts.iter().position(|(k, _)| *k == hash) {
+            Some(i) => &mut self.run_counts[i].1,
+            None if self.run_counts.len() < 32 => {
+                self.run_counts.push((hash, 0));
+                &mut self.run_counts.last_mut().expect("just pushed").1
+            }
+            None => self.run_counts_map.entry(hash).or_insert(0),
+        };
+        let occurrence = *copy;
+        *copy += 1;
+        self.key.push(0x1f);
+        self.key.extend_from_slice(
+            itoa::Buffer::new()
+                .format(self.run_number as i64)
+                .as_bytes(),
+        );
+        self.key.push(0x1f);
+        self.key
+            .extend_from_slice(itoa::Buffer::new().format(occurrence as i64).as_bytes());
+        uuid5(&self.key)
+    }
+
+    /// A new run of rows with one timestamp: its copies start at zero, and
+    /// it is numbered after the runs of that timestamp before it.
+    fn start_run(&mut self, occurred_at: &[u8; 19]) {
+        self.run_ts = *occurred_at;
+        self.run_counts.clear();
+        self.run_counts_map.clear();
+        if self.runs_per_ts.len() >= self.config.max_timestamps {
+            // Deterministic (depends only on the input so far) and bounded.
+            self.runs_per_ts.clear();
+        }
+        let n = self.runs_per_ts.entry(*occurred_at).or_insert(0);
+        self.run_number = *n;
+        *n += 1;
+    }
+
+    /// Writes the transaction row and its basket lines to the sink.
+    #[inline]
+    fn write_rows(
+        &mut self,
+        row: &TransactionRow<'_>,
+        batch_id: &str,
+        sink: &mut impl StarSink,
+    ) -> Result<(), Error> {
+        sink.transaction(row, batch_id)?;
         self.counts.transactions += 1;
         for (product_id, price, quantity) in &self.lines {
-            sink.basket_item(&transaction_id, product_id, *quantity, *price)?;
+            sink.basket_item(row.transaction_id, product_id, *quantity, *price)?;
         }
         self.counts.basket_items += self.lines.len() as u64;
+        Ok(())
+    }
 
-        // Summary.
+    /// Adds the transaction to the report's summary and, while there is
+    /// room, its preview.
+    #[inline]
+    fn summarise(&mut self, tx: &Transaction<'_>, items: &[Item], occurred_at: [u8; 19]) {
         let s = &mut self.summary;
         s.revenue_pence += tx.total_pence;
         s.transactions += 1;
-        s.items += item_count as u64;
+        s.items += items.len() as u64;
         match tx.payment {
             Payment::Cash => s.cash_transactions += 1,
             Payment::Card => s.card_transactions += 1,
@@ -566,7 +622,6 @@ impl Transformer {
                 has_customer_key: tx.customer_key.is_some(),
             });
         }
-        Ok(())
     }
 
     /// A product the menu could not number: found by hashing its key.

@@ -573,7 +573,13 @@ pub fn parse_basket_legacy(
 }
 
 /// Validates a cleaned row. Items go into `items` (cleared first); issues
-/// are handed to `issue`. Returns the transaction when no error was found.
+/// are handed to `issue`, in column order. Returns the transaction when no
+/// error was found.
+///
+/// Each field is checked by its own function (`timestamp_field`,
+/// `store_field`, `basket_field`, `total_field`, `payment_field`), then
+/// the items are checked against the total; every field is checked even
+/// after one failed, so a row's report lists all its problems at once.
 pub fn validate_row<'a>(
     row: &CleanRow<'a>,
     config: &Config,
@@ -581,135 +587,196 @@ pub fn validate_row<'a>(
     items: &mut Vec<Item>,
     issue: &mut impl FnMut(Issue),
 ) -> Option<Transaction<'a>> {
-    let mut ok = true;
-    let mut err = |column: u32, code: Code, message: String| {
-        ok = false;
-        issue(Issue {
-            line: row.line,
-            column: Some(column),
-            code,
-            severity: Severity::Error,
-            message,
-        });
-    };
     let cols = row.columns;
-    let occurred_at = parse_timestamp(row.timestamp, config.min_year..=config.max_year);
-    if occurred_at.is_none() {
-        err(
-            cols.timestamp,
+    let mut findings = Findings {
+        line: row.line,
+        issue,
+        ok: true,
+    };
+    let occurred_at = findings.field(cols.timestamp, timestamp_field(row.timestamp, config));
+    let store = findings.field(cols.store, store_field(row.store));
+    let basket = findings.field(cols.basket, basket_field(row, config, baskets, items));
+    let total = findings.field(cols.total, total_field(row.total, config));
+    if let (Some(total), Some(())) = (total, basket) {
+        findings.field(cols.total, items_add_up(items, total));
+    }
+    let payment = findings.field(cols.payment, payment_field(row.payment));
+    if !findings.ok {
+        return None;
+    }
+    Some(Transaction {
+        line: row.line,
+        occurred_at: occurred_at?,
+        store: store?,
+        payment: payment?,
+        total_pence: total?,
+        basket: row.basket,
+        customer_key: row.customer_key,
+    })
+}
+
+/// What is wrong with one field of a row: the issue's code and message
+/// (the column is the caller's).
+struct Problem {
+    code: Code,
+    message: String,
+}
+
+impl Problem {
+    fn new(code: Code, message: impl Into<String>) -> Problem {
+        Problem {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The issues of one row as its fields are checked, and whether it is
+/// still fit to stage.
+struct Findings<'i, F: FnMut(Issue)> {
+    line: u64,
+    issue: &'i mut F,
+    ok: bool,
+}
+
+impl<F: FnMut(Issue)> Findings<'_, F> {
+    /// The field's value, or `None` after handing on its problem as an
+    /// error at `column`.
+    #[inline]
+    fn field<T>(&mut self, column: u32, checked: Result<T, Problem>) -> Option<T> {
+        match checked {
+            Ok(value) => Some(value),
+            Err(Problem { code, message }) => {
+                self.ok = false;
+                (self.issue)(Issue {
+                    line: self.line,
+                    column: Some(column),
+                    code,
+                    severity: Severity::Error,
+                    message,
+                });
+                None
+            }
+        }
+    }
+}
+
+/// The timestamp: a real date and time within the configured years.
+#[inline]
+fn timestamp_field(text: &str, config: &Config) -> Result<Timestamp, Problem> {
+    parse_timestamp(text, config.min_year..=config.max_year).ok_or_else(|| {
+        Problem::new(
             Code::BadTimestamp,
             format!(
                 "timestamp is {}, expected a real date and time as dd/mm/yyyy HH:MM or yyyy-mm-dd HH:MM:SS, years {} to {}",
-                found(row.timestamp, Column::Timestamp),
+                found(text, Column::Timestamp),
                 config.min_year,
                 config.max_year
             ),
-        );
-    }
-    let store = row.store.trim_ascii();
-    if store.is_empty() {
-        err(
-            cols.store,
-            Code::BadStore,
-            "store is empty, expected the branch name".into(),
-        );
+        )
+    })
+}
+
+/// The store, trimmed: a branch name, not empty, not a spreadsheet
+/// formula, not a card number, not a date or a number, at most 100 bytes
+/// of printable text.
+#[inline]
+fn store_field(text: &str) -> Result<&str, Problem> {
+    let store = text.trim_ascii();
+    let message = if store.is_empty() {
+        "store is empty, expected the branch name".to_string()
     } else if store.starts_with(['=', '+', '-', '@']) {
-        err(
-            cols.store,
-            Code::BadStore,
-            format!(
-                "store is {}, which reads as a spreadsheet formula, expected a branch name",
-                quote(store)
-            ),
-        );
+        format!(
+            "store is {}, which reads as a spreadsheet formula, expected a branch name",
+            quote(store)
+        )
     } else if has_card_number(store) {
-        err(
-            cols.store,
-            Code::BadStore,
-            format!(
-                "store is {}, a long run of digits like a card number, expected a branch name",
-                quote(store)
-            ),
-        );
+        format!(
+            "store is {}, a long run of digits like a card number, expected a branch name",
+            quote(store)
+        )
     } else if store.len() > 100
         || store.bytes().any(|b| b < 0x20 || b == 0x7f)
         || store.bytes().all(|b| {
             b.is_ascii_digit() || b == b'.' || b == b'/' || b == b':' || b == b' ' || b == b'-'
         })
     {
-        err(
-            cols.store,
-            Code::BadStore,
-            format!(
-                "store is {}, expected a branch name (letters, at most 100 characters)",
-                quote(store)
-            ),
-        );
-    }
+        format!(
+            "store is {}, expected a branch name (letters, at most 100 characters)",
+            quote(store)
+        )
+    } else {
+        return Ok(store);
+    };
+    Err(Problem::new(Code::BadStore, message))
+}
+
+/// The basket, read into `items` in the row's layout: a price that is not
+/// money is `bad_price`, anything else `bad_basket`.
+#[inline]
+fn basket_field(
+    row: &CleanRow<'_>,
+    config: &Config,
+    baskets: &mut BasketReader,
+    items: &mut Vec<Item>,
+) -> Result<(), Problem> {
     let parsed = match row.basket_style {
         BasketStyle::Current => baskets.parse_current(row.basket, config.max_pence, items),
         BasketStyle::Legacy => baskets.parse_legacy(row.basket, config.max_pence, items),
     };
-    let basket_ok = match parsed {
-        Ok(()) => true,
-        Err(p @ BasketProblem::Price { .. }) => {
-            err(cols.basket, Code::BadPrice, p.to_string());
-            false
-        }
-        Err(p) => {
-            err(cols.basket, Code::BadBasket, p.to_string());
-            false
-        }
-    };
-    let total = parse_money(row.total, config.max_pence);
-    if total.is_none() {
-        err(
-            cols.total,
+    parsed.map_err(|p| {
+        let code = match p {
+            BasketProblem::Price { .. } => Code::BadPrice,
+            _ => Code::BadBasket,
+        };
+        Problem::new(code, p.to_string())
+    })
+}
+
+/// The total, in pence.
+#[inline]
+fn total_field(text: &str, config: &Config) -> Result<i64, Problem> {
+    parse_money(text, config.max_pence).ok_or_else(|| {
+        Problem::new(
             Code::BadPrice,
             format!(
                 "total_price is {}, expected an amount like 5.20 (no sign, at most 2 decimals)",
-                found(row.total, Column::Total)
+                found(text, Column::Total)
             ),
-        );
+        )
+    })
+}
+
+/// The items' prices add up to the total, to the penny.
+#[inline]
+fn items_add_up(items: &[Item], total: i64) -> Result<(), Problem> {
+    let sum: i64 = items.iter().map(|i| i.price_pence).sum();
+    if sum == total {
+        return Ok(());
     }
-    if let (Some(total), true) = (total, basket_ok) {
-        let sum: i64 = items.iter().map(|i| i.price_pence).sum();
-        if sum != total {
-            err(
-                cols.total,
-                Code::TotalMismatch,
-                format!(
-                    "items add up to {} but total_price is {}, expected them to match exactly",
-                    format_pence(sum),
-                    format_pence(total)
-                ),
-            );
-        }
-    }
-    let payment = Payment::parse(row.payment);
-    if payment.is_none() {
-        let found = if row.payment.trim().is_empty() {
+    Err(Problem::new(
+        Code::TotalMismatch,
+        format!(
+            "items add up to {} but total_price is {}, expected them to match exactly",
+            format_pence(sum),
+            format_pence(total)
+        ),
+    ))
+}
+
+/// The payment method, `CASH` or `CARD`.
+#[inline]
+fn payment_field(text: &str) -> Result<Payment, Problem> {
+    Payment::parse(text).ok_or_else(|| {
+        let found = if text.trim().is_empty() {
             "empty".to_string()
         } else {
-            found(row.payment, Column::Payment)
+            found(text, Column::Payment)
         };
-        err(
-            cols.payment,
+        Problem::new(
             Code::BadPayment,
             format!("cash_or_card is {found}, expected CASH or CARD"),
-        );
-    }
-    if !ok {
-        return None;
-    }
-    Some(Transaction {
-        line: row.line,
-        occurred_at: occurred_at?,
-        store,
-        payment: payment?,
-        total_pence: total?,
-        basket: row.basket,
-        customer_key: row.customer_key,
+        )
     })
 }
 
@@ -964,6 +1031,91 @@ mod tests {
                     &basket[..basket.len().min(40)]
                 ),
             }
+        }
+    }
+
+    #[test]
+    fn every_field_is_checked_and_told_in_column_order() {
+        use crate::row::Columns;
+        let row = |timestamp, store, basket, total, payment| CleanRow {
+            line: 7,
+            timestamp,
+            store,
+            basket,
+            total,
+            payment,
+            customer_key: None,
+            basket_style: BasketStyle::Current,
+            columns: Columns {
+                timestamp: 1,
+                store: 2,
+                basket: 4,
+                total: 5,
+                payment: 6,
+            },
+            reencoded: false,
+        };
+        // (row, (column, code) of each issue wanted, in order)
+        let cases = [
+            (
+                row(
+                    "25/08/2021 09:00",
+                    "Leeds",
+                    "Large Latte - 2.45",
+                    "2.45",
+                    "CASH",
+                ),
+                vec![],
+            ),
+            (
+                row("soon", "", "Large Latte", "x", "IOU"),
+                vec![
+                    (1, "bad_timestamp"),
+                    (2, "bad_store"),
+                    (4, "bad_basket"),
+                    (5, "bad_price"),
+                    (6, "bad_payment"),
+                ],
+            ),
+            (
+                row(
+                    "25/08/2021 09:00",
+                    "=SUM(A1)",
+                    "Large Latte - 2.45",
+                    "2.54",
+                    "",
+                ),
+                vec![(2, "bad_store"), (5, "total_mismatch"), (6, "bad_payment")],
+            ),
+            (
+                row(
+                    "25/08/2021 09:00",
+                    "Leeds",
+                    "Large Latte - x",
+                    "2.45",
+                    "CARD",
+                ),
+                vec![(4, "bad_price")],
+            ),
+        ];
+        for (row, want) in cases {
+            let mut issues = Vec::new();
+            let tx = validate_row(
+                &row,
+                &Config::default(),
+                &mut BasketReader::new(10, 1 << 10),
+                &mut Vec::new(),
+                &mut |i| issues.push(i),
+            );
+            let got: Vec<(u32, &str)> = issues
+                .iter()
+                .map(|i| (i.column.unwrap(), i.code.as_str()))
+                .collect();
+            assert_eq!(got, want, "{row:?}");
+            assert_eq!(tx.is_some(), want.is_empty(), "{row:?}");
+            assert!(issues
+                .iter()
+                .all(|i| i.line == 7 && i.severity == Severity::Error));
         }
     }
 
