@@ -149,18 +149,19 @@ pub struct Item {
     pub price_pence: i64,
     /// Which distinct item text of the batch this item was read from (its
     /// slot in [`validate::BasketReader`](crate::validate::BasketReader)'s
-    /// cache), or [`NO_TEXT`]. Equal slots are equal products, so the
+    /// cache), or [`NO_TEXT_SLOT`]. Equal slots are equal products, so the
     /// transform stage numbers a product once per slot instead of hashing
     /// its parts for every item.
-    pub text: u32,
+    pub text_slot: u32,
 }
 
-/// [`Item::text`] of an item read without the cache (a legacy basket, or a
+/// [`Item::text_slot`] of an item read without the cache (a legacy basket, or a
 /// cache that was full).
-pub const NO_TEXT: u32 = u32::MAX;
+pub const NO_TEXT_SLOT: u32 = u32::MAX;
 
 impl Item {
     /// The three identity parts as `&str`, given the basket text.
+    #[inline]
     pub fn parts<'a>(&self, basket: &'a str) -> (&'a str, &'a str, &'a str) {
         let g = |r: &Range<u32>| &basket[r.start as usize..r.end as usize];
         (g(&self.size), g(&self.name), g(&self.flavour))

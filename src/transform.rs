@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::report::{
     format_pence, HourSummary, PreviewRow, ProductSummary, StoreSummary, Summary, TableCounts,
 };
-use crate::row::{CustomerKey, Item, Payment, Transaction, NO_TEXT};
+use crate::row::{CustomerKey, Item, Payment, Transaction, NO_TEXT_SLOT};
 use rustc_hash::FxHashMap as HashMap;
 use sha1::{Digest, Sha1};
 use std::hash::BuildHasher;
@@ -220,7 +220,7 @@ struct StoreEntry {
 /// the transform stage finds a product it has seen by index instead of
 /// hashing its parts for every item.
 ///
-/// An item read from a remembered text ([`Item::text`]) is numbered once
+/// An item read from a remembered text ([`Item::text_slot`]) is numbered once
 /// per text; others (legacy baskets, texts past the reader's cap) by a
 /// lookup of their parts. Capped: past `cap` products or `max_bytes` of
 /// their text, products are left unnumbered ([`NO_PRODUCT`]).
@@ -277,23 +277,30 @@ impl Menu {
     /// The number of an item's product (`basket` is the text the item
     /// points into): by its text slot when it has one and the slot was
     /// numbered before, else by [`Menu::number`].
+    #[inline]
     pub fn number_item(&mut self, item: &Item, basket: &str) -> u32 {
-        // Slots come from a reader capped like this menu; one past the cap
-        // is treated as no slot, so `by_text` stays bounded.
-        let slot =
-            (item.text != NO_TEXT && (item.text as usize) < self.cap).then_some(item.text as usize);
-        if let Some(&n) = slot.and_then(|s| self.by_text.get(s)) {
-            if n != UNSEEN {
-                return n;
-            }
+        // `by_text` only holds slots under the cap, so NO_TEXT_SLOT (and any
+        // slot past the cap) is never found here.
+        match self.by_text.get(item.text_slot as usize) {
+            Some(&n) if n != UNSEEN => n,
+            _ => self.number_first(item, basket),
         }
+    }
+
+    /// [`Menu::number_item`] for an item whose slot is not numbered yet, or
+    /// that has none: by its parts, remembered under its slot.
+    #[inline(never)]
+    fn number_first(&mut self, item: &Item, basket: &str) -> u32 {
         let (size, name, flavour) = item.parts(basket);
         let n = self.number(size, name, flavour);
-        if let Some(s) = slot {
-            if s >= self.by_text.len() {
-                self.by_text.resize(s + 1, UNSEEN);
+        // Slots come from a reader capped like this menu; one past the cap
+        // is treated as no slot, so `by_text` stays bounded.
+        let slot = item.text_slot as usize;
+        if item.text_slot != NO_TEXT_SLOT && slot < self.cap {
+            if slot >= self.by_text.len() {
+                self.by_text.resize(slot + 1, UNSEEN);
             }
-            self.by_text[s] = n;
+            self.by_text[slot] = n;
         }
         n
     }
@@ -413,7 +420,7 @@ impl Transformer {
 
     /// The store's id: from the cache, or made, written and remembered (up
     /// to the caps) the first time the store is seen.
-    #[inline]
+    #[inline(always)]
     fn store(&mut self, tx: &Transaction<'_>, sink: &mut impl StarSink) -> Result<UuidText, Error> {
         if let Some(e) = self.stores.get_mut(tx.store) {
             e.transactions += 1;
@@ -459,9 +466,9 @@ impl Transformer {
     }
 
     /// Finds each item's product (writing new ones), folds the basket into
-    /// lines of identical items, and, when `rows`, adds every item to the
-    /// transaction id's key.
-    #[inline]
+    /// lines of identical items ([`Transformer::fold_item`]), and, when
+    /// `rows`, adds every item to the transaction id's key.
+    #[inline(always)]
     fn fold_basket(
         &mut self,
         tx: &Transaction<'_>,
@@ -474,8 +481,7 @@ impl Transformer {
             self.line_index.clear();
         }
         for item in items {
-            let id = self.product(item, tx.basket, sink)?;
-            fold_line(&mut self.lines, &mut self.line_index, id, item.price_pence);
+            self.fold_item(item, tx.basket, sink)?;
             if rows {
                 let (size, name, flavour) = item.parts(tx.basket);
                 self.key.push(0x1e);
@@ -492,17 +498,40 @@ impl Transformer {
         Ok(())
     }
 
-    /// An item's product id, counting the item in the product's summary:
-    /// by the menu's number (an index, no hashing), else by its key.
-    #[inline]
-    fn product(
+    /// Counts an item in its product's summary and folds it into the
+    /// basket's lines. A product seen before is found by the menu's number
+    /// (an index: no hashing, not even the item's parts are looked at).
+    #[inline(always)]
+    fn fold_item(
         &mut self,
         item: &Item,
         basket: &str,
         sink: &mut impl StarSink,
+    ) -> Result<(), Error> {
+        let product = self.menu.number_item(item, basket);
+        let id = match self.numbered.get_mut(product as usize) {
+            Some(Some(e)) => {
+                e.quantity += 1;
+                e.revenue += item.price_pence;
+                e.id
+            }
+            _ => self.first_of_product(item, basket, product, sink)?,
+        };
+        fold_line(&mut self.lines, &mut self.line_index, id, item.price_pence);
+        Ok(())
+    }
+
+    /// The id of a product the first time its number is met (made, written
+    /// and remembered), or of one the menu could not number.
+    #[inline(never)]
+    fn first_of_product(
+        &mut self,
+        item: &Item,
+        basket: &str,
+        product: u32,
+        sink: &mut impl StarSink,
     ) -> Result<UuidText, Error> {
         let (size, name, flavour) = item.parts(basket);
-        let product = self.menu.number_item(item, basket);
         if product == NO_PRODUCT {
             return self.unnumbered_product(size, name, flavour, item.price_pence, sink);
         }
@@ -510,21 +539,12 @@ impl Transformer {
         if n >= self.numbered.len() {
             self.numbered.resize_with(n + 1, || None);
         }
-        match &mut self.numbered[n] {
-            Some(e) => {
-                e.quantity += 1;
-                e.revenue += item.price_pence;
-                Ok(e.id)
-            }
-            slot @ None => {
-                product_key(&mut self.product_key, size, name, flavour);
-                let id = uuid5(&self.product_key);
-                sink.product(&id, size, name, flavour)?;
-                self.counts.products += 1;
-                *slot = Some(ProductEntry::new(id, size, name, flavour, item.price_pence));
-                Ok(id)
-            }
-        }
+        product_key(&mut self.product_key, size, name, flavour);
+        let id = uuid5(&self.product_key);
+        sink.product(&id, size, name, flavour)?;
+        self.counts.products += 1;
+        self.numbered[n] = Some(ProductEntry::new(id, size, name, flavour, item.price_pence));
+        Ok(id)
     }
 
     /// Ends the key with the occurrence number (which copy of identical
@@ -592,7 +612,7 @@ impl Transformer {
 
     /// Adds the transaction to the report's summary and, while there is
     /// room, its preview.
-    #[inline]
+    #[inline(always)]
     fn summarise(&mut self, tx: &Transaction<'_>, items: &[Item], occurred_at: [u8; 19]) {
         let s = &mut self.summary;
         s.revenue_pence += tx.total_pence;
@@ -612,16 +632,23 @@ impl Transformer {
         hour.0 += 1;
         hour.1 += tx.total_pence;
         if self.preview.len() < self.config.preview_rows {
-            self.preview.push(PreviewRow {
-                line: tx.line,
-                occurred_at: String::from_utf8_lossy(&occurred_at).into_owned(),
-                store: tx.store.to_string(),
-                payment_method: tx.payment.as_str().to_string(),
-                total_price: format_pence(tx.total_pence),
-                items: items_preview(tx, items),
-                has_customer_key: tx.customer_key.is_some(),
-            });
+            self.preview(tx, items, &occurred_at);
         }
+    }
+
+    /// Adds the transaction to the report's preview (its first rows only:
+    /// out of line).
+    #[inline(never)]
+    fn preview(&mut self, tx: &Transaction<'_>, items: &[Item], occurred_at: &[u8; 19]) {
+        self.preview.push(PreviewRow {
+            line: tx.line,
+            occurred_at: String::from_utf8_lossy(occurred_at).into_owned(),
+            store: tx.store.to_string(),
+            payment_method: tx.payment.as_str().to_string(),
+            total_price: format_pence(tx.total_pence),
+            items: items_preview(tx, items),
+            has_customer_key: tx.customer_key.is_some(),
+        });
     }
 
     /// A product the menu could not number: found by hashing its key.
@@ -860,7 +887,7 @@ mod tests {
                 name: at(name),
                 flavour: at(flavour),
                 price_pence: 245,
-                text,
+                text_slot: text,
             }
         };
         let cases: &[(&str, u32, u32)] = &[
@@ -868,8 +895,8 @@ mod tests {
             ("Mocha @ 2.30", 1, 1),
             ("Latte @ 2.50", 2, 0),
             ("Latte @ 2.45", 0, 0),
-            ("Latte/Vanilla @ 2.45", NO_TEXT, 2),
-            ("Mocha @ 2.30", NO_TEXT, 1),
+            ("Latte/Vanilla @ 2.45", NO_TEXT_SLOT, 2),
+            ("Mocha @ 2.30", NO_TEXT_SLOT, 1),
             ("Tea @ 1.00", 3, NO_PRODUCT),
             ("Tea @ 1.00", 3, NO_PRODUCT),
             ("Latte @ 2.45", 99, 0),

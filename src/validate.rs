@@ -9,7 +9,8 @@
 use crate::privacy::{self, found, has_card_number, quote, Column};
 use crate::report::{format_pence, Code, Issue, Severity};
 use crate::row::{
-    find_dash, rfind_dash, BasketStyle, CleanRow, Item, Payment, Timestamp, Transaction, NO_TEXT,
+    find_dash, rfind_dash, BasketStyle, CleanRow, Item, Payment, Timestamp, Transaction,
+    NO_TEXT_SLOT,
 };
 use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
@@ -411,7 +412,7 @@ fn parse_current_item(
         name: range_in(basket, name),
         flavour: range_in(basket, flavour),
         price_pence,
-        text: NO_TEXT,
+        text_slot: NO_TEXT_SLOT,
     })
 }
 
@@ -419,10 +420,10 @@ fn parse_current_item(
 ///
 /// A day's export repeats a few dozen item texts thousands of times, so
 /// reading each distinct text once and remembering its parts halves the
-/// work per item. Each remembered text has a slot ([`Item::text`]), which
+/// work per item. Each remembered text has a slot ([`Item::text_slot`]), which
 /// the transform stage numbers its products by instead of hashing the parts
 /// again. The cache is capped: past the cap, items are read in full and
-/// have no slot ([`NO_TEXT`]).
+/// have no slot ([`NO_TEXT_SLOT`]).
 #[derive(Debug, Default)]
 pub struct BasketReader {
     texts: HashMap<Box<str>, Item>,
@@ -485,7 +486,7 @@ impl BasketReader {
                 name: shift(&known.name),
                 flavour: shift(&known.flavour),
                 price_pence: known.price_pence,
-                text: known.text,
+                text_slot: known.text_slot,
             });
             Ok(())
         })
@@ -503,7 +504,7 @@ impl BasketReader {
         let mut own = parse_current_item(text, text, item, max_pence)?;
         if self.texts.len() < self.cap && self.bytes + text.len() <= self.max_bytes {
             self.bytes += text.len();
-            own.text = self.texts.len() as u32;
+            own.text_slot = self.texts.len() as u32;
             self.texts.insert(text.into(), own.clone());
         }
         Ok(own)
@@ -566,7 +567,7 @@ pub fn parse_basket_legacy(
             name: range_in(basket, name),
             flavour: range_in(basket, flavour),
             price_pence,
-            text: NO_TEXT,
+            text_slot: NO_TEXT_SLOT,
         });
     }
     Ok(())
