@@ -14,7 +14,7 @@
 //! | [`read`] | bytes, in chunks | records, with their line |
 //! | [`clean`] | a record | a [`row::CleanRow`]: no name or card number (and a customer key) |
 //! | [`validate`] | a row | a [`row::Transaction`] and its [`row::Item`]s, or [`Issue`]s |
-//! | [`transform`] | transactions | star-schema rows with content-derived ids (products numbered per batch) |
+//! | [`transform`](mod@transform) | transactions | star-schema rows with content-derived ids (products numbered per batch) |
 //! | [`stage`] | rows | the gzip CSV files of the staging layout |
 //!
 //! The rows handed between the stages are defined in [`row`], so no stage

@@ -2,7 +2,7 @@
 //!
 //! [`clean`](crate::clean) makes a [`CleanRow`] (name and card number
 //! gone), [`validate`](crate::validate) reads it into a [`Transaction`] and
-//! its [`Item`]s, and [`transform`](crate::transform) makes star-schema rows
+//! its [`Item`]s, and [`transform`](mod@crate::transform) makes star-schema rows
 //! of those. Keeping the types here means each stage imports only the rows
 //! it reads and writes, not the stage before it.
 
