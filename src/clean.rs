@@ -11,7 +11,7 @@
 
 use crate::privacy::RejectFields;
 use crate::read::RawRecord;
-use crate::validate::Payment;
+use crate::row::{BasketStyle, CleanRow, Columns, CustomerKey, Payment};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -76,82 +76,6 @@ pub fn is_customer_key_id(s: &str) -> bool {
         || (s.len() == 16
             && s.bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-}
-
-/// How a basket is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BasketStyle {
-    /// `Size Name[ - Flavour] - price, ...`
-    Current,
-    /// `size,name,price,size,name,price...`
-    Legacy,
-}
-
-/// 1-based column of each kept field in the file, for issue positions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Columns {
-    /// Timestamp column.
-    pub timestamp: u32,
-    /// Store column.
-    pub store: u32,
-    /// Basket column.
-    pub basket: u32,
-    /// Total column.
-    pub total: u32,
-    /// Payment column.
-    pub payment: u32,
-}
-
-/// The pseudonymous customer key: 64 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CustomerKey(pub [u8; 64]);
-
-impl CustomerKey {
-    /// The hex text.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-}
-
-impl std::fmt::Debug for CustomerKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CustomerKey({})", self.as_str())
-    }
-}
-
-/// A data row with 7 fields, name and card number gone.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CleanRow<'a> {
-    /// 1-based line.
-    pub line: u64,
-    /// Timestamp as written.
-    pub timestamp: &'a str,
-    /// Store as written.
-    pub store: &'a str,
-    /// Basket as written.
-    pub basket: &'a str,
-    /// Total as written.
-    pub total: &'a str,
-    /// Payment as written.
-    pub payment: &'a str,
-    /// Derived from the name, when a secret is configured.
-    pub customer_key: Option<CustomerKey>,
-    /// How the basket is written.
-    pub basket_style: BasketStyle,
-    /// Where each field was.
-    pub columns: Columns,
-    /// The record was read as Windows-1252.
-    pub reencoded: bool,
-}
-
-impl CleanRow<'_> {
-    /// The row's layout, for telling the file's format.
-    pub fn looks_legacy(&self) -> bool {
-        let ts = self.timestamp.trim().as_bytes();
-        self.basket_style == BasketStyle::Legacy
-            || self.columns.payment < self.columns.total
-            || (ts.len() > 4 && ts[..4].iter().all(u8::is_ascii_digit) && ts[4] == b'-')
-    }
 }
 
 /// What a record turned out to be.
@@ -328,7 +252,7 @@ impl Cleaner {
         let basket = f(BASKET);
         let last_comma = memchr::memrchr(b',', basket.as_bytes());
         let basket_style =
-            if last_comma.is_some_and(|i| crate::validate::find_dash(&basket[i..]).is_none()) {
+            if last_comma.is_some_and(|i| crate::row::find_dash(&basket[i..]).is_none()) {
                 BasketStyle::Legacy
             } else {
                 BasketStyle::Current

@@ -12,10 +12,13 @@
 //! | module | in | out |
 //! |---|---|---|
 //! | [`read`] | bytes, in chunks | records, with their line |
-//! | [`clean`] | a record | a row without name or card number (and a customer key) |
-//! | [`validate`] | a row | a typed transaction, or [`Issue`]s |
-//! | [`transform`] | transactions | star-schema rows with content-derived ids |
+//! | [`clean`] | a record | a [`row::CleanRow`]: no name or card number (and a customer key) |
+//! | [`validate`] | a row | a [`row::Transaction`] and its [`row::Item`]s, or [`Issue`]s |
+//! | [`transform`](mod@transform) | transactions | star-schema rows with content-derived ids (products numbered per batch) |
 //! | [`stage`] | rows | the gzip CSV files of the staging layout |
+//!
+//! The rows handed between the stages are defined in [`row`], so no stage
+//! imports the one before it.
 //!
 //! [`privacy`] holds the one rule of what a row may keep or quote, which
 //! `clean`, `validate` and the reject writer all follow.
@@ -64,6 +67,7 @@ mod pipeline;
 pub mod privacy;
 pub mod read;
 pub mod report;
+pub mod row;
 pub mod stage;
 pub mod token;
 pub mod transform;

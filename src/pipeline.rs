@@ -5,9 +5,10 @@ use crate::error::{Error, Stage};
 use crate::privacy::{mask_card_numbers, RejectFields};
 use crate::read::{self, RawRecord, Reader};
 use crate::report::{Code, Format, Issue, Report, Severity};
+use crate::row::{Item, Timestamp};
 use crate::stage::{self, TableWriters};
 use crate::transform::{self, CountingSink, Transformer};
-use crate::validate::{self, Item, Menu, Timestamp};
+use crate::validate::{self, BasketReader};
 use chrono::Datelike;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -198,7 +199,7 @@ struct Processor<W: Write> {
     config: validate::Config,
     cleaner: Cleaner,
     transformer: Transformer,
-    menu: Menu,
+    baskets: BasketReader,
     items: Vec<Item>,
     row_issues: Vec<Issue>,
     report: Report,
@@ -366,7 +367,7 @@ impl<W: Write> Processor<W> {
                 let tx = validate::validate_row(
                     &row,
                     &self.config,
-                    &mut self.menu,
+                    &mut self.baskets,
                     &mut self.items,
                     &mut |i| issues.push(i),
                 );
@@ -530,7 +531,7 @@ impl<W: Write> Pipeline<W> {
                 cleaner: Cleaner::new(&config.clean),
                 transformer: Transformer::new(config.transform.clone()),
                 config: config.validate.clone(),
-                menu: Menu::new(
+                baskets: BasketReader::new(
                     config.transform.max_products,
                     config.transform.max_cache_bytes,
                 )

@@ -23,9 +23,9 @@
 //! ([`TableWriters::reject`](crate::TableWriters::reject)) takes only
 //! [`RejectFields`] and masks the message it writes.
 
-use crate::clean::CleanRow;
 use crate::read::RawRecord;
-use crate::validate::{parse_money, rfind_dash, Payment};
+use crate::row::{rfind_dash, CleanRow, Payment};
+use crate::validate::parse_money;
 use std::borrow::Cow;
 
 /// A column of a reject row, in file order.

@@ -23,15 +23,14 @@
 //! product or store may be written more than once to its table (the loader
 //! keeps one row per id) and the summary folds the rest into "other".
 
-use crate::clean::CustomerKey;
 use crate::error::Error;
 use crate::report::{
     format_pence, HourSummary, PreviewRow, ProductSummary, StoreSummary, Summary, TableCounts,
 };
-use crate::validate::{Item, Transaction, NO_PRODUCT};
+use crate::row::{CustomerKey, Item, Payment, Transaction, NO_TEXT_SLOT};
 use rustc_hash::FxHashMap as HashMap;
 use sha1::{Digest, Sha1};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 /// Caps of the transform stage.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -217,9 +216,101 @@ struct StoreEntry {
     revenue: i64,
 }
 
+/// The products of one batch, numbered in order of first appearance, so
+/// the transform stage finds a product it has seen by index instead of
+/// hashing its parts for every item.
+///
+/// An item read from a remembered text ([`Item::text_slot`]) is numbered once
+/// per text; others (legacy baskets, texts past the reader's cap) by a
+/// lookup of their parts. Capped: past `cap` products or `max_bytes` of
+/// their text, products are left unnumbered ([`NO_PRODUCT`]).
+#[derive(Debug, Default)]
+pub struct Menu {
+    products: HashMap<Box<str>, u32>,
+    /// Product number of each item text slot seen, [`UNSEEN`] before.
+    by_text: Vec<u32>,
+    key: String,
+    cap: usize,
+    /// Bytes of product text held, against `max_bytes`.
+    bytes: usize,
+    max_bytes: usize,
+}
+
+/// The number [`Menu::number`] gives a product once the menu is full.
+pub const NO_PRODUCT: u32 = u32::MAX;
+
+/// A slot of [`Menu::by_text`] not numbered yet.
+const UNSEEN: u32 = u32::MAX - 1;
+
+impl Menu {
+    /// A menu numbering at most `cap` products, and holding at most
+    /// `max_bytes` of their text.
+    pub fn new(cap: usize, max_bytes: usize) -> Menu {
+        Menu {
+            cap,
+            max_bytes,
+            ..Menu::default()
+        }
+    }
+
+    /// The number of a product, given its parts; [`NO_PRODUCT`] when full.
+    pub fn number(&mut self, size: &str, name: &str, flavour: &str) -> u32 {
+        self.key.clear();
+        for (i, part) in [size, name, flavour].iter().enumerate() {
+            if i > 0 {
+                self.key.push('\x1f');
+            }
+            self.key.push_str(part);
+        }
+        if let Some(&n) = self.products.get(self.key.as_str()) {
+            return n;
+        }
+        if self.products.len() >= self.cap || self.bytes + self.key.len() > self.max_bytes {
+            return NO_PRODUCT;
+        }
+        self.bytes += self.key.len();
+        let n = self.products.len() as u32;
+        self.products.insert(self.key.as_str().into(), n);
+        n
+    }
+
+    /// The number of an item's product (`basket` is the text the item
+    /// points into): by its text slot when it has one and the slot was
+    /// numbered before, else by [`Menu::number`].
+    #[inline]
+    pub fn number_item(&mut self, item: &Item, basket: &str) -> u32 {
+        // `by_text` only holds slots under the cap, so NO_TEXT_SLOT (and any
+        // slot past the cap) is never found here.
+        match self.by_text.get(item.text_slot as usize) {
+            Some(&n) if n != UNSEEN => n,
+            _ => self.number_first(item, basket),
+        }
+    }
+
+    /// [`Menu::number_item`] for an item whose slot is not numbered yet, or
+    /// that has none: by its parts, remembered under its slot.
+    #[inline(never)]
+    fn number_first(&mut self, item: &Item, basket: &str) -> u32 {
+        let (size, name, flavour) = item.parts(basket);
+        let n = self.number(size, name, flavour);
+        // Slots come from a reader capped like this menu; one past the cap
+        // is treated as no slot, so `by_text` stays bounded.
+        let slot = item.text_slot as usize;
+        if item.text_slot != NO_TEXT_SLOT && slot < self.cap {
+            if slot >= self.by_text.len() {
+                self.by_text.resize(slot + 1, UNSEEN);
+            }
+            self.by_text[slot] = n;
+        }
+        n
+    }
+}
+
 /// The transform stage at run time.
 pub struct Transformer {
     config: Config,
+    /// Numbers the batch's products.
+    menu: Menu,
     /// Products numbered by the batch's menu, by number.
     numbered: Vec<Option<ProductEntry>>,
     /// Products past the menu's cap, by key.
@@ -263,6 +354,7 @@ impl Transformer {
     /// A transformer with the given caps.
     pub fn new(config: Config) -> Transformer {
         Transformer {
+            menu: Menu::new(config.max_products, config.max_cache_bytes),
             config,
             numbered: Vec::new(),
             products: HashMap::default(),
@@ -288,7 +380,9 @@ impl Transformer {
         }
     }
 
-    /// Turns one valid transaction into star-schema rows.
+    /// Turns one valid transaction into star-schema rows, in five steps:
+    /// its store, its products and basket lines, its id, its rows, and the
+    /// summary.
     pub fn add(
         &mut self,
         tx: &Transaction<'_>,
@@ -297,87 +391,99 @@ impl Transformer {
         sink: &mut impl StarSink,
     ) -> Result<(), Error> {
         let occurred_at = tx.occurred_at.to_bytes();
-
-        // Store.
-        let store_id = match self.stores.get_mut(tx.store) {
-            Some(e) => {
-                e.transactions += 1;
-                e.revenue += tx.total_pence;
-                e.id
-            }
-            None => {
-                let id = store_id(tx.store);
-                sink.store(&id, tx.store)?;
-                self.counts.stores += 1;
-                if self.stores.len() < self.config.max_stores
-                    && self.cache_bytes + tx.store.len() <= self.config.max_cache_bytes
-                {
-                    self.cache_bytes += tx.store.len();
-                    self.stores.insert(
-                        tx.store.into(),
-                        StoreEntry {
-                            id,
-                            transactions: 1,
-                            revenue: tx.total_pence,
-                        },
-                    );
-                } else {
-                    self.other_stores.0 += 1;
-                    self.other_stores.1 += tx.total_pence;
-                }
-                id
-            }
-        };
-
-        // Products, and the basket folded into lines of identical items.
-        // Only a sink that writes rows needs the lines and the id's key.
+        let store_id = self.store(tx, sink)?;
+        // Only a sink that writes rows needs the transaction's id, and so
+        // its key; the basket lines are counted either way (the report's
+        // basket_items count must not depend on the mode).
         let rows = sink.wants_rows();
+        if rows {
+            self.start_key(tx, &occurred_at);
+        }
+        self.fold_basket(tx, items, rows, sink)?;
+        let transaction_id = match rows {
+            true => self.transaction_id(&occurred_at),
+            false => [b'0'; 36],
+        };
+        let row = TransactionRow {
+            transaction_id: &transaction_id,
+            store_id: &store_id,
+            occurred_at: &occurred_at,
+            payment_method: tx.payment.as_str(),
+            total_pence: tx.total_pence,
+            item_count: items.len() as u32,
+            customer_key: tx.customer_key.as_ref(),
+        };
+        self.write_rows(&row, batch_id, sink)?;
+        self.summarise(tx, items, occurred_at);
+        Ok(())
+    }
+
+    /// The store's id: from the cache, or made, written and remembered (up
+    /// to the caps) the first time the store is seen.
+    #[inline(always)]
+    fn store(&mut self, tx: &Transaction<'_>, sink: &mut impl StarSink) -> Result<UuidText, Error> {
+        if let Some(e) = self.stores.get_mut(tx.store) {
+            e.transactions += 1;
+            e.revenue += tx.total_pence;
+            return Ok(e.id);
+        }
+        let id = store_id(tx.store);
+        sink.store(&id, tx.store)?;
+        self.counts.stores += 1;
+        if self.stores.len() < self.config.max_stores
+            && self.cache_bytes + tx.store.len() <= self.config.max_cache_bytes
+        {
+            self.cache_bytes += tx.store.len();
+            self.stores.insert(
+                tx.store.into(),
+                StoreEntry {
+                    id,
+                    transactions: 1,
+                    revenue: tx.total_pence,
+                },
+            );
+        } else {
+            self.other_stores.0 += 1;
+            self.other_stores.1 += tx.total_pence;
+        }
+        Ok(id)
+    }
+
+    /// Starts the transaction id's key with what the row says of itself:
+    /// store, time, payment and total (see the module's table).
+    #[inline]
+    fn start_key(&mut self, tx: &Transaction<'_>, occurred_at: &[u8; 19]) {
+        self.key.clear();
+        self.key.extend_from_slice(b"transaction\x1f");
+        self.key.extend_from_slice(tx.store.as_bytes());
+        self.key.push(0x1f);
+        self.key.extend_from_slice(occurred_at);
+        self.key.push(0x1f);
+        self.key.extend_from_slice(tx.payment.as_str().as_bytes());
+        self.key.push(0x1f);
+        self.key
+            .extend_from_slice(itoa::Buffer::new().format(tx.total_pence).as_bytes());
+    }
+
+    /// Finds each item's product (writing new ones), folds the basket into
+    /// lines of identical items ([`Transformer::fold_item`]), and, when
+    /// `rows`, adds every item to the transaction id's key.
+    #[inline(always)]
+    fn fold_basket(
+        &mut self,
+        tx: &Transaction<'_>,
+        items: &[Item],
+        rows: bool,
+        sink: &mut impl StarSink,
+    ) -> Result<(), Error> {
         self.lines.clear();
         if !self.line_index.is_empty() {
             self.line_index.clear();
         }
-        self.key.clear();
-        if rows {
-            self.key.extend_from_slice(b"transaction\x1f");
-            self.key.extend_from_slice(tx.store.as_bytes());
-            self.key.push(0x1f);
-            self.key.extend_from_slice(&occurred_at);
-            self.key.push(0x1f);
-            self.key.extend_from_slice(tx.payment.as_str().as_bytes());
-            self.key.push(0x1f);
-            self.key
-                .extend_from_slice(itoa::Buffer::new().format(tx.total_pence).as_bytes());
-        }
         for item in items {
-            let (size, name, flavour) = item.parts(tx.basket);
-            let id = if item.product != NO_PRODUCT {
-                // Numbered by the menu: an index, no hashing.
-                let n = item.product as usize;
-                if n >= self.numbered.len() {
-                    self.numbered.resize_with(n + 1, || None);
-                }
-                match &mut self.numbered[n] {
-                    Some(e) => {
-                        e.quantity += 1;
-                        e.revenue += item.price_pence;
-                        e.id
-                    }
-                    slot @ None => {
-                        product_key(&mut self.product_key, size, name, flavour);
-                        let id = uuid5(&self.product_key);
-                        sink.product(&id, size, name, flavour)?;
-                        self.counts.products += 1;
-                        *slot = Some(ProductEntry::new(id, size, name, flavour, item.price_pence));
-                        id
-                    }
-                }
-            } else {
-                self.unnumbered_product(size, name, flavour, item.price_pence, sink)?
-            };
-            // Lines are counted even when only checking (the report's
-            // basket_items count must not depend on the mode).
-            fold_line(&mut self.lines, &mut self.line_index, id, item.price_pence);
+            self.fold_item(item, tx.basket, sink)?;
             if rows {
+                let (size, name, flavour) = item.parts(tx.basket);
                 self.key.push(0x1e);
                 self.key.extend_from_slice(size.as_bytes());
                 self.key.push(0x1f);
@@ -389,76 +495,132 @@ impl Transformer {
                     .extend_from_slice(itoa::Buffer::new().format(item.price_pence).as_bytes());
             }
         }
+        Ok(())
+    }
 
-        // Occurrence number: which copy of identical content this is.
-        let transaction_id = if rows {
-            if occurred_at != self.run_ts {
-                self.run_ts = occurred_at;
-                self.run_counts.clear();
-                self.run_counts_map.clear();
-                if self.runs_per_ts.len() >= self.config.max_timestamps {
-                    // Deterministic (depends only on the input so far) and bounded.
-                    self.runs_per_ts.clear();
-                }
-                let n = self.runs_per_ts.entry(occurred_at).or_insert(0);
-                self.run_number = *n;
-                *n += 1;
+    /// Counts an item in its product's summary and folds it into the
+    /// basket's lines. A product seen before is found by the menu's number
+    /// (an index: no hashing, not even the item's parts are looked at).
+    #[inline(always)]
+    fn fold_item(
+        &mut self,
+        item: &Item,
+        basket: &str,
+        sink: &mut impl StarSink,
+    ) -> Result<(), Error> {
+        let product = self.menu.number_item(item, basket);
+        let id = match self.numbered.get_mut(product as usize) {
+            Some(Some(e)) => {
+                e.quantity += 1;
+                e.revenue += item.price_pence;
+                e.id
             }
-            // A fixed-seed hash: the same content always meets the same counter.
-            let mut h = rustc_hash::FxBuildHasher.build_hasher();
-            self.key.hash(&mut h);
-            let hash = h.finish();
-            let copy = match self.run_counts.iter().position(|(k, _)| *k == hash) {
-                Some(i) => &mut self.run_counts[i].1,
-                None if self.run_counts.len() < 32 => {
-                    self.run_counts.push((hash, 0));
-                    &mut self.run_counts.last_mut().expect("just pushed").1
-                }
-                None => self.run_counts_map.entry(hash).or_insert(0),
-            };
-            let occurrence = *copy;
-            *copy += 1;
-            self.key.push(0x1f);
-            self.key.extend_from_slice(
-                itoa::Buffer::new()
-                    .format(self.run_number as i64)
-                    .as_bytes(),
-            );
-            self.key.push(0x1f);
-            self.key
-                .extend_from_slice(itoa::Buffer::new().format(occurrence as i64).as_bytes());
-            uuid5(&self.key)
-        } else {
-            [b'0'; 36]
+            _ => self.first_of_product(item, basket, product, sink)?,
         };
+        fold_line(&mut self.lines, &mut self.line_index, id, item.price_pence);
+        Ok(())
+    }
 
-        let item_count = items.len() as u32;
-        sink.transaction(
-            &TransactionRow {
-                transaction_id: &transaction_id,
-                store_id: &store_id,
-                occurred_at: &occurred_at,
-                payment_method: tx.payment.as_str(),
-                total_pence: tx.total_pence,
-                item_count,
-                customer_key: tx.customer_key.as_ref(),
-            },
-            batch_id,
-        )?;
+    /// The id of a product the first time its number is met (made, written
+    /// and remembered), or of one the menu could not number.
+    #[inline(never)]
+    fn first_of_product(
+        &mut self,
+        item: &Item,
+        basket: &str,
+        product: u32,
+        sink: &mut impl StarSink,
+    ) -> Result<UuidText, Error> {
+        let (size, name, flavour) = item.parts(basket);
+        if product == NO_PRODUCT {
+            return self.unnumbered_product(size, name, flavour, item.price_pence, sink);
+        }
+        let n = product as usize;
+        if n >= self.numbered.len() {
+            self.numbered.resize_with(n + 1, || None);
+        }
+        product_key(&mut self.product_key, size, name, flavour);
+        let id = uuid5(&self.product_key);
+        sink.product(&id, size, name, flavour)?;
+        self.counts.products += 1;
+        self.numbered[n] = Some(ProductEntry::new(id, size, name, flavour, item.price_pence));
+        Ok(id)
+    }
+
+    /// Ends the key with the occurrence number (which copy of identical
+    /// content this is, see the module's documentation) and hashes it.
+    #[inline]
+    fn transaction_id(&mut self, occurred_at: &[u8; 19]) -> UuidText {
+        if *occurred_at != self.run_ts {
+            self.start_run(occurred_at);
+        }
+        // A fixed-seed hash: the same content always meets the same counter.
+        let hash = rustc_hash::FxBuildHasher.hash_one(&self.key);
+        let copy = match self.run_counts.iter().position(|(k, _)| *k == hash) {
+            Some(i) => &mut self.run_counts[i].1,
+            None if self.run_counts.len() < 32 => {
+                self.run_counts.push((hash, 0));
+                &mut self.run_counts.last_mut().expect("just pushed").1
+            }
+            None => self.run_counts_map.entry(hash).or_insert(0),
+        };
+        let occurrence = *copy;
+        *copy += 1;
+        self.key.push(0x1f);
+        self.key.extend_from_slice(
+            itoa::Buffer::new()
+                .format(self.run_number as i64)
+                .as_bytes(),
+        );
+        self.key.push(0x1f);
+        self.key
+            .extend_from_slice(itoa::Buffer::new().format(occurrence as i64).as_bytes());
+        uuid5(&self.key)
+    }
+
+    /// A new run of rows with one timestamp: its copies start at zero, and
+    /// it is numbered after the runs of that timestamp before it.
+    fn start_run(&mut self, occurred_at: &[u8; 19]) {
+        self.run_ts = *occurred_at;
+        self.run_counts.clear();
+        self.run_counts_map.clear();
+        if self.runs_per_ts.len() >= self.config.max_timestamps {
+            // Deterministic (depends only on the input so far) and bounded.
+            self.runs_per_ts.clear();
+        }
+        let n = self.runs_per_ts.entry(*occurred_at).or_insert(0);
+        self.run_number = *n;
+        *n += 1;
+    }
+
+    /// Writes the transaction row and its basket lines to the sink.
+    #[inline]
+    fn write_rows(
+        &mut self,
+        row: &TransactionRow<'_>,
+        batch_id: &str,
+        sink: &mut impl StarSink,
+    ) -> Result<(), Error> {
+        sink.transaction(row, batch_id)?;
         self.counts.transactions += 1;
         for (product_id, price, quantity) in &self.lines {
-            sink.basket_item(&transaction_id, product_id, *quantity, *price)?;
+            sink.basket_item(row.transaction_id, product_id, *quantity, *price)?;
         }
         self.counts.basket_items += self.lines.len() as u64;
+        Ok(())
+    }
 
-        // Summary.
+    /// Adds the transaction to the report's summary and, while there is
+    /// room, its preview.
+    #[inline(always)]
+    fn summarise(&mut self, tx: &Transaction<'_>, items: &[Item], occurred_at: [u8; 19]) {
         let s = &mut self.summary;
         s.revenue_pence += tx.total_pence;
         s.transactions += 1;
-        s.items += item_count as u64;
+        s.items += items.len() as u64;
         match tx.payment {
-            crate::validate::Payment::Cash => s.cash_transactions += 1,
-            crate::validate::Payment::Card => s.card_transactions += 1,
+            Payment::Cash => s.cash_transactions += 1,
+            Payment::Card => s.card_transactions += 1,
         }
         if self.first_at.is_none_or(|f| occurred_at < f) {
             self.first_at = Some(occurred_at);
@@ -470,17 +632,23 @@ impl Transformer {
         hour.0 += 1;
         hour.1 += tx.total_pence;
         if self.preview.len() < self.config.preview_rows {
-            self.preview.push(PreviewRow {
-                line: tx.line,
-                occurred_at: String::from_utf8_lossy(&occurred_at).into_owned(),
-                store: tx.store.to_string(),
-                payment_method: tx.payment.as_str().to_string(),
-                total_price: format_pence(tx.total_pence),
-                items: items_preview(tx, items),
-                has_customer_key: tx.customer_key.is_some(),
-            });
+            self.preview(tx, items, &occurred_at);
         }
-        Ok(())
+    }
+
+    /// Adds the transaction to the report's preview (its first rows only:
+    /// out of line).
+    #[inline(never)]
+    fn preview(&mut self, tx: &Transaction<'_>, items: &[Item], occurred_at: &[u8; 19]) {
+        self.preview.push(PreviewRow {
+            line: tx.line,
+            occurred_at: String::from_utf8_lossy(occurred_at).into_owned(),
+            store: tx.store.to_string(),
+            payment_method: tx.payment.as_str().to_string(),
+            total_price: format_pence(tx.total_pence),
+            items: items_preview(tx, items),
+            has_customer_key: tx.customer_key.is_some(),
+        });
     }
 
     /// A product the menu could not number: found by hashing its key.
@@ -700,6 +868,55 @@ mod tests {
         ]
         .join("-");
         assert_eq!(std::str::from_utf8(&id).unwrap(), want);
+    }
+
+    #[test]
+    fn the_menu_numbers_products_once_whatever_the_item_text() {
+        // (basket, items' text slots, numbers wanted): a slot is numbered
+        // by its parts the first time, by index after; two texts of one
+        // product (another price) share its number; past the cap, NO_PRODUCT.
+        let item = |basket: &str, text: u32| {
+            let (desc, _) = basket.split_once(" @ ").unwrap();
+            let (name, flavour) = desc.split_once('/').unwrap_or((desc, &desc[desc.len()..]));
+            let at = |part: &str| {
+                let s = part.as_ptr() as usize - basket.as_ptr() as usize;
+                s as u32..(s + part.len()) as u32
+            };
+            Item {
+                size: 0..0,
+                name: at(name),
+                flavour: at(flavour),
+                price_pence: 245,
+                text_slot: text,
+            }
+        };
+        let cases: &[(&str, u32, u32)] = &[
+            ("Latte @ 2.45", 0, 0),
+            ("Mocha @ 2.30", 1, 1),
+            ("Latte @ 2.50", 2, 0),
+            ("Latte @ 2.45", 0, 0),
+            ("Latte/Vanilla @ 2.45", NO_TEXT_SLOT, 2),
+            ("Mocha @ 2.30", NO_TEXT_SLOT, 1),
+            ("Tea @ 1.00", 3, NO_PRODUCT),
+            ("Tea @ 1.00", 3, NO_PRODUCT),
+            ("Latte @ 2.45", 99, 0),
+        ];
+        let mut menu = Menu::new(3, 1 << 10);
+        for &(basket, text, want) in cases {
+            assert_eq!(
+                menu.number_item(&item(basket, text), basket),
+                want,
+                "{basket} {text}"
+            );
+        }
+        assert!(menu.by_text.len() <= 4, "slots past the cap are not kept");
+        let mut tiny = Menu::new(100, 8);
+        assert_eq!(tiny.number("", "Latte", ""), 0);
+        assert_eq!(
+            tiny.number("", "Flat white", ""),
+            NO_PRODUCT,
+            "over the bytes"
+        );
     }
 
     #[test]

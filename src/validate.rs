@@ -6,9 +6,12 @@
 //! staff, quoting what was found (never a name or a card number: those
 //! columns were dropped by [`clean`](crate::clean) before this stage runs).
 
-use crate::clean::{BasketStyle, CleanRow, CustomerKey};
 use crate::privacy::{self, found, has_card_number, quote, Column};
 use crate::report::{format_pence, Code, Issue, Severity};
+use crate::row::{
+    find_dash, rfind_dash, BasketStyle, CleanRow, Item, Payment, Timestamp, Transaction,
+    NO_TEXT_SLOT,
+};
 use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 use std::ops::Range;
@@ -45,56 +48,6 @@ impl Default for Config {
             max_year: 2099,
             max_basket_items: 200,
         }
-    }
-}
-
-/// A date and time of day, as the till wrote it (no time zone).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp {
-    /// Year.
-    pub year: u16,
-    /// 1..=12.
-    pub month: u8,
-    /// 1..=31.
-    pub day: u8,
-    /// 0..=23.
-    pub hour: u8,
-    /// 0..=59.
-    pub minute: u8,
-    /// 0..=59.
-    pub second: u8,
-}
-
-impl Timestamp {
-    /// `YYYY-MM-DD HH:MM:SS` as 19 ASCII bytes, without allocating.
-    pub fn to_bytes(&self) -> [u8; 19] {
-        let mut b = *b"0000-00-00 00:00:00";
-        let put = |b: &mut [u8; 19], at: usize, v: u32, w: usize| {
-            let mut v = v;
-            for i in (0..w).rev() {
-                b[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(&mut b, 0, self.year as u32, 4);
-        put(&mut b, 5, self.month as u32, 2);
-        put(&mut b, 8, self.day as u32, 2);
-        put(&mut b, 11, self.hour as u32, 2);
-        put(&mut b, 14, self.minute as u32, 2);
-        put(&mut b, 17, self.second as u32, 2);
-        b
-    }
-
-    /// The calendar date.
-    pub fn date(&self) -> (u16, u8, u8) {
-        (self.year, self.month, self.day)
-    }
-}
-
-impl fmt::Display for Timestamp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Always ASCII digits and separators.
-        f.write_str(std::str::from_utf8(&self.to_bytes()).unwrap_or_default())
     }
 }
 
@@ -255,34 +208,6 @@ pub fn parse_money(s: &str, max_pence: i64) -> Option<i64> {
     (pence <= max_pence).then_some(pence)
 }
 
-/// One item of a basket, as byte ranges into the basket text (so a row's
-/// items live in one reused vector, with no allocation per field).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Item {
-    /// Size (`Large`, `Regular`), possibly empty.
-    pub size: Range<u32>,
-    /// Product name.
-    pub name: Range<u32>,
-    /// Flavour, possibly empty.
-    pub flavour: Range<u32>,
-    /// Unit price in pence.
-    pub price_pence: i64,
-    /// The product's number in the batch's [`Menu`], or [`NO_PRODUCT`].
-    pub product: u32,
-}
-
-/// [`Item::product`] of an item no [`Menu`] numbered (the menu was full, or
-/// the basket was read without one).
-pub const NO_PRODUCT: u32 = u32::MAX;
-
-impl Item {
-    /// The three identity parts as `&str`, given the basket text.
-    pub fn parts<'a>(&self, basket: &'a str) -> (&'a str, &'a str, &'a str) {
-        let g = |r: &Range<u32>| &basket[r.start as usize..r.end as usize];
-        (g(&self.size), g(&self.name), g(&self.flavour))
-    }
-}
-
 /// Sizes recognised at the front of a current-format item.
 const SIZES: &[&str] = &["Large", "Regular", "Small", "Medium"];
 
@@ -349,7 +274,7 @@ pub enum PartProblem {
 
 /// Checks a product name or flavour: at most [`MAX_PRODUCT_BYTES`] bytes,
 /// no control character, no card number. Runs once per distinct item text
-/// (the [`Menu`] remembers the ones already read).
+/// (the [`BasketReader`] remembers the ones already read).
 fn check_part(item: usize, part: &'static str, text: &str) -> Result<(), BasketProblem> {
     let problem = if text.len() > MAX_PRODUCT_BYTES {
         PartProblem::TooLong(text.len())
@@ -411,37 +336,6 @@ impl fmt::Display for BasketProblem {
     }
 }
 
-/// Byte offset of the first ` - ` in `s`. Hand-rolled over `memchr`:
-/// `str::split_once(" - ")` builds a substring searcher on every call, and
-/// this runs for every item of every basket.
-#[inline]
-pub fn find_dash(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(b'-', &b[from..]) {
-        let i = from + i;
-        if i >= 1 && b[i - 1] == b' ' && b.get(i + 1) == Some(&b' ') {
-            return Some(i - 1);
-        }
-        from = i + 1;
-    }
-    None
-}
-
-/// Byte offset of the last ` - ` in `s` (see [`find_dash`]).
-#[inline]
-pub fn rfind_dash(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
-    let mut to = b.len();
-    while let Some(i) = memchr::memrchr(b'-', &b[..to]) {
-        if i >= 1 && b[i - 1] == b' ' && b.get(i + 1) == Some(&b' ') {
-            return Some(i - 1);
-        }
-        to = i;
-    }
-    None
-}
-
 /// Splits `Name - Flavour` at the first ` - `.
 #[inline]
 fn name_flavour(s: &str) -> (&str, &str) {
@@ -470,8 +364,8 @@ pub fn parse_basket_current(
     max_pence: i64,
     items: &mut Vec<Item>,
 ) -> Result<(), BasketProblem> {
-    // A menu that remembers nothing reads every item afresh and numbers none.
-    Menu::new(0, 0).parse_current(basket, max_pence, items)
+    // A reader that remembers nothing reads every item afresh.
+    BasketReader::new(0, 0).parse_current(basket, max_pence, items)
 }
 
 /// Reads one current-format item, `text` (trimmed, a slice of `basket`),
@@ -518,24 +412,21 @@ fn parse_current_item(
         name: range_in(basket, name),
         flavour: range_in(basket, flavour),
         price_pence,
-        product: NO_PRODUCT,
+        text_slot: NO_TEXT_SLOT,
     })
 }
 
-/// The products of one batch, numbered in order of first appearance, and a
-/// cache of the item texts already read.
+/// Reads the baskets of one batch, remembering the item texts already read.
 ///
 /// A day's export repeats a few dozen item texts thousands of times, so
-/// reading each distinct text once and remembering its parts (and its
-/// product number, which the transform stage uses instead of hashing the
-/// product again) halves the work per item. Both tables are capped: past
-/// the cap items are read in full and left unnumbered.
+/// reading each distinct text once and remembering its parts halves the
+/// work per item. Each remembered text has a slot ([`Item::text_slot`]), which
+/// the transform stage numbers its products by instead of hashing the parts
+/// again. The cache is capped: past the cap, items are read in full and
+/// have no slot ([`NO_TEXT_SLOT`]).
 #[derive(Debug, Default)]
-pub struct Menu {
+pub struct BasketReader {
     texts: HashMap<Box<str>, Item>,
-    products: HashMap<Box<str>, u32>,
-    next: u32,
-    key: String,
     cap: usize,
     /// Bytes of text held, against `max_bytes`: item texts can be long.
     bytes: usize,
@@ -544,47 +435,26 @@ pub struct Menu {
     max_items: Option<usize>,
 }
 
-impl Menu {
-    /// A menu remembering at most `cap` products and `cap` item texts, and
-    /// at most `max_bytes` of their text.
-    pub fn new(cap: usize, max_bytes: usize) -> Menu {
-        Menu {
+impl BasketReader {
+    /// A reader remembering at most `cap` item texts, and at most
+    /// `max_bytes` of their text.
+    pub fn new(cap: usize, max_bytes: usize) -> BasketReader {
+        BasketReader {
             cap,
             max_bytes,
-            ..Menu::default()
+            ..BasketReader::default()
         }
     }
 
-    /// The same menu, refusing baskets of more than `max` items with
+    /// The same reader, refusing baskets of more than `max` items with
     /// [`BasketProblem::TooManyItems`].
-    pub fn with_max_items(mut self, max: usize) -> Menu {
+    pub fn with_max_items(mut self, max: usize) -> BasketReader {
         self.max_items = Some(max);
         self
     }
 
-    /// The number of a product, given its parts; [`NO_PRODUCT`] when full.
-    pub fn number(&mut self, size: &str, name: &str, flavour: &str) -> u32 {
-        self.key.clear();
-        for (i, part) in [size, name, flavour].iter().enumerate() {
-            if i > 0 {
-                self.key.push('\x1f');
-            }
-            self.key.push_str(part);
-        }
-        if let Some(&n) = self.products.get(self.key.as_str()) {
-            return n;
-        }
-        if self.products.len() >= self.cap || self.bytes + self.key.len() > self.max_bytes {
-            return NO_PRODUCT;
-        }
-        self.bytes += self.key.len();
-        let n = self.next;
-        self.next += 1;
-        self.products.insert(self.key.as_str().into(), n);
-        n
-    }
-
-    /// [`parse_basket_current`] with the cache, items numbered.
+    /// [`parse_basket_current`] with the cache: items of a remembered text
+    /// carry its slot.
     pub fn parse_current(
         &mut self,
         basket: &str,
@@ -609,33 +479,39 @@ impl Menu {
             let shift = |r: &Range<u32>| r.start + at..r.end + at;
             let known = match self.texts.get(text) {
                 Some(known) => known.clone(),
-                None => {
-                    // Read it against itself, so the ranges can be reused anywhere.
-                    let mut own = parse_current_item(text, text, item, max_pence)?;
-                    let (size, name, flavour) = own.parts(text);
-                    own.product = self.number(size, name, flavour);
-                    if self.texts.len() < self.cap
-                        && own.product != NO_PRODUCT
-                        && self.bytes + text.len() <= self.max_bytes
-                    {
-                        self.bytes += text.len();
-                        self.texts.insert(text.into(), own.clone());
-                    }
-                    own
-                }
+                None => self.read_new_text(text, item, max_pence)?,
             };
             items.push(Item {
                 size: shift(&known.size),
                 name: shift(&known.name),
                 flavour: shift(&known.flavour),
                 price_pence: known.price_pence,
-                product: known.product,
+                text_slot: known.text_slot,
             });
             Ok(())
         })
     }
 
-    /// [`parse_basket_legacy`], items numbered.
+    /// Reads an item text not seen before, against itself (so its ranges
+    /// can be reused wherever it appears), and remembers it in the next
+    /// slot while the cache has room.
+    fn read_new_text(
+        &mut self,
+        text: &str,
+        item: usize,
+        max_pence: i64,
+    ) -> Result<Item, BasketProblem> {
+        let mut own = parse_current_item(text, text, item, max_pence)?;
+        if self.texts.len() < self.cap && self.bytes + text.len() <= self.max_bytes {
+            self.bytes += text.len();
+            own.text_slot = self.texts.len() as u32;
+            self.texts.insert(text.into(), own.clone());
+        }
+        Ok(own)
+    }
+
+    /// [`parse_basket_legacy`] within the item limit (legacy items are not
+    /// cached: the 2020 exports are small).
     pub fn parse_legacy(
         &mut self,
         basket: &str,
@@ -648,12 +524,7 @@ impl Menu {
                 return Err(BasketProblem::TooManyItems { items, max });
             }
         }
-        parse_basket_legacy(basket, max_pence, items)?;
-        for item in items.iter_mut() {
-            let (size, name, flavour) = item.parts(basket);
-            item.product = self.number(size, name, flavour);
-        }
-        Ok(())
+        parse_basket_legacy(basket, max_pence, items)
     }
 }
 
@@ -696,200 +567,217 @@ pub fn parse_basket_legacy(
             name: range_in(basket, name),
             flavour: range_in(basket, flavour),
             price_pence,
-            product: NO_PRODUCT,
+            text_slot: NO_TEXT_SLOT,
         });
     }
     Ok(())
 }
 
-/// `CASH` or `CARD`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Payment {
-    /// Paid in cash.
-    Cash,
-    /// Paid by card.
-    Card,
-}
-
-impl Payment {
-    /// Upper-case name, as staged.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Payment::Cash => "CASH",
-            Payment::Card => "CARD",
-        }
-    }
-
-    /// Reads `CASH`/`CARD` in any case, with surrounding spaces.
-    pub fn parse(s: &str) -> Option<Payment> {
-        let s = s.trim_ascii();
-        if s.eq_ignore_ascii_case("cash") {
-            Some(Payment::Cash)
-        } else if s.eq_ignore_ascii_case("card") {
-            Some(Payment::Card)
-        } else {
-            None
-        }
-    }
-}
-
-/// A row that passed validation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transaction<'a> {
-    /// Line in the file.
-    pub line: u64,
-    /// When.
-    pub occurred_at: Timestamp,
-    /// Store name, trimmed.
-    pub store: &'a str,
-    /// How it was paid.
-    pub payment: Payment,
-    /// Total in pence.
-    pub total_pence: i64,
-    /// The basket text the items point into.
-    pub basket: &'a str,
-    /// Customer key (hex HMAC), when a secret is configured.
-    pub customer_key: Option<CustomerKey>,
-}
-
 /// Validates a cleaned row. Items go into `items` (cleared first); issues
-/// are handed to `issue`. Returns the transaction when no error was found.
+/// are handed to `issue`, in column order. Returns the transaction when no
+/// error was found.
+///
+/// Each field is checked by its own function (`timestamp_field`,
+/// `store_field`, `basket_field`, `total_field`, `payment_field`), then
+/// the items are checked against the total; every field is checked even
+/// after one failed, so a row's report lists all its problems at once.
 pub fn validate_row<'a>(
     row: &CleanRow<'a>,
     config: &Config,
-    menu: &mut Menu,
+    baskets: &mut BasketReader,
     items: &mut Vec<Item>,
     issue: &mut impl FnMut(Issue),
 ) -> Option<Transaction<'a>> {
-    let mut ok = true;
-    let mut err = |column: u32, code: Code, message: String| {
-        ok = false;
-        issue(Issue {
-            line: row.line,
-            column: Some(column),
-            code,
-            severity: Severity::Error,
-            message,
-        });
-    };
     let cols = row.columns;
-    let occurred_at = parse_timestamp(row.timestamp, config.min_year..=config.max_year);
-    if occurred_at.is_none() {
-        err(
-            cols.timestamp,
+    let mut findings = Findings {
+        line: row.line,
+        issue,
+        ok: true,
+    };
+    let occurred_at = findings.field(cols.timestamp, timestamp_field(row.timestamp, config));
+    let store = findings.field(cols.store, store_field(row.store));
+    let basket = findings.field(cols.basket, basket_field(row, config, baskets, items));
+    let total = findings.field(cols.total, total_field(row.total, config));
+    if let (Some(total), Some(())) = (total, basket) {
+        findings.field(cols.total, items_add_up(items, total));
+    }
+    let payment = findings.field(cols.payment, payment_field(row.payment));
+    if !findings.ok {
+        return None;
+    }
+    Some(Transaction {
+        line: row.line,
+        occurred_at: occurred_at?,
+        store: store?,
+        payment: payment?,
+        total_pence: total?,
+        basket: row.basket,
+        customer_key: row.customer_key,
+    })
+}
+
+/// What is wrong with one field of a row: the issue's code and message
+/// (the column is the caller's).
+struct Problem {
+    code: Code,
+    message: String,
+}
+
+impl Problem {
+    fn new(code: Code, message: impl Into<String>) -> Problem {
+        Problem {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The issues of one row as its fields are checked, and whether it is
+/// still fit to stage.
+struct Findings<'i, F: FnMut(Issue)> {
+    line: u64,
+    issue: &'i mut F,
+    ok: bool,
+}
+
+impl<F: FnMut(Issue)> Findings<'_, F> {
+    /// The field's value, or `None` after handing on its problem as an
+    /// error at `column`.
+    #[inline]
+    fn field<T>(&mut self, column: u32, checked: Result<T, Problem>) -> Option<T> {
+        match checked {
+            Ok(value) => Some(value),
+            Err(Problem { code, message }) => {
+                self.ok = false;
+                (self.issue)(Issue {
+                    line: self.line,
+                    column: Some(column),
+                    code,
+                    severity: Severity::Error,
+                    message,
+                });
+                None
+            }
+        }
+    }
+}
+
+/// The timestamp: a real date and time within the configured years.
+#[inline]
+fn timestamp_field(text: &str, config: &Config) -> Result<Timestamp, Problem> {
+    parse_timestamp(text, config.min_year..=config.max_year).ok_or_else(|| {
+        Problem::new(
             Code::BadTimestamp,
             format!(
                 "timestamp is {}, expected a real date and time as dd/mm/yyyy HH:MM or yyyy-mm-dd HH:MM:SS, years {} to {}",
-                found(row.timestamp, Column::Timestamp),
+                found(text, Column::Timestamp),
                 config.min_year,
                 config.max_year
             ),
-        );
-    }
-    let store = row.store.trim_ascii();
-    if store.is_empty() {
-        err(
-            cols.store,
-            Code::BadStore,
-            "store is empty, expected the branch name".into(),
-        );
+        )
+    })
+}
+
+/// The store, trimmed: a branch name, not empty, not a spreadsheet
+/// formula, not a card number, not a date or a number, at most 100 bytes
+/// of printable text.
+#[inline]
+fn store_field(text: &str) -> Result<&str, Problem> {
+    let store = text.trim_ascii();
+    let message = if store.is_empty() {
+        "store is empty, expected the branch name".to_string()
     } else if store.starts_with(['=', '+', '-', '@']) {
-        err(
-            cols.store,
-            Code::BadStore,
-            format!(
-                "store is {}, which reads as a spreadsheet formula, expected a branch name",
-                quote(store)
-            ),
-        );
+        format!(
+            "store is {}, which reads as a spreadsheet formula, expected a branch name",
+            quote(store)
+        )
     } else if has_card_number(store) {
-        err(
-            cols.store,
-            Code::BadStore,
-            format!(
-                "store is {}, a long run of digits like a card number, expected a branch name",
-                quote(store)
-            ),
-        );
+        format!(
+            "store is {}, a long run of digits like a card number, expected a branch name",
+            quote(store)
+        )
     } else if store.len() > 100
         || store.bytes().any(|b| b < 0x20 || b == 0x7f)
         || store.bytes().all(|b| {
             b.is_ascii_digit() || b == b'.' || b == b'/' || b == b':' || b == b' ' || b == b'-'
         })
     {
-        err(
-            cols.store,
-            Code::BadStore,
-            format!(
-                "store is {}, expected a branch name (letters, at most 100 characters)",
-                quote(store)
-            ),
-        );
-    }
+        format!(
+            "store is {}, expected a branch name (letters, at most 100 characters)",
+            quote(store)
+        )
+    } else {
+        return Ok(store);
+    };
+    Err(Problem::new(Code::BadStore, message))
+}
+
+/// The basket, read into `items` in the row's layout: a price that is not
+/// money is `bad_price`, anything else `bad_basket`.
+#[inline]
+fn basket_field(
+    row: &CleanRow<'_>,
+    config: &Config,
+    baskets: &mut BasketReader,
+    items: &mut Vec<Item>,
+) -> Result<(), Problem> {
     let parsed = match row.basket_style {
-        BasketStyle::Current => menu.parse_current(row.basket, config.max_pence, items),
-        BasketStyle::Legacy => menu.parse_legacy(row.basket, config.max_pence, items),
+        BasketStyle::Current => baskets.parse_current(row.basket, config.max_pence, items),
+        BasketStyle::Legacy => baskets.parse_legacy(row.basket, config.max_pence, items),
     };
-    let basket_ok = match parsed {
-        Ok(()) => true,
-        Err(p @ BasketProblem::Price { .. }) => {
-            err(cols.basket, Code::BadPrice, p.to_string());
-            false
-        }
-        Err(p) => {
-            err(cols.basket, Code::BadBasket, p.to_string());
-            false
-        }
-    };
-    let total = parse_money(row.total, config.max_pence);
-    if total.is_none() {
-        err(
-            cols.total,
+    parsed.map_err(|p| {
+        let code = match p {
+            BasketProblem::Price { .. } => Code::BadPrice,
+            _ => Code::BadBasket,
+        };
+        Problem::new(code, p.to_string())
+    })
+}
+
+/// The total, in pence.
+#[inline]
+fn total_field(text: &str, config: &Config) -> Result<i64, Problem> {
+    parse_money(text, config.max_pence).ok_or_else(|| {
+        Problem::new(
             Code::BadPrice,
             format!(
                 "total_price is {}, expected an amount like 5.20 (no sign, at most 2 decimals)",
-                found(row.total, Column::Total)
+                found(text, Column::Total)
             ),
-        );
+        )
+    })
+}
+
+/// The items' prices add up to the total, to the penny.
+#[inline]
+fn items_add_up(items: &[Item], total: i64) -> Result<(), Problem> {
+    let sum: i64 = items.iter().map(|i| i.price_pence).sum();
+    if sum == total {
+        return Ok(());
     }
-    if let (Some(total), true) = (total, basket_ok) {
-        let sum: i64 = items.iter().map(|i| i.price_pence).sum();
-        if sum != total {
-            err(
-                cols.total,
-                Code::TotalMismatch,
-                format!(
-                    "items add up to {} but total_price is {}, expected them to match exactly",
-                    format_pence(sum),
-                    format_pence(total)
-                ),
-            );
-        }
-    }
-    let payment = Payment::parse(row.payment);
-    if payment.is_none() {
-        let found = if row.payment.trim().is_empty() {
+    Err(Problem::new(
+        Code::TotalMismatch,
+        format!(
+            "items add up to {} but total_price is {}, expected them to match exactly",
+            format_pence(sum),
+            format_pence(total)
+        ),
+    ))
+}
+
+/// The payment method, `CASH` or `CARD`.
+#[inline]
+fn payment_field(text: &str) -> Result<Payment, Problem> {
+    Payment::parse(text).ok_or_else(|| {
+        let found = if text.trim().is_empty() {
             "empty".to_string()
         } else {
-            found(row.payment, Column::Payment)
+            found(text, Column::Payment)
         };
-        err(
-            cols.payment,
+        Problem::new(
             Code::BadPayment,
             format!("cash_or_card is {found}, expected CASH or CARD"),
-        );
-    }
-    if !ok {
-        return None;
-    }
-    Some(Transaction {
-        line: row.line,
-        occurred_at: occurred_at?,
-        store,
-        payment: payment?,
-        total_pence: total?,
-        basket: row.basket,
-        customer_key: row.customer_key,
+        )
     })
 }
 
@@ -1126,11 +1014,11 @@ mod tests {
             ),
         ];
         for (basket, legacy, want) in cases {
-            let mut menu = Menu::new(100, 1 << 20).with_max_items(200);
+            let mut reader = BasketReader::new(100, 1 << 20).with_max_items(200);
             let mut items = Vec::new();
             let got = match legacy {
-                true => menu.parse_legacy(&basket, 1_000_000, &mut items),
-                false => menu.parse_current(&basket, 1_000_000, &mut items),
+                true => reader.parse_legacy(&basket, 1_000_000, &mut items),
+                false => reader.parse_current(&basket, 1_000_000, &mut items),
             };
             match (got, want) {
                 (Ok(()), Ok(n)) => assert_eq!(items.len(), n),
@@ -1144,6 +1032,91 @@ mod tests {
                     &basket[..basket.len().min(40)]
                 ),
             }
+        }
+    }
+
+    #[test]
+    fn every_field_is_checked_and_told_in_column_order() {
+        use crate::row::Columns;
+        let row = |timestamp, store, basket, total, payment| CleanRow {
+            line: 7,
+            timestamp,
+            store,
+            basket,
+            total,
+            payment,
+            customer_key: None,
+            basket_style: BasketStyle::Current,
+            columns: Columns {
+                timestamp: 1,
+                store: 2,
+                basket: 4,
+                total: 5,
+                payment: 6,
+            },
+            reencoded: false,
+        };
+        // (row, (column, code) of each issue wanted, in order)
+        let cases = [
+            (
+                row(
+                    "25/08/2021 09:00",
+                    "Leeds",
+                    "Large Latte - 2.45",
+                    "2.45",
+                    "CASH",
+                ),
+                vec![],
+            ),
+            (
+                row("soon", "", "Large Latte", "x", "IOU"),
+                vec![
+                    (1, "bad_timestamp"),
+                    (2, "bad_store"),
+                    (4, "bad_basket"),
+                    (5, "bad_price"),
+                    (6, "bad_payment"),
+                ],
+            ),
+            (
+                row(
+                    "25/08/2021 09:00",
+                    "=SUM(A1)",
+                    "Large Latte - 2.45",
+                    "2.54",
+                    "",
+                ),
+                vec![(2, "bad_store"), (5, "total_mismatch"), (6, "bad_payment")],
+            ),
+            (
+                row(
+                    "25/08/2021 09:00",
+                    "Leeds",
+                    "Large Latte - x",
+                    "2.45",
+                    "CARD",
+                ),
+                vec![(4, "bad_price")],
+            ),
+        ];
+        for (row, want) in cases {
+            let mut issues = Vec::new();
+            let tx = validate_row(
+                &row,
+                &Config::default(),
+                &mut BasketReader::new(10, 1 << 10),
+                &mut Vec::new(),
+                &mut |i| issues.push(i),
+            );
+            let got: Vec<(u32, &str)> = issues
+                .iter()
+                .map(|i| (i.column.unwrap(), i.code.as_str()))
+                .collect();
+            assert_eq!(got, want, "{row:?}");
+            assert_eq!(tx.is_some(), want.is_empty(), "{row:?}");
+            assert!(issues
+                .iter()
+                .all(|i| i.line == 7 && i.severity == Severity::Error));
         }
     }
 

@@ -1,6 +1,9 @@
 //! `cafe-etl check FILE...`: validate only.
 
-use super::{count, input_files, quiet_pipe, secret_from_env, source_name, Outcome, CHUNK};
+use super::{
+    count, input_files, quiet_pipe, said, secret_from_env, shown, source_name, Outcome, CHUNK,
+};
+use anyhow::{Context, Result};
 use cafe_etl::{Config, Pipeline, Report};
 use rayon::prelude::*;
 use std::io::{Read, Write};
@@ -24,9 +27,9 @@ pub struct Args {
 }
 
 /// Checks one file, streaming it.
-pub fn check_file(path: &std::path::Path, config: &Config) -> Result<Report, String> {
+pub fn check_file(path: &std::path::Path, config: &Config) -> Result<Report> {
     let name = source_name(path);
-    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(shown(path))?;
     let mut pipeline = Pipeline::check(config.clone(), &name);
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -34,24 +37,25 @@ pub fn check_file(path: &std::path::Path, config: &Config) -> Result<Report, Str
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(e) => return Err(e).with_context(shown(path)),
         };
         pipeline
             .push(&buf[..n])
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(said)
+            .with_context(shown(path))?;
     }
     pipeline
         .finish()
         .map(|f| f.report)
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(said)
+        .with_context(shown(path))
 }
 
-pub fn run(args: Args) -> Result<Outcome, String> {
+pub fn run(args: Args) -> Result<Outcome> {
     let mut config = Config::default();
     config.clean.customer_key_secret = secret_from_env(args.customer_key_secret_env.as_deref())?;
     let files = input_files(&args.inputs)?;
-    let results: Vec<Result<Report, String>> =
-        files.par_iter().map(|p| check_file(p, &config)).collect();
+    let results: Vec<Result<Report>> = files.par_iter().map(|p| check_file(p, &config)).collect();
     let mut outcome = Outcome::Clean;
     let mut reports = Vec::new();
     let stdout = std::io::stdout();
@@ -68,7 +72,7 @@ pub fn run(args: Args) -> Result<Outcome, String> {
                 reports.push(report);
             }
             Err(e) => {
-                eprintln!("cafe-etl: {e}");
+                eprintln!("cafe-etl: {e:#}");
                 outcome = Outcome::Failed;
             }
         }

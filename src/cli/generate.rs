@@ -1,6 +1,7 @@
 //! `cafe-etl generate`: synthetic exports in the current format.
 
-use super::Outcome;
+use super::{shown, Outcome};
+use anyhow::{Context, Result};
 use cafe_etl::generate::{self, Config};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -31,9 +32,9 @@ pub struct Args {
     out: PathBuf,
 }
 
-pub fn run(args: Args) -> Result<Outcome, String> {
+pub fn run(args: Args) -> Result<Outcome> {
     let start = cafe_etl::date_from_file_name(&format!("x_{}_x", args.start))
-        .ok_or_else(|| format!("--start {:?} is not a date as dd-mm-yyyy", args.start))?;
+        .with_context(|| format!("--start {:?} is not a date as dd-mm-yyyy", args.start))?;
     let config = Config {
         stores: args.stores,
         days: args.days,
@@ -41,13 +42,12 @@ pub fn run(args: Args) -> Result<Outcome, String> {
         start,
         transactions_per_day: args.transactions_per_day,
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(shown(&args.out))?;
     let mut count = 0usize;
     let result = match &args.single {
         Some(name) => {
             let path = args.out.join(name);
-            let file =
-                std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let file = std::fs::File::create(&path).with_context(shown(&path))?;
             let shared = std::rc::Rc::new(std::cell::RefCell::new(BufWriter::with_capacity(
                 1 << 20,
                 file,
@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<Outcome, String> {
             std::fs::File::create(args.out.join(name)).map(|f| BufWriter::with_capacity(1 << 16, f))
         }),
     };
-    result.map_err(|e| format!("{}: {e}", args.out.display()))?;
+    result.with_context(shown(&args.out))?;
     eprintln!("wrote {count} store-days to {}", args.out.display());
     Ok(Outcome::Clean)
 }

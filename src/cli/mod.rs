@@ -1,7 +1,12 @@
 //! Command-line front end. Each subcommand lives in its own module; this one
 //! parses arguments and maps outcomes to exit codes:
 //! 0 all rows staged, 1 a row rejected or a file refused, 2 usage or I/O error.
+//!
+//! Errors are [`anyhow::Error`]s: what was being done (a file's path, "writing
+//! the output") is their context, printed before the cause as
+//! `cafe-etl: context: cause`.
 
+use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -58,48 +63,62 @@ pub fn main() -> i32 {
         Command::Transform(a) => transform::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Token(a) => token::run(a),
-        Command::Sql(a) => warehouse::sql(a),
-        Command::LoadPlan(a) => warehouse::load_plan(a),
-        Command::Load(a) => warehouse::load(a),
-        Command::Insights(a) => warehouse::insights(a),
+        // The warehouse commands still say their errors as text.
+        Command::Sql(a) => warehouse::sql(a).map_err(anyhow::Error::msg),
+        Command::LoadPlan(a) => warehouse::load_plan(a).map_err(anyhow::Error::msg),
+        Command::Load(a) => warehouse::load(a).map_err(anyhow::Error::msg),
+        Command::Insights(a) => warehouse::insights(a).map_err(anyhow::Error::msg),
     };
     match result {
         Ok(outcome) => outcome as i32,
         Err(e) => {
-            eprintln!("cafe-etl: {e}");
+            // `{:#}`: the context, then each cause, separated by ": ".
+            eprintln!("cafe-etl: {e:#}");
             Outcome::Failed as i32
         }
     }
 }
 
 /// Reads the customer-key secret from the named environment variable.
-pub fn secret_from_env(var: Option<&str>) -> Result<Option<String>, String> {
+pub fn secret_from_env(var: Option<&str>) -> Result<Option<String>> {
     match var {
         None => Ok(None),
         Some(var) => match std::env::var(var) {
             Ok(s) if !s.is_empty() => Ok(Some(s)),
-            Ok(_) => Err(format!(
+            Ok(_) => Err(anyhow!(
                 "environment variable {var} is empty; it should hold the customer-key secret"
             )),
-            Err(_) => Err(format!(
+            Err(_) => Err(anyhow!(
                 "environment variable {var} is not set; it should hold the customer-key secret"
             )),
         },
     }
 }
 
+/// The context of an error about `path`: its name as given.
+pub fn shown(path: &Path) -> impl FnOnce() -> String + '_ {
+    || path.display().to_string()
+}
+
+/// An error whose text already says its cause (the core's
+/// [`cafe_etl::Error`], walkdir's), as one message: kept as a source chain,
+/// `{:#}` would print the cause twice.
+pub fn said(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::msg(e.to_string())
+}
+
 /// Expands the FILE|DIR arguments: directories give their `.csv` files,
 /// recursively, in name order.
-pub fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+pub fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input).map_err(|e| format!("{}: {e}", input.display()))?;
+        let meta = std::fs::metadata(input).with_context(shown(input))?;
         if meta.is_dir() {
             for entry in walkdir::WalkDir::new(input)
                 .follow_links(true)
                 .sort_by_file_name()
             {
-                let entry = entry.map_err(|e| format!("{}: {e}", input.display()))?;
+                let entry = entry.map_err(said).with_context(shown(input))?;
                 let path = entry.path();
                 if entry.file_type().is_file()
                     && path
@@ -134,10 +153,10 @@ pub const CHUNK: usize = 256 * 1024;
 /// Maps a write error to the command's error, except a reader that went
 /// away (`check --json | head`): there is nobody left to tell, so the
 /// command ends quietly.
-pub fn quiet_pipe(result: std::io::Result<()>) -> Result<(), String> {
+pub fn quiet_pipe(result: std::io::Result<()>) -> Result<()> {
     match result {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("writing the output: {e}"))
+            Err(e).context("writing the output")
         }
         _ => Ok(()),
     }
@@ -146,6 +165,41 @@ pub fn quiet_pipe(result: std::io::Result<()>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_print_their_context_then_their_cause_once() {
+        use std::io::{Error as IoError, ErrorKind};
+        let missing = || IoError::new(ErrorKind::NotFound, "no such file");
+        let core = || cafe_etl::Error::io(cafe_etl::Stage::Stage, "stores table", missing());
+        // (error, as `main` prints it)
+        let cases: Vec<(anyhow::Error, &str)> = vec![
+            (
+                Err::<(), _>(missing())
+                    .with_context(shown(Path::new("/x/a.csv")))
+                    .unwrap_err(),
+                "/x/a.csv: no such file",
+            ),
+            (
+                Err::<(), _>(core())
+                    .map_err(said)
+                    .context("a.csv")
+                    .unwrap_err(),
+                "a.csv: stage error: stores table: no such file",
+            ),
+            (
+                quiet_pipe(Err(IoError::new(ErrorKind::Other, "disk full"))).unwrap_err(),
+                "writing the output: disk full",
+            ),
+            (
+                secret_from_env(Some("CAFE_ETL_NO_SUCH_VAR_IN_TESTS")).unwrap_err(),
+                "environment variable CAFE_ETL_NO_SUCH_VAR_IN_TESTS is not set; it should hold the customer-key secret",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(format!("{e:#}"), want);
+        }
+        assert!(quiet_pipe(Err(IoError::new(ErrorKind::BrokenPipe, "gone"))).is_ok());
+    }
 
     #[test]
     fn counts_are_singular_for_one() {

@@ -6,6 +6,7 @@
 //! `UPLOAD_SECRET` (one secret, key id `k1`).
 
 use super::Outcome;
+use anyhow::{anyhow, bail, Context, Result};
 use cafe_etl::token::{self, Claims, Secrets, Verifier};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -43,20 +44,20 @@ pub struct Args {
     verify: Option<String>,
 }
 
-fn now() -> Result<u64, String> {
+fn now() -> Result<u64> {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .map_err(|e| format!("the system clock is before 1970: {e}"))
+        .context("the system clock is before 1970")
 }
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.is_empty())
 }
 
-fn secrets(args: &Args) -> Result<Secrets, String> {
+fn secrets(args: &Args) -> Result<Secrets> {
     let not_set =
-        |v: &str, what: &str| format!("environment variable {v} is not set; it should hold {what}");
+        |v: &str, what: &str| anyhow!("environment variable {v} is not set; it should hold {what}");
     let r = if let Some(v) = &args.secrets_env {
         Secrets::parse(&var(v).ok_or_else(|| not_set(v, "the upload secrets as kid=secret,..."))?)
     } else if let Some(v) = &args.secret_env {
@@ -65,14 +66,14 @@ fn secrets(args: &Args) -> Result<Secrets, String> {
     } else {
         let (many, one) = (var("UPLOAD_SECRETS"), var("UPLOAD_SECRET"));
         if many.is_none() && one.is_none() {
-            return Err("environment variables UPLOAD_SECRETS and UPLOAD_SECRET are not set; set UPLOAD_SECRETS to the worker's kid=secret,... (current first), or pass --secrets-env VAR or --secret-env VAR".into());
+            bail!("environment variables UPLOAD_SECRETS and UPLOAD_SECRET are not set; set UPLOAD_SECRETS to the worker's kid=secret,... (current first), or pass --secrets-env VAR or --secret-env VAR");
         }
         Secrets::from_vars(many.as_deref(), one.as_deref())
     };
-    r.map_err(|e| format!("{e} (a new secret: `openssl rand -hex 32`)"))
+    r.map_err(|e| anyhow!("{e} (a new secret: `openssl rand -hex 32`)"))
 }
 
-pub fn run(args: Args) -> Result<Outcome, String> {
+pub fn run(args: Args) -> Result<Outcome> {
     let secrets = secrets(&args)?;
     let now = now()?;
     if let Some(t) = args.verify {
@@ -80,8 +81,7 @@ pub fn run(args: Args) -> Result<Outcome, String> {
             secrets,
             var("REVOKED_BEFORE").as_deref(),
             var("TOKEN_MAX_DAYS").as_deref(),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         return match v.verify(t.trim(), now) {
             Ok(Claims {
                 kid,
@@ -103,32 +103,32 @@ pub fn run(args: Args) -> Result<Outcome, String> {
     let name = args.store.unwrap_or_default();
     let slug = token::store_slug(&name);
     if slug.is_empty() || !token::is_slug(&slug) {
-        return Err(format!(
+        bail!(
             "--store {name:?} has no letters or digits to make a store slug of (at most {} bytes)",
             token::MAX_SLUG_LEN
-        ));
+        );
     }
     let expires = match args.expires {
         Some(e) => e,
         None => now
-            .checked_add(token::parse_ttl(&args.ttl)?)
-            .ok_or("the expiry overflows")?,
+            .checked_add(token::parse_ttl(&args.ttl).map_err(anyhow::Error::msg)?)
+            .context("the expiry overflows")?,
     };
     if expires <= now {
-        return Err(format!(
+        bail!(
             "--expires {expires} is in the past ({}), the token would never be valid",
             token::utc(expires)
-        ));
+        );
     }
     if expires - now > token::DEFAULT_MAX_LIFETIME {
-        return Err(format!(
+        bail!(
             "--expires {expires} ({}) is more than {} days away, and the worker refuses longer tokens",
             token::utc(expires),
             token::DEFAULT_MAX_LIFETIME / 86_400
-        ));
+        );
     }
     let (kid, secret) = secrets.current();
-    let t = token::mint(kid, secret, &slug, expires).map_err(|e| e.to_string())?;
+    let t = token::mint(kid, secret, &slug, expires)?;
     if slug != name {
         eprintln!(
             "store {name:?} has the slug {slug} (its worker STORE_NAMES entry: {slug}={})",

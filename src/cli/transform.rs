@@ -10,7 +10,10 @@
 //! crash or a power cut, and a backfill of thousands of small files pays
 //! for that once per group instead of six fsyncs per file.
 
-use super::{count, input_files, quiet_pipe, secret_from_env, source_name, Outcome, CHUNK};
+use super::{
+    count, input_files, quiet_pipe, said, secret_from_env, shown, source_name, Outcome, CHUNK,
+};
+use anyhow::{anyhow, bail, Context, Result};
 use cafe_etl::{marker_key, BatchHasher, Config, Pipeline, Report, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -74,34 +77,27 @@ fn staged_key_id(marker: &Path) -> Option<String> {
     Some(report.customer_key_id)
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> String {
-    format!("{}: {e}", path.display())
-}
-
-fn read_chunks(
-    path: &Path,
-    mut each: impl FnMut(&[u8]) -> Result<(), String>,
-) -> Result<(), String> {
-    let mut file = File::open(path).map_err(|e| io_err(path, e))?;
+fn read_chunks(path: &Path, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let mut file = File::open(path).with_context(shown(path))?;
     let mut buf = vec![0u8; CHUNK];
     loop {
         match file.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => each(&buf[..n])?,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_err(path, e)),
+            Err(e) => return Err(e).with_context(shown(path)),
         }
     }
 }
 
 /// A temporary file beside `dir/<batch_id>...`: a dot name no reader takes
 /// for a batch, removed if dropped before it is persisted.
-fn temp_in(dir: &Path, batch_id: &str) -> Result<NamedTempFile, String> {
+fn temp_in(dir: &Path, batch_id: &str) -> Result<NamedTempFile> {
     tempfile::Builder::new()
         .prefix(&format!(".{batch_id}."))
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| io_err(dir, e))
+        .with_context(shown(dir))
 }
 
 /// Stages the tables of one file under `root`, without its marker (see
@@ -114,14 +110,14 @@ pub fn stage_file(
     restage: bool,
     progress: &ProgressBar,
     claimed: &Mutex<HashSet<String>>,
-) -> Result<FileOutcome, String> {
+) -> Result<FileOutcome> {
     let name = source_name(path);
     // The bytes are read twice (the batch id goes into every row); instead
     // of hashing them twice, check the file did not change in between.
     let stamp = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| (m.len(), m.modified().ok()))
-            .map_err(|e| io_err(p, e))
+            .with_context(shown(p))
     };
     let before = stamp(path)?;
     let mut hasher = BatchHasher::new();
@@ -132,7 +128,7 @@ pub fn stage_file(
     let batch_id = hasher.finish();
     let fresh = claimed
         .lock()
-        .map_err(|_| "a worker thread panicked".to_string())?
+        .map_err(|_| anyhow!("a worker thread panicked"))?
         .insert(batch_id.clone());
     if !fresh {
         progress.inc(before.0);
@@ -142,7 +138,7 @@ pub fn stage_file(
     if marker.exists() {
         if restage {
             // Incomplete from here until the new marker is in place.
-            std::fs::remove_file(&marker).map_err(|e| io_err(&marker, e))?;
+            std::fs::remove_file(&marker).with_context(shown(&marker))?;
         } else {
             progress.inc(before.0);
             let want =
@@ -166,24 +162,23 @@ pub fn stage_file(
                 .map(|f| BufWriter::with_capacity(1 << 16, f))
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| io_err(root, e))?
+        .with_context(shown(root))?
         .into_iter();
     let mut pipeline = Pipeline::transform(config.clone(), &name, &batch_id, |_| {
         writers
             .next()
             .expect("one writer per table, opened in Table::ALL order")
     })
-    .map_err(|e| format!("{name}: {e}"))?;
+    .map_err(said)
+    .context(name.clone())?;
     read_chunks(path, |c| {
         progress.inc(c.len() as u64);
-        pipeline.push(c).map_err(|e| format!("{name}: {e}"))
+        pipeline.push(c).map_err(said).context(name.clone())
     })?;
     if stamp(path)? != before {
-        return Err(format!(
-            "{name}: the file changed while it was read; nothing of it is staged"
-        ));
+        bail!("{name}: the file changed while it was read; nothing of it is staged");
     }
-    let finished = pipeline.finish().map_err(|e| format!("{name}: {e}"))?;
+    let finished = pipeline.finish().map_err(said).context(name.clone())?;
     let report = finished.report;
     if report.refused {
         return Ok(FileOutcome::Refused(report));
@@ -195,12 +190,15 @@ pub fn stage_file(
         .zip(Table::ALL)
     {
         w.into_inner()
-            .map_err(|e| io_err(&root.join(t.name()), e.into_error()))?;
+            .map_err(|e| e.into_error())
+            .with_context(shown(&root.join(t.name())))?;
     }
     // Into place, not yet durable: no marker names them until the barrier.
     for (temp, t) in temps.into_iter().zip(Table::ALL) {
         let key = root.join(t.key(&batch_id));
-        temp.persist(&key).map_err(|e| io_err(&key, e.error))?;
+        temp.persist(&key)
+            .map_err(|e| e.error)
+            .with_context(shown(&key))?;
     }
     Ok(FileOutcome::Staged(report))
 }
@@ -209,19 +207,21 @@ pub fn stage_file(
 /// that put it in place: one `syncfs` of the staging root's file system on
 /// Linux; elsewhere an fsync of each of `files` (those written since the
 /// last barrier) and of their folders.
-fn barrier(root: &Path, files: &[PathBuf]) -> Result<(), String> {
+fn barrier(root: &Path, files: &[PathBuf]) -> Result<()> {
     #[cfg(target_os = "linux")]
     {
         let _ = files;
-        let dir = File::open(root).map_err(|e| io_err(root, e))?;
-        rustix::fs::syncfs(&dir).map_err(|e| io_err(root, e.into()))
+        let dir = File::open(root).with_context(shown(root))?;
+        rustix::fs::syncfs(&dir)
+            .map_err(std::io::Error::from)
+            .with_context(shown(root))
     }
     #[cfg(not(target_os = "linux"))]
     {
         let sync = |p: &Path| {
             File::open(p)
                 .and_then(|f| f.sync_all())
-                .map_err(|e| io_err(p, e))
+                .with_context(shown(p))
         };
         let mut folders = std::collections::BTreeSet::new();
         for f in files {
@@ -243,7 +243,7 @@ fn marker_path(root: &Path, report: &Report) -> PathBuf {
 
 /// Ends a group: makes its tables durable, then writes each staged batch's
 /// marker (atomically: a temporary file renamed into place).
-pub fn commit(root: &Path, staged: &[&Report]) -> Result<(), String> {
+pub fn commit(root: &Path, staged: &[&Report]) -> Result<()> {
     if staged.is_empty() {
         return Ok(());
     }
@@ -256,23 +256,25 @@ pub fn commit(root: &Path, staged: &[&Report]) -> Result<(), String> {
     for report in staged {
         let mut f = temp_in(&batches, &report.batch_id)?;
         f.write_all(report.to_json().as_bytes())
-            .map_err(|e| io_err(f.path(), e))?;
+            .with_context(shown(f.path()))?;
         let marker = marker_path(root, report);
-        f.persist(&marker).map_err(|e| io_err(&marker, e.error))?;
+        f.persist(&marker)
+            .map_err(|e| e.error)
+            .with_context(shown(&marker))?;
     }
     Ok(())
 }
 
 /// Creates the layout's folders.
-pub fn create_layout(root: &Path) -> Result<(), String> {
+pub fn create_layout(root: &Path) -> Result<()> {
     for dir in Table::ALL.iter().map(|t| t.name()).chain(["batches"]) {
         let d = root.join(dir);
-        std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+        std::fs::create_dir_all(&d).with_context(shown(&d))?;
     }
     Ok(())
 }
 
-pub fn run(args: Args) -> Result<Outcome, String> {
+pub fn run(args: Args) -> Result<Outcome> {
     let mut config = Config::default();
     config.clean.customer_key_secret = secret_from_env(args.customer_key_secret_env.as_deref())?;
     config.stage.gzip_level = args.gzip_level;
@@ -282,8 +284,7 @@ pub fn run(args: Args) -> Result<Outcome, String> {
     if let Some(jobs) = args.jobs {
         rayon::ThreadPoolBuilder::new()
             .num_threads(jobs.max(1))
-            .build_global()
-            .map_err(|e| e.to_string())?;
+            .build_global()?;
     }
     let total: u64 = files
         .iter()
@@ -295,7 +296,7 @@ pub fn run(args: Args) -> Result<Outcome, String> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let claimed = Mutex::new(HashSet::new());
-    let mut results: Vec<(PathBuf, Result<FileOutcome, String>)> = Vec::new();
+    let mut results: Vec<(PathBuf, Result<FileOutcome>)> = Vec::new();
     for group in files.chunks(args.sync_every as usize) {
         let done: Vec<_> = group
             .par_iter()
@@ -385,7 +386,7 @@ pub fn run(args: Args) -> Result<Outcome, String> {
                 }
             }
             Err(e) => {
-                eprintln!("cafe-etl: {e}");
+                eprintln!("cafe-etl: {e:#}");
                 outcome = Outcome::Failed;
                 continue;
             }
