@@ -1484,3 +1484,124 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    fn state(secret: &str) -> State {
+        State {
+            access_key_id: "AKIAEXAMPLE".into(),
+            secret_access_key: secret.into(),
+            region: "eu-west-2".into(),
+            faults: Faults::default(),
+            batches: HashMap::new(),
+            order: Vec::new(),
+            tokens: HashMap::new(),
+            ledger: BTreeMap::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Headers of a request signed by `aws-sigv4` with `secret` at `when`.
+    fn signed(secret: &str, body: &[u8], when: SystemTime) -> Vec<(String, String)> {
+        let date = chrono::DateTime::<chrono::Utc>::from(when)
+            .format("%Y%m%dT%H%M%SZ")
+            .to_string();
+        let base = vec![
+            ("host".to_string(), "127.0.0.1:4599".to_string()),
+            (
+                "x-amz-target".to_string(),
+                "RedshiftData.DescribeStatement".to_string(),
+            ),
+            ("x-amz-date".to_string(), date),
+        ];
+        let identity = Credentials::new("AKIAEXAMPLE", secret, None, None, "test").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("eu-west-2")
+            .name(SERVICE)
+            .time(when)
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            "http://127.0.0.1:4599/",
+            base.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(body),
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let mut headers = base;
+        for (k, v) in instructions.headers() {
+            if !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+                headers.push((k.to_ascii_lowercase(), v.to_string()));
+            }
+        }
+        headers
+    }
+
+    #[test]
+    fn signatures_are_checked() {
+        let body = br#"{"Id":"d9b6c0c9-0747-4bf4-b142-e8883122f766"}"#;
+        let now = SystemTime::now();
+        let st = state("the-secret");
+        let url = "http://127.0.0.1:4599/";
+        type Case<'a> = (&'a str, Vec<(String, String)>, &'a [u8], Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            (
+                "signed with the secret",
+                signed("the-secret", body, now),
+                body,
+                None,
+            ),
+            (
+                "another secret",
+                signed("another", body, now),
+                body,
+                Some("InvalidSignatureException"),
+            ),
+            (
+                "body changed after signing",
+                signed("the-secret", body, now),
+                b"{}",
+                Some("InvalidSignatureException"),
+            ),
+            (
+                "twenty minutes old",
+                signed("the-secret", body, now - Duration::from_secs(1200)),
+                body,
+                Some("InvalidSignatureException"),
+            ),
+            (
+                "no Authorization",
+                signed("the-secret", body, now)
+                    .into_iter()
+                    .filter(|(k, _)| k != "authorization")
+                    .collect(),
+                body,
+                Some("MissingAuthenticationTokenException"),
+            ),
+        ];
+        for (what, headers, sent, want) in cases {
+            let got = check_signature(&st, "POST", url, &headers, sent, now)
+                .err()
+                .map(|(kind, _)| kind);
+            assert_eq!(got, want, "{what}");
+        }
+        let mut other_key = signed("the-secret", body, now);
+        for (k, v) in other_key.iter_mut() {
+            if k == "authorization" {
+                *v = v.replace("AKIAEXAMPLE", "AKIAOTHER");
+            }
+        }
+        assert_eq!(
+            check_signature(&st, "POST", url, &other_key, body, now)
+                .err()
+                .map(|e| e.0),
+            Some("UnrecognizedClientException")
+        );
+    }
+}

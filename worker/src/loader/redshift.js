@@ -352,7 +352,8 @@ export function createRedshift({ cfg, log = () => {}, fetch: fetchImpl = globalT
       }
       if (res.status === 200 && answer && typeof answer === 'object') return answer;
       const type = errorType(answer?.__type ?? res.headers.get('x-amzn-errortype'));
-      const { code, transient, retry } = classifyAnswer(res.status, type);
+      // A 200 whose body is not JSON is a broken answer (a proxy, a cut connection), not a refusal.
+      const { code, transient, retry } = res.status === 200 ? { code: 'unavailable', transient: true, retry: true } : classifyAnswer(res.status, type);
       const said = safeErrorText(answer?.message ?? answer?.Message ?? (answer ? '' : 'an answer that is not JSON'));
       last = new WarehouseError(code, `the Redshift Data API refused ${action}: ${type || `HTTP ${res.status}`}${said ? `: ${said}` : ''}`, {
         transient,
