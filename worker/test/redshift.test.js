@@ -7,8 +7,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { dataApiLimits, ledgerQuery, loadPlan } from '../../pkg/cafe_etl.js';
-import { batchSqls, classifyAnswer, decodeRecords, errorType, redshiftConfig, safeErrorText } from '../src/loader/redshift.js';
+import { dataApiLimits, ledgerQuery, loadPlan, quarantineStatements, warehouseSchema } from '../../pkg/cafe_etl.js';
+import { batchSqls, classifyAnswer, createRedshift, decodeRecords, errorType, redshiftConfig, safeErrorText } from '../src/loader/redshift.js';
 import { cliTransform, realFiles, secret } from './harness.js';
 import { startRunnerWorker, startStandin } from './standin.js';
 
@@ -97,6 +97,12 @@ test("Redshift's error text is kept short, without S3 URLs, ARNs or credentials"
     assert.ok(!/cafe-staging|123456789012|AKIAABCDEFGHIJKLMNOP|secret_access_key=abc/.test(safe), safe);
     assert.ok(safe.length <= 300);
   }
+});
+
+test('createRedshift reads the environment itself when given no parsed configuration', () => {
+  assert.equal(createRedshift({ env: base }).dialect, 'redshift');
+  assert.equal(createRedshift({ cfg: base }).dialect, 'redshift');
+  assert.throws(() => createRedshift({ env: { ...base, REDSHIFT_DATABASE: '' } }), /REDSHIFT_DATABASE is not set/);
 });
 
 test("GetStatementResult's typed records become plain objects", () => {
@@ -218,7 +224,24 @@ test('the Redshift runner on workerd against the Data API stand-in', async (t) =
     assert.match(byAction(after, 'GetStatementResult')[0].body.Id, /^[0-9a-f-]{36}:1$/, "the sub-statement's id");
   });
 
+  await t.test("the schema and a quarantine go through the runner too, every statement parsing", async () => {
+    await standin.reset();
+    const schema = await worker.run(warehouseSchema('redshift'));
+    assert.equal(schema.ok, true, JSON.stringify(schema.error));
+    const failure = { batch_id: ids[0], store: 'Leeds', code: 'copy_failed', reason: 'the COPY into transactions failed' };
+    const quarantine = await worker.run(quarantineStatements(failure, 'redshift'));
+    assert.equal(quarantine.ok, true, JSON.stringify(quarantine.error));
+    const log = await standin.log();
+    assert.equal(log.batches.length, 2);
+    for (const b of log.batches) {
+      assert.equal(b.status, 'FINISHED');
+      for (const s of b.subs) assert.equal(s.parse_error, null, `sqlparser's Redshift dialect refused: ${s.sql.slice(0, 200)}`);
+    }
+  });
+
   await t.test('results come back page by page', async () => {
+    await standin.reset();
+    assert.equal((await worker.run(plan.statements, { planId: plan.planId })).ok, true);
     await standin.faults({ page_rows: 1 });
     const ledger = await worker.run([ledgerQuery(ids, 'redshift')]);
     assert.equal(ledger.ok, true, JSON.stringify(ledger.error));

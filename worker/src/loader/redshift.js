@@ -291,12 +291,14 @@ async function sha256Hex(text) {
  * The Redshift runner (the loader's runner interface, see worker/README.md):
  * `{ dialect: 'redshift', apply(statements, opts), close() }`.
  *
- * `cfg`: `redshiftConfig(env)`'s result; `log`: takes one object per event worth a
+ * `cfg`: `redshiftConfig(env)`'s result (or `env`: the worker's environment); `log`: takes one object per event worth a
  * log line; `fetch`: the fetch to use (tests); `limits`: the Data API's limits
  * (default: the core's `dataApiLimits()`); `random`: for the backoff jitter (tests).
  */
-export function createRedshift({ cfg, log = () => {}, fetch: fetchImpl = globalThis.fetch, limits = null, random = Math.random } = {}) {
-  if (!cfg || typeof cfg !== 'object') throw misconfigured('the Redshift runner needs its configuration (redshiftConfig(env))');
+export function createRedshift({ cfg, env, log = () => {}, fetch: fetchImpl = globalThis.fetch, limits = null, random = Math.random } = {}) {
+  // `cfg` is redshiftConfig(env)'s result; the worker's env itself (as `env`, or as
+  // `cfg`) is read the same way, so a caller cannot skip the checks.
+  if (!cfg || typeof cfg.endpoint !== 'string') cfg = redshiftConfig(env ?? cfg ?? {});
   const aws = new AwsClient({
     accessKeyId: cfg.accessKeyId,
     secretAccessKey: cfg.secretAccessKey,
