@@ -304,6 +304,23 @@ test('the Redshift runner on workerd against the Data API stand-in', async (t) =
     assert.deepEqual(log.ledger, {});
   });
 
+  await t.test('a call refused after the load was submitted is transient: the batches are not at fault', async () => {
+    await standin.reset();
+    await standin.faults({ refuse_next: 1, refuse_action: 'DescribeStatement' });
+    const out = await worker.run(plan.statements, { planId: plan.planId });
+    assert.equal(out.ok, false);
+    assert.deepEqual([out.error.code, out.error.transient], ['invalid_request', true]);
+    assert.match(out.error.message, /refused DescribeStatement: ValidationException: .*\(after the load was submitted; it will be tried again\)$/);
+    // The message retried: the same plan is submitted again (a new ClientToken) and goes through.
+    await new Promise((r) => setTimeout(r, 300));
+    const again = await worker.run(plan.statements, { planId: plan.planId });
+    assert.equal(again.ok, true, JSON.stringify(again.error));
+    const log = await standin.log();
+    assert.equal(log.batches.length, 2);
+    assert.notEqual(log.batches[0].request.ClientToken, log.batches[1].request.ClientToken);
+    assert.deepEqual(Object.keys(log.ledger).sort(), ids);
+  });
+
   await t.test('provisioned cluster with a database user, and serverless with the IAM identity, are shaped right', async () => {
     const cases = [
       [{ REDSHIFT_WORKGROUP: '', REDSHIFT_CLUSTER_ID: 'cafe-dw', REDSHIFT_SECRET_ARN: '', REDSHIFT_DB_USER: 'loader' }, { ClusterIdentifier: 'cafe-dw', DbUser: 'loader' }],

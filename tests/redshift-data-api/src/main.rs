@@ -75,6 +75,10 @@ struct Faults {
     throttle_next: u32,
     /// The next this many Data API calls get 500 `InternalServerException`.
     internal_error_next: u32,
+    /// The next this many calls of `refuse_action` get 400 `ValidationException`.
+    refuse_next: u32,
+    /// The action `refuse_next` applies to (e.g. `DescribeStatement`).
+    refuse_action: Option<String>,
     /// A statement whose text contains this fails (its batch is `FAILED`).
     fail_marker: Option<String>,
     /// The error text of that failed statement (default: a COPY error as Redshift words it).
@@ -1301,6 +1305,13 @@ fn data_api(
                 "InternalServerException",
                 "Internal server error (injected by the stand-in)",
             ));
+        }
+        if st.faults.refuse_next > 0 && st.faults.refuse_action.as_deref() == Some(action.as_str())
+        {
+            st.faults.refuse_next -= 1;
+            return Err(validation(format!(
+                "{action} refused (injected by the stand-in)"
+            )));
         }
         let Value::Object(body) = &parsed else {
             return Err(api_error(

@@ -415,7 +415,19 @@ export function createRedshift({ cfg, env, log = () => {}, fetch: fetchImpl = gl
         throw WarehouseError.transient('unavailable', 'the Redshift Data API answered BatchExecuteStatement without a statement id');
       }
       log({ msg: 'redshift batch submitted', statement_id: id, statements: sqls.length, plan_id: planId });
-      let done = await waitFor(id, started + cfg.waitMs);
+      // From here the batch runs whatever happens to our calls: a call that fails now
+      // says nothing about the batches, so it is transient whatever its kind (the
+      // rerun is a no-op for whatever did commit).
+      const afterSubmit = (e) => {
+        if (e?.transient === false) {
+          log({ msg: 'redshift call failed after submit', statement_id: id, code: e.code });
+          return WarehouseError.transient(e.code, `${e.message} (after the load was submitted; it will be tried again)`);
+        }
+        return e;
+      };
+      let done = await waitFor(id, started + cfg.waitMs).catch((e) => {
+        throw afterSubmit(e);
+      });
       if (!done) {
         // Past the wait: cancel it, so it does not commit later behind the consumer's
         // back and hold the load lock; the next attempt runs the plan again, and
@@ -462,7 +474,9 @@ export function createRedshift({ cfg, env, log = () => {}, fetch: fetchImpl = gl
         const resultId = last?.Id ?? `${id}:${list.length}`;
         let token;
         do {
-          const page = await call('GetStatementResult', token ? { Id: resultId, NextToken: token } : { Id: resultId });
+          const page = await call('GetStatementResult', token ? { Id: resultId, NextToken: token } : { Id: resultId }).catch((e) => {
+            throw afterSubmit(e);
+          });
           rows = rows.concat(decodeRecords(page.ColumnMetadata, page.Records));
           token = page.NextToken || null;
         } while (token);
