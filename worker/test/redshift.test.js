@@ -105,6 +105,29 @@ test('createRedshift reads the environment itself when given no parsed configura
   assert.throws(() => createRedshift({ env: { ...base, REDSHIFT_DATABASE: '' } }), /REDSHIFT_DATABASE is not set/);
 });
 
+test('safeErrorText, on random texts around URLs, ARNs and keys: none survives, never longer than 300', () => {
+  // A seeded generator (mulberry32), so a failure repeats.
+  let seed = 0x9e3779b9;
+  const rand = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const pick = (xs) => xs[Math.floor(rand() * xs.length)];
+  const words = ['Load', 'into', 'table', "'transactions'", 'failed.', 'Check', "'sys_load_error_detail'", '\n', '\t', ',', ';', '(', ')', "'", '"'];
+  const secrets = ['s3://cafe-staging/staging/x.manifest', ROLE_ARN, SECRET_ARN, 'AKIAABCDEFGHIJKLMNOP', 'ASIAABCDEFGHIJKLMNOP'];
+  for (let i = 0; i < 500; i++) {
+    const parts = [];
+    const n = 1 + Math.floor(rand() * 60);
+    for (let j = 0; j < n; j++) parts.push(rand() < 0.15 ? pick(secrets) : pick(words));
+    const text = parts.join(rand() < 0.5 ? ' ' : '');
+    const safe = safeErrorText(text);
+    assert.ok(safe.length <= 300, `${safe.length}`);
+    assert.doesNotMatch(safe, /cafe-staging|123456789012|AKIAABCDEFGHIJKLMNOP|ASIAABCDEFGHIJKLMNOP|\s\s/, `${text} -> ${safe}`);
+  }
+});
+
 test("GetStatementResult's typed records become plain objects", () => {
   const meta = [{ name: 'batch_id', typeName: 'varchar' }, { name: 'loaded_at', typeName: 'timestamp' }, { name: 'n' }, { name: 'f' }, { name: 'ok' }, { name: 'b' }];
   const rows = decodeRecords(meta, [
@@ -193,6 +216,9 @@ test('the Redshift runner on workerd against the Data API stand-in', async (t) =
     const out = await worker.run(plan.statements, { planId: plan.planId });
     assert.equal(out.ok, true, JSON.stringify(out.error));
     assert.deepEqual(out.rows, [], 'the plan ends with a statement without rows');
+    const logged = JSON.stringify(out.logs);
+    assert.ok(out.logs.some((l) => l.msg === 'redshift batch finished'));
+    for (const s of [standin.secretAccessKey, standin.accessKeyId, SECRET_ARN, ROLE_ARN]) assert.ok(!logged.includes(s), 'no credential or ARN in the log lines');
     const log = await standin.log();
     assert.ok(log.requests.length >= 2);
     for (const r of log.requests) assert.equal(r.signature, 'ok', `${r.action}: ${r.signature}`);

@@ -145,7 +145,7 @@ export function safeErrorText(text) {
   let t = String(text ?? '')
     .replace(/s3:\/\/[^\s'",;)]*/gi, 's3://…')
     .replace(/arn:aws[a-z-]*:[^\s'",;)]*/gi, 'arn:…')
-    .replace(/\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b/g, '…')
+    .replace(/(?:AKIA|ASIA)[A-Z0-9]{16}/g, '…')
     .replace(/(aws_access_key_id|aws_secret_access_key|secret_access_key|session_token|token|password|credentials)(\s*[=:]\s*|\s+)'?[^\s';]+'?/gi, '$1=…')
     .replace(/\s+/g, ' ')
     .trim();
