@@ -96,3 +96,18 @@ test('a reason never names the bucket, a key, a URL or a connection string', () 
   for (const [text, want] of cases) assert.equal(safeReason(text, c), want);
   assert.equal(safeReason('x'.repeat(1000), c).length, 400);
 });
+
+test('WarehouseError takes both forms the loader uses, with the same fields', () => {
+  const cases = [
+    [new WarehouseError('copy_failed', 'a row breaks a constraint', { transient: false }), 'copy_failed', false, 'a row breaks a constraint'],
+    [new WarehouseError('throttled', 'the Data API throttled', { transient: true }), 'throttled', true, 'the Data API throttled'],
+    [new WarehouseError('the connection was lost', { code: 'connection', transient: true }), 'connection', true, 'the connection was lost'],
+    [new WarehouseError('no code given'), 'error', false, 'no code given'],
+    [WarehouseError.transient('timeout', 'no answer in time'), 'timeout', true, 'no answer in time'],
+    [WarehouseError.permanent('missing_object', 'gone'), 'missing_object', false, 'gone'],
+  ];
+  for (const [e, code, transient, message] of cases) {
+    assert.ok(e instanceof Error && isWarehouseError(e));
+    assert.deepEqual(e.toJSON(), { code, transient, message });
+  }
+});
