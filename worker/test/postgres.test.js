@@ -295,6 +295,35 @@ test('a connection lost mid-COPY is transient, and the server rolls the load bac
   assert.deepEqual(left, [{ n: 0 }]);
 });
 
+test('a connection that stops moving without closing fails the load as transient, within the stall limit', async () => {
+  await freshTable('stall');
+  await numbers('stall/big.csv.gz', 0, 300_000);
+  proxy.forwarded = 0;
+  proxy.stallAfterBytes = 256 * 1024;
+  const t0 = performance.now();
+  let r;
+  try {
+    r = await load(["INSERT INTO stall VALUES (-1, 'before the copy')", copyInto('stall', ['stall/big.csv.gz'])], { stallMs: 3_000 });
+  } finally {
+    proxy.resume();
+    proxy.cut(); // the stalled connection, as the network would end it some day
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  assert.equal(r.status, 500);
+  assert.deepEqual({ code: r.body.error.code, transient: r.body.error.transient }, { code: 'timeout', transient: true }, r.body.error.message);
+  assert.match(r.body.error.message, /^copying stall: no progress for 3 s/);
+  assert.ok(seconds < 15, `failed after ${seconds.toFixed(1)} s`);
+  let left;
+  for (let i = 0; i < 50; i++) {
+    left = await pg.query('SELECT count(*)::int AS n FROM stall');
+    if (left[0].n === 0) break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.deepEqual(left, [{ n: 0 }], 'nothing of the load is left');
+  // The runner connects afresh for the next load.
+  assert.equal((await load(['SELECT 1'])).status, 200);
+});
+
 test('a refused connection and a wrong password are transient, and neither message holds the password', async () => {
   const closed = await freePort();
   const refused = await load(['SELECT 1'], { connectionString: pg.via(closed) });

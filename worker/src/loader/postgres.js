@@ -36,15 +36,19 @@ async function endQuietly(c) {
  * `postgresConnectionString`); `s3`: the worker's S3 client (src/s3.js) the
  * staged objects are read with, and `prefix` the staging root inside the bucket
  * (both may also be given to each `apply`); `log`: takes one object per event
- * worth a log line. One connection, opened by the first `apply` and closed by
- * `close()`: one load.
+ * worth a log line; `connectTimeoutMs`: the wait for a connection; `stallMs`: how
+ * long a COPY may go without a byte moving before the load fails (transient,
+ * `timeout`). One connection, opened by the first `apply` and closed by `close()`:
+ * one load.
  */
-export function createPostgres({ connectionString, s3 = null, prefix = '', log = () => {}, connectTimeoutMs = 10_000 } = {}) {
+export function createPostgres({ connectionString, s3 = null, prefix = '', log = () => {}, connectTimeoutMs = 10_000, stallMs = 60_000 } = {}) {
   const redact = redactor(connectionString);
   let client = null;
   // The connection's own failure, reported by pg as an 'error' event (a socket
   // closed between queries); the next query fails with it too.
   let broken = null;
+  // A COPY that stopped moving: the connection cannot be used again.
+  let stuck = false;
 
   async function connect() {
     if (client && !broken) return client;
@@ -111,11 +115,41 @@ export function createPostgres({ connectionString, s3 = null, prefix = '', log =
         const gunzip = createGunzip();
         const piped = pipeline(Readable.fromWeb(obj.body), gunzip);
         piped.catch(() => {}); // surfaces through the iteration below
-        yield* gunzip;
+        for await (const chunk of gunzip) {
+          progressed = Date.now();
+          yield chunk;
+        }
         await piped;
       }
     }
-    await pipeline(Readable.from(objects(), { objectMode: false }), stream);
+    // A connection that neither moves nor closes (a network that drops packets
+    // silently, a server that stopped reading) and an S3 body that stops coming
+    // would hold the load for ever: no byte in `stallMs` fails it. The COPY
+    // cannot be cancelled on such a connection (its CopyFail waits for an answer
+    // that will not come), so the connection is dropped: the server rolls back
+    // when it notices.
+    let progressed = Date.now();
+    let watchdog;
+    const stalled = new Promise((_, reject) => {
+      const check = () => {
+        if (Date.now() - progressed >= stallMs) {
+          reject(new WarehouseError(`copying ${table}: no progress for ${Math.round(stallMs / 1000)} s`, { code: 'timeout', transient: true }));
+        } else {
+          watchdog = setTimeout(check, Math.min(1_000, stallMs));
+        }
+      };
+      watchdog = setTimeout(check, Math.min(1_000, stallMs));
+    });
+    const copied = pipeline(Readable.from(objects(), { objectMode: false }), stream);
+    copied.catch(() => {}); // when the watchdog wins, the pipeline's end is nobody's
+    try {
+      await Promise.race([copied, stalled]);
+    } catch (e) {
+      if (e instanceof WarehouseError && e.code === 'timeout') stuck = true;
+      throw e;
+    } finally {
+      clearTimeout(watchdog);
+    }
     return stream.rowCount ?? 0;
   }
 
@@ -160,7 +194,7 @@ export function createPostgres({ connectionString, s3 = null, prefix = '', log =
         return { rows, copied };
       } catch (e) {
         const error = classify(broken && !(e instanceof WarehouseError) ? broken : e, context, redact);
-        if (client && !broken) {
+        if (client && !broken && !stuck) {
           try {
             await c.query('ROLLBACK');
           } catch (r) {
@@ -168,7 +202,8 @@ export function createPostgres({ connectionString, s3 = null, prefix = '', log =
             await drop();
           }
         } else {
-          // A lost connection: the server rolls the transaction back itself.
+          // A lost or stuck connection: the server rolls the transaction back itself.
+          stuck = false;
           await drop();
         }
         throw error;
