@@ -210,6 +210,16 @@ function bundle() {
   return built;
 }
 
+/** wrangler.toml's compatibility date and flags, as Miniflare takes them. */
+export function wranglerCompatibility() {
+  const toml = fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8');
+  const flags = /^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(toml)?.[1] ?? '';
+  return {
+    compatibilityDate: /^compatibility_date = "([^"]+)"/m.exec(toml)[1],
+    compatibilityFlags: [...flags.matchAll(/"([^"]+)"/g)].map((m) => m[1]),
+  };
+}
+
 /** The [vars] of wrangler.toml, so the tests run the configuration that ships. */
 export function wranglerVars() {
   const toml = fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8');
@@ -220,11 +230,44 @@ export function wranglerVars() {
 }
 
 /**
- * Runs the worker bundle on workerd through Miniflare, listening on 127.0.0.1.
- * `bindings` override wrangler.toml's [vars] and add the secrets.
- * Returns {url, mf, logs (parsed JSON log lines), stdout (raw), stop()}.
+ * The top level's queues of wrangler.toml as Miniflare options: `queueProducers`
+ * (binding → queue) and `queueConsumers` (queue → max_batch_size, max_batch_timeout,
+ * max_retries, dead_letter_queue), plus the cron expressions of [triggers].
  */
-export async function startWorker({ bindings, port = 0, host = '127.0.0.1' }) {
+export function wranglerQueues() {
+  const toml = fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8');
+  // Only the top level: everything before the first [env.*] table.
+  const top = toml.split(/\n\[+env\./)[0];
+  const tables = (name) => [...top.matchAll(new RegExp(`\\n\\[\\[${name.replace('.', '\\.')}\\]\\]\\n([\\s\\S]*?)(?=\\n\\[|$)`, 'g'))].map((m) => m[1]);
+  const field = (body, key) => {
+    const m = new RegExp(`^${key}\\s*=\\s*(?:"([^"]*)"|(\\d+))`, 'm').exec(body);
+    return m ? (m[1] ?? Number(m[2])) : undefined;
+  };
+  const queueProducers = {};
+  for (const b of tables('queues.producers')) queueProducers[field(b, 'binding')] = { queueName: field(b, 'queue') };
+  const queueConsumers = {};
+  for (const b of tables('queues.consumers')) {
+    queueConsumers[field(b, 'queue')] = {
+      maxBatchSize: field(b, 'max_batch_size'),
+      maxBatchTimeout: field(b, 'max_batch_timeout'),
+      maxRetries: field(b, 'max_retries'),
+      deadLetterQueue: field(b, 'dead_letter_queue'),
+    };
+  }
+  const crons = [...(/\n\[triggers\]\n([\s\S]*?)(?=\n\[|$)/.exec(top)?.[1] ?? '').matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+  return { queueProducers, queueConsumers, crons };
+}
+
+/**
+ * Runs the worker bundle on workerd through Miniflare, listening on 127.0.0.1.
+ * `bindings` override wrangler.toml's [vars] and add the secrets. The queues of
+ * wrangler.toml are real local queues in workerd (`queues`: overrides per consumer,
+ * e.g. `{consumers: {'cafe-loads': {maxBatchTimeout: 1}}, deadLetterConsumer: true}`
+ * to also consume the dead-letter queue, whose messages the worker logs; `false` for
+ * none). `scheduled()` runs the worker's cron handler as a trigger would.
+ * Returns {url, mf, logs (parsed JSON log lines), stdout (raw), scheduled(), stop()}.
+ */
+export async function startWorker({ bindings, port = 0, host = '127.0.0.1', queues = {} }) {
   const { Miniflare, Log, LogLevel } = await import('miniflare');
   const scriptPath = bundle();
   const stdout = [];
@@ -233,8 +276,9 @@ export async function startWorker({ bindings, port = 0, host = '127.0.0.1' }) {
     modules: true,
     scriptPath,
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
-    compatibilityDate: /compatibility_date = "([^"]+)"/.exec(fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8'))[1],
+    ...wranglerCompatibility(),
     bindings: { ...wranglerVars(), ...bindings },
+    ...queueOptions(queues),
     host,
     port,
     log: new Log(LogLevel.WARN),
@@ -273,10 +317,27 @@ export async function startWorker({ bindings, port = 0, host = '127.0.0.1' }) {
     mf,
     logs,
     stdout,
+    /** Runs the worker's scheduled() handler (the cron sweep) and waits for it. */
+    async scheduled(cron = wranglerQueues().crons[0] ?? '*/5 * * * *') {
+      const worker = await mf.getWorker();
+      return worker.scheduled({ cron, scheduledTime: new Date() });
+    },
     async stop() {
       await mf.dispose();
     },
   };
+}
+
+function queueOptions(queues) {
+  if (queues === false) return {};
+  const { queueProducers, queueConsumers } = wranglerQueues();
+  for (const [name, over] of Object.entries(queues.consumers ?? {})) queueConsumers[name] = { ...queueConsumers[name], ...over };
+  if (queues.deadLetterConsumer) {
+    for (const c of Object.values({ ...queueConsumers })) {
+      if (c.deadLetterQueue) queueConsumers[c.deadLetterQueue] ??= { maxBatchSize: 10, maxBatchTimeout: 1 };
+    }
+  }
+  return { queueProducers, queueConsumers };
 }
 
 /** The workerd processes running under this Node process (for peak-memory measurements). */
@@ -568,7 +629,7 @@ export function readLayout(dir) {
  * everything until told otherwise), and the worker on workerd talking to S3 through
  * the proxy. `vars` override wrangler.toml's [vars].
  */
-export async function startStack(vars = {}, { direct = false } = {}) {
+export async function startStack(vars = {}, { direct = false, queues = {} } = {}) {
   const s3 = await startS3();
   const proxy = await new FaultProxy({ host: '127.0.0.1', port: s3.port }).listen();
   // `direct`: the worker talks to s3s-fs itself (benchmarks), not through the proxy.
@@ -587,6 +648,7 @@ export async function startStack(vars = {}, { direct = false } = {}) {
         CUSTOMER_KEY_SECRET: customerKeySecret,
         ...vars,
       },
+      queues,
     });
   } catch (e) {
     await proxy.close();
@@ -620,7 +682,17 @@ export async function upload(url, token, name, bytes, { sha256 = true, headers =
   else if (typeof sha256 === 'string') h['x-content-sha256'] = sha256;
   const target = method === 'POST' ? `${url}/v1/uploads` : `${url}/v1/uploads/${encodeURIComponent(name)}`;
   if (method === 'POST') h['x-file-name'] = name;
-  const res = await fetch(target, { method, headers: h, body: bytes });
+  let res;
+  try {
+    res = await fetch(target, { method, headers: h, body: bytes });
+  } catch (e) {
+    // A kept-alive connection that the server closed while it sat idle fails before
+    // any answer (undici: UND_ERR_SOCKET "other side closed"); a browser sends an
+    // idempotent request again on a fresh connection then, and so does this (a PUT
+    // of the same bytes is the same batch). Any other failure is the test's.
+    if (method !== 'PUT' || !['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE'].includes(e?.cause?.code)) throw e;
+    res = await fetch(target, { method, headers: h, body: bytes });
+  }
   const text = await res.text();
   let body = null;
   try {
@@ -767,4 +839,244 @@ export function generatedExport(bytes, { store = 'chesterfield', seed = 1 } = {}
     fs.closeSync(fd);
   }
   return file;
+}
+
+// ---------------------------------------------------------------------------
+// psql and the CLI for the loader's tests (test/loader.test.js): psql (the real
+// client) reads and locks the warehouse from the test's side while the worker's own
+// runner loads it from workerd; the databases come from startPostgres below.
+
+/** Runs SQL with psql (ON_ERROR_STOP); returns the rows as arrays of text fields. */
+export function psql(url, sql) {
+  const r = spawnSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-F', '\t', '-d', url], { input: sql, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`psql: ${r.stderr.trim()}`);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split('\t'));
+}
+
+/**
+ * A psql session kept open (for a lock held across the worker's load): `run(sql)`
+ * sends statements, `close()` ends the session (committing nothing left open).
+ */
+export function psqlSession(url) {
+  const child = spawn('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-d', url], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  return {
+    child,
+    output: () => out,
+    /** Sends SQL and waits until psql printed `marker` (a SELECT of it ends `sql`). */
+    async run(sql) {
+      const marker = `done_${randomBytes(4).toString('hex')}`;
+      child.stdin.write(`${sql}\nSELECT '${marker}';\n`);
+      const until = Date.now() + 20_000;
+      while (!out.includes(marker)) {
+        if (child.exitCode !== null) throw new Error(`psql session ended: ${out}`);
+        if (Date.now() > until) throw new Error(`psql session: no answer to ${sql}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    async close() {
+      child.stdin.end('\\q\n');
+      await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 3000))]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+/** Runs `cafe-etl transform` on several files into one staging root; returns it. */
+export function cliTransformAll(files, customerKeySecret) {
+  const out = tmpDir('cli-all-');
+  const r = spawnSync(cliPath(), ['transform', '--customer-key-secret-env', 'CAFE_TEST_CUSTOMER_KEY', '--out', out, ...files], {
+    env: { ...process.env, CAFE_TEST_CUSTOMER_KEY: customerKeySecret },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0 && r.status !== 1) throw new Error(`cafe-etl transform: exit ${r.status}\n${r.stderr}`);
+  return out;
+}
+
+/** Runs `cafe-etl load` of a staging root into the database at `url`. */
+export function cliLoad(root, url) {
+  const r = spawnSync(cliPath(), ['load', '--root', root], { env: { ...process.env, CAFE_ETL_POSTGRES: url }, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cafe-etl load: exit ${r.status}\n${r.stderr}`);
+  return r.stdout;
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL for the loader's tests: a fresh database per test file on the local
+// cluster that scripts/test-worker starts, and a TCP proxy in front of it that can
+// cut connections. The worker reaches it through cloudflare:sockets on workerd.
+
+/**
+ * A fresh database on the test cluster, dropped by `stop()`. The cluster and a role
+ * allowed to create databases come from CAFE_ETL_WORKER_POSTGRES (postgres://user:
+ * password@127.0.0.1:port/db), which scripts/test-worker sets up. Returns {url,
+ * database, port, query(sql, params) (rows as objects), stop()}.
+ */
+export async function startPostgres() {
+  const base = process.env.CAFE_ETL_WORKER_POSTGRES;
+  if (!base) throw new Error('CAFE_ETL_WORKER_POSTGRES is not set: run the tests with scripts/test-worker, which starts PostgreSQL');
+  const { default: pg } = await import('pg');
+  const database = `cafe_w_${secret(6)}`;
+  const admin = new URL(base);
+  admin.pathname = '/postgres';
+  const run = async (url, sql, params) => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      return (await c.query(sql, params)).rows;
+    } finally {
+      await c.end();
+    }
+  };
+  await run(admin.toString(), `CREATE DATABASE ${database}`);
+  const url = new URL(base);
+  url.pathname = `/${database}`;
+  return {
+    url: url.toString(),
+    database,
+    host: url.hostname,
+    port: Number(url.port || 5432),
+    /** The URL of the same database through another host:port (a proxy). */
+    via(port) {
+      const u = new URL(url);
+      u.host = `127.0.0.1:${port}`;
+      return u.toString();
+    },
+    query: (sql, params) => run(url.toString(), sql, params),
+    async stop() {
+      await run(admin.toString(), `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch(() => {});
+    },
+  };
+}
+
+/**
+ * A TCP proxy in front of a server (PostgreSQL) that can drop every connection it
+ * carries (`cut()`), or drop them once `cutAfterBytes` bytes have gone from client
+ * to server (mid-COPY), or stop moving them without closing anything (`stall()`,
+ * or once `stallAfterBytes` have gone). `forwarded` counts those bytes.
+ */
+export class TcpProxy {
+  constructor(target) {
+    this.target = target; // {host, port}
+    this.sockets = new Set();
+    this.forwarded = 0;
+    this.cutAfterBytes = Infinity;
+    this.stallAfterBytes = Infinity;
+    this.server = net.createServer((client) => this.handle(client));
+  }
+
+  async listen() {
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+    this.port = this.server.address().port;
+    return this;
+  }
+
+  handle(client) {
+    const upstream = net.connect(this.target.port, this.target.host);
+    for (const s of [client, upstream]) {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+      s.on('error', () => {});
+    }
+    client.on('data', (d) => {
+      this.forwarded += d.length;
+      if (this.forwarded >= this.cutAfterBytes) return this.cut();
+      upstream.write(d);
+      if (this.forwarded >= this.stallAfterBytes) this.stall();
+    });
+    upstream.on('data', (d) => client.write(d));
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  }
+
+  /**
+   * Stops reading from every connection and never closes them: a network that
+   * silently drops everything, or a server that stopped reading. Until `resume()`.
+   */
+  stall() {
+    this.stalled = true;
+    for (const s of this.sockets) s.pause();
+  }
+
+  resume() {
+    this.stalled = false;
+    this.stallAfterBytes = Infinity;
+    for (const s of this.sockets) s.resume();
+  }
+
+  /** Drops every connection at once (as a crashed server or a lost network would). */
+  cut() {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async close() {
+    this.cut();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+/**
+ * Builds a test-only entry (a module under worker/test/) with wrangler.toml's
+ * settings into worker/dist-test, and runs it on workerd through Miniflare.
+ * Returns {url, stop(), logs, stdout}.
+ */
+export async function startEntry(entry, bindings = {}) {
+  const r = spawnSync(
+    path.join(WORKER_DIR, 'node_modules', '.bin', 'wrangler'),
+    ['deploy', '--dry-run', '--outdir', 'dist-test', entry],
+    { cwd: WORKER_DIR, env: { ...process.env, ...QUIET_WRANGLER }, encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`wrangler deploy --dry-run ${entry} failed:\n${r.stdout}\n${r.stderr}`);
+  const { Miniflare, Log, LogLevel } = await import('miniflare');
+  const logs = [];
+  const stdout = [];
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: path.join(WORKER_DIR, 'dist-test', path.basename(entry)),
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    ...wranglerCompatibility(),
+    bindings,
+    host: '127.0.0.1',
+    port: 0,
+    log: new Log(LogLevel.WARN),
+    cf: false,
+    handleRuntimeStdio(out, err) {
+      for (const [stream, sink] of [
+        [out, process.stdout],
+        [err, process.stderr],
+      ]) {
+        stream.on('data', (d) => {
+          for (const line of String(d).split('\n').filter(Boolean)) {
+            stdout.push(line);
+            try {
+              logs.push(JSON.parse(line));
+            } catch {
+              if (process.env.WORKER_TEST_VERBOSE || stream === err) sink.write(`[workerd] ${line}\n`);
+            }
+          }
+        });
+      }
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  return {
+    url,
+    logs,
+    stdout,
+    async stop() {
+      await mf.dispose();
+    },
+  };
+}
+
+/** Puts a local file (or bytes) into the bucket under `key`. */
+export async function putObject(s3, key, fileOrBytes) {
+  const body = typeof fileOrBytes === 'string' ? fs.readFileSync(fileOrBytes) : fileOrBytes;
+  const r = await s3.client.fetch('PUT', key, '', { body });
+  if (r.status !== 200) throw new Error(`PUT ${key}: ${r.status} ${await r.text()}`);
 }

@@ -19,7 +19,18 @@
  *   string, a bucket or key name, or a row's personal data.
  */
 export class WarehouseError extends Error {
+  /**
+   * `new WarehouseError(code, message, {transient})`, or the runners' form
+   * `new WarehouseError(message, {code, transient})` (both are in use; one class).
+   */
   constructor(code, message, { transient = false, cause } = {}) {
+    if (typeof message !== 'string') {
+      const opts = message ?? {};
+      message = code;
+      code = opts.code ?? 'error';
+      transient = opts.transient ?? false;
+      cause = opts.cause;
+    }
     super(message, cause === undefined ? undefined : { cause });
     this.name = 'WarehouseError';
     this.code = String(code);
