@@ -205,19 +205,19 @@ pub const GIVE_UP_MIN_ROWS: u64 = 10_000;
 /// Why: a rejected row costs an issue and a reject row whatever its own
 /// size, so a file of one-byte rows (`a`), or of such rows between the
 /// smallest valid ones, would cost several times the CPU per MB of a real
-/// export; rejected rows of real size cost less per byte than valid ones.
-/// A till's shortest real row (`25/08/2021 09:00,Leeds,Ann Example,Large
-/// Latte - 2.45,2.45,CASH,`) is 63 bytes with its line end: a file needs
-/// rejected rows shorter than a real one, or more of them than rows, to be
-/// refused. Measured (README, "Hostile files"): the worst mix allowed costs
-/// at most 3x a real export per MB.
-pub const GIVE_UP_BYTES_PER_REJECT: u64 = 64;
+/// export. Measured by `benches/hostile.mjs` (README, "Hostile files"):
+/// at 64 bytes the worst mix allowed (three one-byte rows after every five
+/// of the smallest valid ones) cost 3.2x a real export natively; at 128
+/// (one after every four) it costs what the smallest valid rows alone do.
+/// A real till row is 63 to some 150 bytes: a file of them is refused only
+/// when nearly all of its rows are rejected.
+pub const GIVE_UP_BYTES_PER_REJECT: u64 = 128;
 
 /// Why the reader stopped before the end of its input.
 enum Halt {
     /// A writer failed.
     Error(Error),
-    /// The file is mostly rejected rows: read no further.
+    /// The file holds too many small rejected rows: read no further.
     GiveUp,
 }
 
@@ -243,7 +243,7 @@ struct Processor<W: Write> {
     field_count_issue: Issue,
     field_count_fields: usize,
     /// Reading stopped at this line (the record starting at this byte):
-    /// the file is mostly small rejected rows.
+    /// the file holds too many small rejected rows.
     given_up_at: Option<u64>,
     given_up_byte: u64,
 }
@@ -327,7 +327,7 @@ impl<W: Write> Processor<W> {
     }
 
     /// Handles a record, and halts the reader when the file turns out to
-    /// be mostly rejected rows.
+    /// hold too many small rejected rows ([`GIVE_UP_BYTES_PER_REJECT`]).
     fn feed(&mut self, rec: &RawRecord<'_>) -> Result<(), Halt> {
         self.record(rec).map_err(Halt::Error)?;
         let r = &self.report;

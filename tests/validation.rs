@@ -166,7 +166,7 @@ fn the_issue_list_is_capped_but_everything_is_counted() {
 
 /// The line a file of `good` valid rows then `junk` one-byte rows is read
 /// up to, by the rule of `cafe_etl::GIVE_UP_BYTES_PER_REJECT`: the first row,
-/// past `GIVE_UP_MIN_ROWS`, before which the file holds fewer than 64 bytes
+/// past `GIVE_UP_MIN_ROWS`, before which the file holds fewer than 128 bytes
 /// per rejected row.
 fn give_up_line(good: usize, junk: usize) -> Option<u64> {
     let good_len = GOOD.len() as u64 + 1;
@@ -181,14 +181,16 @@ fn give_up_line(good: usize, junk: usize) -> Option<u64> {
 #[test]
 fn a_file_of_many_small_rejected_rows_is_refused_and_read_no_further() {
     assert_eq!(cafe_etl::GIVE_UP_MIN_ROWS, 10_000);
-    assert_eq!(cafe_etl::GIVE_UP_BYTES_PER_REJECT, 64);
+    assert_eq!(cafe_etl::GIVE_UP_BYTES_PER_REJECT, 128);
     // (valid rows first, one-byte rows after them, refused?)
     let cases: &[(usize, usize, bool)] = &[
         (0, 30_000, true),
         (1_500, 30_000, true),
         (1_000, 8_000, false),
         // Rejected rows after real-sized ones: the file is big enough.
-        (12_000, 12_000, false),
+        (20_000, 10_000, false),
+        // As many rejected as valid rows of 105 bytes: too many.
+        (12_000, 12_000, true),
         (8_000, 20_000, true),
     ];
     for &(good, junk, refused) in cases {
