@@ -69,8 +69,15 @@ const files = {
   // The smallest valid rows: every byte is row overhead (id hashes, four tables).
   tiny_valid: build('tiny_valid.csv', (n) => `${ts(n % 1440)},A,,B - 0.${pad2(n % 100)},0.${pad2(n % 100)},CASH,`),
   // The smallest rows there are: one byte and a line end, each a rejected row
-  // with its issue and reject line.
+  // with its issue and reject line (refused as too_many_rejects at row 10,000:
+  // reading stops there).
   tiny_junk: build('tiny_junk.csv', (n) => String.fromCharCode(97 + (n % 26))),
+  // The same one-byte rows between the smallest valid rows, one after
+  // every four: as many as a file may hold without being refused as
+  // too_many_rejects (128 bytes of the file per rejected row at least).
+  mixed_junk: build('mixed_junk.csv', (n) =>
+    n % 5 < 4 ? `${ts(n % 1440)},A,,B - 0.${pad2(n % 100)},0.${pad2(n % 100)},CASH,` : String.fromCharCode(97 + (n % 26)),
+  ),
   // 512 empty fields a row (the field limit): a field_count reject each.
   many_fields: build('many_fields.csv', (n) => `${ts(n)}` + ','.repeat(511)),
 };

@@ -147,19 +147,31 @@ const TIMESTAMP_WORDS: &[&str] = &[
     "order_date",
 ];
 
+/// Lengths of the shortest and longest words of [`HEADER_WORDS`] (and so
+/// of [`TIMESTAMP_WORDS`]): a field of another length is no column name,
+/// told without comparing it with each word (a hostile file can hold
+/// millions of one-letter rows).
+const WORD_LENGTHS: std::ops::RangeInclusive<usize> = 4..=18;
+
 fn is_word(field: &str, words: &[&str]) -> bool {
     let f = field.trim();
-    words.iter().any(|w| w.eq_ignore_ascii_case(f))
+    WORD_LENGTHS.contains(&f.len()) && words.iter().any(|w| w.eq_ignore_ascii_case(f))
 }
 
 /// True when the record is a header line: no digit anywhere, and a
 /// timestamp-like first column name or three known column names.
 pub fn is_header(rec: &RawRecord<'_>) -> bool {
+    let first = rec.get(0).unwrap_or("").trim_start_matches('\u{feff}');
+    let first_is_timestamp = is_word(first, TIMESTAMP_WORDS);
+    // Fewer than three fields hold three column names only when the first
+    // is a timestamp word: most one-field junk stops here.
+    if !first_is_timestamp && rec.len() < 3 {
+        return false;
+    }
     if rec.iter().any(|f| f.bytes().any(|b| b.is_ascii_digit())) {
         return false;
     }
-    let first = rec.get(0).unwrap_or("").trim_start_matches('\u{feff}');
-    is_word(first, TIMESTAMP_WORDS) || rec.iter().filter(|f| is_word(f, HEADER_WORDS)).count() >= 3
+    first_is_timestamp || rec.iter().filter(|f| is_word(f, HEADER_WORDS)).count() >= 3
 }
 
 /// The clean stage at run time: the keyed HMAC is built once.
@@ -341,6 +353,17 @@ mod tests {
                 "malformed 4",
             ]
         );
+    }
+
+    #[test]
+    fn word_lengths_cover_every_header_word() {
+        for w in HEADER_WORDS.iter().chain(TIMESTAMP_WORDS) {
+            assert!(WORD_LENGTHS.contains(&w.len()), "{w}");
+        }
+        assert!(HEADER_WORDS
+            .iter()
+            .any(|w| w.len() == *WORD_LENGTHS.start()));
+        assert!(HEADER_WORDS.iter().any(|w| w.len() == *WORD_LENGTHS.end()));
     }
 
     #[test]

@@ -194,6 +194,34 @@ fn starts_like_markdown(first_field: &str) -> bool {
         .any(|p| first.starts_with(p))
 }
 
+/// Rows read before a file may be given up on (see
+/// [`GIVE_UP_BYTES_PER_REJECT`]). Real exports hold a few hundred rows a
+/// day.
+pub const GIVE_UP_MIN_ROWS: u64 = 10_000;
+
+/// A file is refused as a whole (`too_many_rejects`), and read no further,
+/// once at least [`GIVE_UP_MIN_ROWS`] rows are read and its rejected rows
+/// have fewer than this many bytes of the file each, on average, so far.
+///
+/// Why: a rejected row costs an issue and a reject row whatever its own
+/// size, so a file of one-byte rows (`a`), or of such rows between the
+/// smallest valid ones, would cost several times the CPU per MB of a real
+/// export. Measured by `benches/hostile.mjs` (README, "Hostile files"):
+/// at 64 bytes the worst mix allowed (three one-byte rows after every five
+/// of the smallest valid ones) cost 3.2x a real export natively; at 128
+/// (one after every four) it costs what the smallest valid rows alone do.
+/// A real till row is 63 to some 150 bytes: a file of them is refused only
+/// when nearly all of its rows are rejected.
+pub const GIVE_UP_BYTES_PER_REJECT: u64 = 128;
+
+/// Why the reader stopped before the end of its input.
+enum Halt {
+    /// A writer failed.
+    Error(Error),
+    /// The file holds too many small rejected rows: read no further.
+    GiveUp,
+}
+
 struct Processor<W: Write> {
     source: String,
     config: validate::Config,
@@ -211,6 +239,14 @@ struct Processor<W: Write> {
     markdown: bool,
     writers: Option<TableWriters<W>>,
     batch_id: String,
+    /// The `field_count` issue of the last such row, and the field count
+    /// its message is for.
+    field_count_issue: Issue,
+    field_count_fields: usize,
+    /// Reading stopped at this line (the record starting at this byte):
+    /// the file holds too many small rejected rows.
+    given_up_at: Option<u64>,
+    given_up_byte: u64,
 }
 
 impl<W: Write> Processor<W> {
@@ -223,24 +259,33 @@ impl<W: Write> Processor<W> {
                 issue.message = m;
             }
         }
+        if self.count(issue.code, issue.severity) {
+            self.report.issues.push(issue);
+        }
+    }
+
+    /// Counts an issue; true when the list has room for it (otherwise it
+    /// is counted as omitted).
+    fn count(&mut self, code: Code, severity: Severity) -> bool {
         let r = &mut self.report;
         r.issues_total += 1;
-        match issue.severity {
+        match severity {
             Severity::Error => r.errors += 1,
             Severity::Warning => r.warnings += 1,
         }
         // No allocation for a code already counted: a hostile file can
         // hold millions of one-byte rejected rows.
-        match r.issue_counts.get_mut(issue.code.as_str()) {
+        match r.issue_counts.get_mut(code.as_str()) {
             Some(n) => *n += 1,
             None => {
-                r.issue_counts.insert(issue.code.as_str().to_string(), 1);
+                r.issue_counts.insert(code.as_str().to_string(), 1);
             }
         }
         if r.issues.len() < self.config.max_issues {
-            r.issues.push(issue);
+            true
         } else {
             r.issues_omitted += 1;
+            false
         }
     }
 
@@ -253,12 +298,48 @@ impl<W: Write> Processor<W> {
     }
 
     fn flush_row_issues(&mut self) {
-        let issues = std::mem::take(&mut self.row_issues);
-        for issue in &issues {
-            self.note(issue.clone());
+        // Moved, not cloned: past the cap an issue costs its counters only.
+        let mut issues = std::mem::take(&mut self.row_issues);
+        for issue in issues.drain(..) {
+            self.note(issue);
         }
         self.row_issues = issues;
-        self.row_issues.clear();
+    }
+
+    /// Points the `field_count` issue at a record of `fields` fields on
+    /// `line`; its message is formatted once per field count in a run (a
+    /// hostile file repeats one count millions of times). It quotes
+    /// nothing of the row: the count is all it says.
+    fn field_count_issue(&mut self, fields: usize, line: u64) {
+        let issue = &mut self.field_count_issue;
+        issue.line = line;
+        if self.field_count_fields != fields || issue.message.is_empty() {
+            self.field_count_fields = fields;
+            let hint = if fields > 7 {
+                " (a basket with commas must be in double quotes)"
+            } else {
+                ""
+            };
+            issue.message = format!(
+                "found {fields} field{}, expected 7: timestamp, store, customer_name, basket_items, total_price, cash_or_card, card_number{hint}",
+                if fields == 1 { "" } else { "s" }
+            );
+        }
+    }
+
+    /// Handles a record, and halts the reader when the file turns out to
+    /// hold too many small rejected rows ([`GIVE_UP_BYTES_PER_REJECT`]).
+    fn feed(&mut self, rec: &RawRecord<'_>) -> Result<(), Halt> {
+        self.record(rec).map_err(Halt::Error)?;
+        let r = &self.report;
+        if r.rows_read >= GIVE_UP_MIN_ROWS
+            && rec.byte < r.rows_rejected.saturating_mul(GIVE_UP_BYTES_PER_REJECT)
+        {
+            self.given_up_at = Some(rec.line);
+            self.given_up_byte = rec.byte;
+            return Err(Halt::GiveUp);
+        }
+        Ok(())
     }
 
     fn record(&mut self, rec: &RawRecord<'_>) -> Result<(), Error> {
@@ -326,23 +407,27 @@ impl<W: Write> Processor<W> {
             Kind::Malformed { fields, kept } => {
                 self.report.rows_read += 1;
                 self.note_shape(rec);
-                let hint = if fields > 7 {
-                    " (a basket with commas must be in double quotes)"
+                self.field_count_issue(fields, rec.line);
+                if self.row_issues.is_empty() {
+                    // The one issue of the row, lent to the reject writer
+                    // and cloned only into the report's list while it has
+                    // room: no allocation per row past it.
+                    self.report.rows_rejected += 1;
+                    if let Some(w) = self.writers.as_mut() {
+                        w.reject(
+                            rec.line,
+                            std::slice::from_ref(&self.field_count_issue),
+                            &kept,
+                        )?;
+                    }
+                    if self.count(Code::FieldCount, Severity::Error) {
+                        self.report.issues.push(self.field_count_issue.clone());
+                    }
                 } else {
-                    ""
-                };
-                self.row_issues.push(Issue {
-                    line: rec.line,
-                    column: None,
-                    code: Code::FieldCount,
-                    severity: Severity::Error,
-                    message: format!(
-                        "found {fields} field{}, expected 7: timestamp, store, customer_name, basket_items, total_price, cash_or_card, card_number{hint}",
-                        if fields == 1 { "" } else { "s" }
-                    ),
-                });
-                self.reject(rec.line, &kept)?;
-                self.flush_row_issues();
+                    self.row_issues.push(self.field_count_issue.clone());
+                    self.reject(rec.line, &kept)?;
+                    self.flush_row_issues();
+                }
             }
             Kind::Row(row) => {
                 self.report.rows_read += 1;
@@ -545,6 +630,16 @@ impl<W: Write> Pipeline<W> {
                 markdown: false,
                 writers,
                 batch_id: batch_id.clone().unwrap_or_default(),
+                field_count_issue: Issue {
+                    line: 0,
+                    column: None,
+                    code: Code::FieldCount,
+                    severity: Severity::Error,
+                    message: String::new(),
+                },
+                field_count_fields: 0,
+                given_up_at: None,
+                given_up_byte: 0,
             },
             hasher: BatchHasher::new(),
             hash: match &batch_id {
@@ -565,7 +660,7 @@ impl<W: Write> Pipeline<W> {
             self.hasher.update(chunk);
         }
         self.bytes += chunk.len() as u64;
-        if self.refused.is_some() {
+        if self.refused.is_some() || self.proc.given_up_at.is_some() {
             return Ok(());
         }
         if !self.sniffed {
@@ -576,7 +671,7 @@ impl<W: Write> Pipeline<W> {
             return self.start();
         }
         let proc = &mut self.proc;
-        self.reader.push(chunk, &mut |r| proc.record(r))
+        halted(self.reader.push(chunk, &mut |r| proc.feed(r)))
     }
 
     fn start(&mut self) -> Result<(), Error> {
@@ -587,7 +682,7 @@ impl<W: Write> Pipeline<W> {
             return Ok(());
         }
         let proc = &mut self.proc;
-        self.reader.push(&pending, &mut |r| proc.record(r))
+        halted(self.reader.push(&pending, &mut |r| proc.feed(r)))
     }
 
     /// Table writers, for draining compressed bytes mid-file.
@@ -610,9 +705,9 @@ impl<W: Write> Pipeline<W> {
         if !self.sniffed {
             self.start()?;
         }
-        if self.refused.is_none() {
+        if self.refused.is_none() && self.proc.given_up_at.is_none() {
             let proc = &mut self.proc;
-            self.reader.finish(&mut |r| proc.record(r))?;
+            halted(self.reader.finish(&mut |r| proc.feed(r)))?;
         }
         let id = match (&self.expected_batch_id, self.hash) {
             (Some(expected), false) => expected.clone(),
@@ -637,6 +732,15 @@ impl<W: Write> Pipeline<W> {
         };
         let refusal = if let Some(why) = self.refused {
             Some((Code::NotCsv, format!("{name} {why}")))
+        } else if let Some(line) = proc.given_up_at {
+            let r = &proc.report;
+            Some((
+                Code::TooManyRejects,
+                format!(
+                    "{name} was read up to line {line} only: {} of its first {} rows are rejected, in its first {} bytes (fewer than {GIVE_UP_BYTES_PER_REJECT} bytes of the file per rejected row, after at least {GIVE_UP_MIN_ROWS} rows), expected a till export whose rows mostly go through; nothing of it is staged (the first problems are listed)",
+                    r.rows_rejected, r.rows_read, proc.given_up_byte
+                ),
+            ))
         } else if self.bytes == 0 {
             Some((Code::EmptyFile, format!("{name} is empty (0 bytes), expected a till export with one transaction per line")))
         } else if proc.report.rows_read == 0 {
@@ -701,6 +805,15 @@ impl<W: Write> Pipeline<W> {
             None => None,
         };
         Ok(Finished { report, tables })
+    }
+}
+
+/// The reader's result with a give-up taken as a normal end (the
+/// processor noted where it stopped).
+fn halted(r: Result<(), Halt>) -> Result<(), Error> {
+    match r {
+        Ok(()) | Err(Halt::GiveUp) => Ok(()),
+        Err(Halt::Error(e)) => Err(e),
     }
 }
 

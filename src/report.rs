@@ -50,6 +50,11 @@ pub enum Code {
     DateMismatch,
     /// A quoted field running over several lines: a quote left open.
     LineBreakInField,
+    /// A file refused as a whole because its rejected rows are too many
+    /// for its size (fewer than [`crate::GIVE_UP_BYTES_PER_REJECT`] bytes of
+    /// the file per rejected row after at least [`crate::GIVE_UP_MIN_ROWS`]
+    /// rows): reading stops there.
+    TooManyRejects,
 }
 
 impl Code {
@@ -70,6 +75,7 @@ impl Code {
             Code::UnterminatedQuote => "unterminated_quote",
             Code::DateMismatch => "date_mismatch",
             Code::LineBreakInField => "line_break_in_field",
+            Code::TooManyRejects => "too_many_rejects",
         }
     }
 }
@@ -308,9 +314,12 @@ impl Report {
         if !self.refused {
             return None;
         }
-        self.issues
-            .iter()
-            .find(|i| matches!(i.code, Code::EmptyFile | Code::NotCsv))
+        self.issues.iter().find(|i| {
+            matches!(
+                i.code,
+                Code::EmptyFile | Code::NotCsv | Code::TooManyRejects
+            )
+        })
     }
 }
 
@@ -346,6 +355,7 @@ mod tests {
             Code::TotalMismatch,
             Code::NotCsv,
             Code::DateMismatch,
+            Code::TooManyRejects,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),

@@ -143,15 +143,17 @@ pub fn push_field(line: &mut Vec<u8>, field: &[u8]) {
     }
 }
 
-/// Appends one CSV field in quotes, its quotes doubled.
+/// Appends one CSV field in quotes, its quotes doubled: copied in runs
+/// between quotes, not byte by byte (a reject row's message is long).
 fn push_quoted(line: &mut Vec<u8>, field: &[u8]) {
     line.push(b'"');
-    for &b in field {
-        if b == b'"' {
-            line.push(b'"');
-        }
-        line.push(b);
+    let mut rest = field;
+    while let Some(q) = memchr::memchr(b'"', rest) {
+        line.extend_from_slice(&rest[..=q]);
+        line.push(b'"');
+        rest = &rest[q + 1..];
     }
+    line.extend_from_slice(rest);
     line.push(b'"');
 }
 
@@ -238,15 +240,36 @@ impl<W: Write> TableFile<W> {
 
 #[inline]
 fn needs_quotes(field: &[u8]) -> bool {
-    field
-        .iter()
-        .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    // memchr pays a set-up per call: short values (codes, amounts, ids)
+    // are looked at byte by byte.
+    if field.len() < 32 {
+        return field
+            .iter()
+            .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
+    }
+    memchr::memchr3(b',', b'"', b'\n', field).is_some() || memchr::memchr(b'\r', field).is_some()
 }
 
 /// The five gzip-compressed table files of one batch, written row by row.
 pub struct TableWriters<W: Write> {
     files: Vec<TableFile<W>>,
+    /// The reject row's codes and message are built here, reused from row
+    /// to row: a hostile file can hold millions of rejected rows, and each
+    /// must cost little more than its bytes.
+    codes: String,
+    message: String,
+    /// The last reject message written, the line of the first row of the
+    /// run of rows that had it, and how many rows in the run so far.
+    run_message: String,
+    run_line: u64,
+    run_len: u64,
 }
+
+/// Rows of a run of rejected rows with one message that get it in full;
+/// the rest of the run say `same as line N` (its first row). A file of a
+/// million one-byte rows would otherwise compress a million 300-byte
+/// messages: the message, not the row, was the cost.
+pub const FULL_MESSAGES_PER_RUN: u64 = 10;
 
 impl<W: Write> std::fmt::Debug for TableWriters<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -267,7 +290,14 @@ impl<W: Write> TableWriters<W> {
                 buf: Vec::with_capacity(BUFFER),
             })
             .collect();
-        TableWriters { files }
+        TableWriters {
+            files,
+            codes: String::new(),
+            message: String::new(),
+            run_message: String::new(),
+            run_line: 0,
+            run_len: 0,
+        }
     }
 
     #[inline]
@@ -295,42 +325,67 @@ impl<W: Write> TableWriters<W> {
     /// Writes a rejected row: line, codes, message, and the fields the
     /// privacy rule kept ([`RejectFields`]: the only way fields get here).
     /// The message says what was withheld and why, and is masked for card
-    /// numbers once more as a whole.
+    /// numbers once more as a whole. Past the first
+    /// [`FULL_MESSAGES_PER_RUN`] rows of a run with the same message, the
+    /// message is `same as line N`, N the run's first row.
     pub fn reject(
         &mut self,
         line: u64,
         issues: &[Issue],
         kept: &RejectFields<'_>,
     ) -> Result<(), Error> {
-        let f = self.file(Table::Rejects);
-        f.value(itoa::Buffer::new().format(line as i64).as_bytes());
-        f.byte(b',');
-        let mut codes = String::new();
-        let mut message = String::new();
+        let (codes, message) = (&mut self.codes, &mut self.message);
+        codes.clear();
+        message.clear();
         for (i, issue) in issues.iter().enumerate() {
             if i > 0 {
                 message.push_str("; ");
             }
-            if !codes.split(';').any(|c| c == issue.code.as_str()) {
+            let code = issue.code.as_str();
+            if !issues[..i].iter().any(|earlier| earlier.code == issue.code) {
                 if !codes.is_empty() {
                     codes.push(';');
                 }
-                codes.push_str(issue.code.as_str());
+                codes.push_str(code);
             }
             if let Some(c) = issue.column {
-                message.push_str(&format!("column {c}: "));
+                message.push_str("column ");
+                message.push_str(itoa::Buffer::new().format(c));
+                message.push_str(": ");
             }
             message.push_str(&issue.message);
         }
-        if let Some(note) = kept.note() {
-            if !message.is_empty() {
-                message.push_str("; ");
+        if !message.is_empty() {
+            let before = message.len();
+            message.push_str("; ");
+            kept.write_note(message);
+            if message.len() == before + 2 {
+                message.truncate(before);
             }
-            message.push_str(&note);
+        } else {
+            kept.write_note(message);
         }
+        // The run is told by the message as built (the same text masks
+        // the same way), so a row of a run is neither masked nor quoted.
+        if *message == *self.run_message {
+            self.run_len += 1;
+        } else {
+            self.run_message.clear();
+            self.run_message.push_str(message);
+            self.run_line = line;
+            self.run_len = 1;
+        }
+        let f = &mut self.files[Table::Rejects as usize];
+        f.value(itoa::Buffer::new().format(line).as_bytes());
+        f.byte(b',');
         f.text(codes.as_bytes());
         f.byte(b',');
-        f.text(mask_card_numbers(&message).as_bytes());
+        if self.run_len > FULL_MESSAGES_PER_RUN {
+            f.value(b"same as line ");
+            f.value(itoa::Buffer::new().format(self.run_line).as_bytes());
+        } else {
+            f.text(mask_card_numbers(message).as_bytes());
+        }
         // Always the five row columns, empty where nothing could be kept.
         for value in kept.values() {
             f.byte(b',');
@@ -429,12 +484,64 @@ mod tests {
             ("a,b", "\"a,b\""),
             ("say \"hi\"", "\"say \"\"hi\"\"\""),
             ("two\nlines", "\"two\nlines\""),
+            ("cr\r", "\"cr\r\""),
             ("", ""),
+            // Past the short-field path: memchr's.
+            (&"x".repeat(40), &"x".repeat(40)),
+            (
+                &format!("{},y", "x".repeat(40)),
+                &format!("\"{},y\"", "x".repeat(40)),
+            ),
+            (
+                &format!("{}\"q\"\r", "x".repeat(40)),
+                &format!("\"{}\"\"q\"\"\r\"", "x".repeat(40)),
+            ),
         ];
         for (field, want) in cases {
             let mut line = Vec::new();
             push_field(&mut line, field.as_bytes());
             assert_eq!(String::from_utf8(line).unwrap(), *want);
+        }
+    }
+
+    /// The reject rows of `rows` (line, issue message), as CSV text.
+    fn reject_rows(rows: &[(u64, &str)]) -> Vec<String> {
+        let mut w = TableWriters::new(&Config::default(), |_| Vec::new());
+        for &(line, message) in rows {
+            let issue = Issue {
+                line,
+                column: None,
+                code: crate::Code::FieldCount,
+                severity: crate::Severity::Error,
+                message: message.to_string(),
+            };
+            w.reject(line, &[issue], &RejectFields::none()).unwrap();
+        }
+        let gz = w.finish().unwrap().pop().unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
+            .unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_run_of_one_message_is_written_in_full_then_referred_to() {
+        let n = FULL_MESSAGES_PER_RUN;
+        let mut rows: Vec<(u64, &str)> = (1..=n + 5).map(|l| (l, "found 1 field")).collect();
+        rows.push((n + 6, "found 2 fields"));
+        rows.push((n + 8, "found 1 field"));
+        let got = reject_rows(&rows);
+        assert_eq!(got.len(), rows.len(), "one reject row per rejected row");
+        for (i, row) in got.iter().enumerate() {
+            let line = rows[i].0;
+            let want = match line {
+                l if l <= n => "found 1 field".to_string(),
+                l if l <= n + 5 => "same as line 1".to_string(),
+                l if l == n + 6 => "found 2 fields".to_string(),
+                // A new run starts with the message in full again.
+                _ => "found 1 field".to_string(),
+            };
+            assert_eq!(*row, format!("{line},field_count,{want},,,,,"));
         }
     }
 

@@ -39,7 +39,8 @@ export type Severity = "error" | "warning";
 export type IssueCode =
   | "field_count" | "bad_timestamp" | "bad_store" | "bad_basket" | "bad_price"
   | "total_mismatch" | "bad_payment" | "encoding" | "empty_file" | "not_csv"
-  | "record_too_long" | "unterminated_quote" | "date_mismatch" | "line_break_in_field";
+  | "record_too_long" | "unterminated_quote" | "date_mismatch" | "line_break_in_field"
+  | "too_many_rejects";
 
 /** One problem, pinned to a 1-based line (0: the whole file). */
 export interface Issue {

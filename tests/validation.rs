@@ -163,3 +163,77 @@ fn the_issue_list_is_capped_but_everything_is_counted() {
     assert_eq!(r.issue_counts["total_mismatch"], 20);
     assert_eq!(r.rows_rejected, 20);
 }
+
+/// The line a file of `good` valid rows then `junk` one-byte rows is read
+/// up to, by the rule of `cafe_etl::GIVE_UP_BYTES_PER_REJECT`: the first row,
+/// past `GIVE_UP_MIN_ROWS`, before which the file holds fewer than 128 bytes
+/// per rejected row.
+fn give_up_line(good: usize, junk: usize) -> Option<u64> {
+    let good_len = GOOD.len() as u64 + 1;
+    (1..=(good + junk) as u64).find(|&row| {
+        let good_before = row.min(good as u64 + 1) - 1;
+        let byte = good_before * good_len + (row - 1 - good_before) * 2;
+        let rejected = row.saturating_sub(good as u64);
+        row >= cafe_etl::GIVE_UP_MIN_ROWS && byte < rejected * cafe_etl::GIVE_UP_BYTES_PER_REJECT
+    })
+}
+
+#[test]
+fn a_file_of_many_small_rejected_rows_is_refused_and_read_no_further() {
+    assert_eq!(cafe_etl::GIVE_UP_MIN_ROWS, 10_000);
+    assert_eq!(cafe_etl::GIVE_UP_BYTES_PER_REJECT, 128);
+    // (valid rows first, one-byte rows after them, refused?)
+    let cases: &[(usize, usize, bool)] = &[
+        (0, 30_000, true),
+        (1_500, 30_000, true),
+        (1_000, 8_000, false),
+        // Rejected rows after real-sized ones: the file is big enough.
+        (20_000, 10_000, false),
+        // As many rejected as valid rows of 105 bytes: too many.
+        (12_000, 12_000, true),
+        (8_000, 20_000, true),
+    ];
+    for &(good, junk, refused) in cases {
+        let mut input = format!("{GOOD}\n").repeat(good);
+        input.push_str(&"a\n".repeat(junk));
+        let what = format!("{good} valid rows, {junk} rejected");
+        let r = check(input.as_bytes(), "leeds.csv");
+        assert_eq!(r.rows_read, r.rows_staged + r.rows_rejected, "{what}");
+        assert_eq!(r.bytes, input.len() as u64, "{what}: every byte is hashed");
+        let stop = give_up_line(good, junk);
+        assert_eq!(stop.is_some(), refused, "{what}");
+        match stop {
+            Some(line) => {
+                assert!(r.refused, "{what}");
+                let refusal = r.refusal().expect("a refusal issue");
+                assert_eq!(
+                    (refusal.line, refusal.code.as_str()),
+                    (0, "too_many_rejects")
+                );
+                assert_eq!(r.issues[0], *refusal, "the refusal goes first");
+                assert!(
+                    refusal.message.starts_with(&format!(
+                        "leeds.csv was read up to line {line} only: {} of its first {line} rows are rejected",
+                        line - good as u64
+                    )),
+                    "{what}: {}",
+                    refusal.message
+                );
+                assert_eq!(r.rows_read, line, "{what}: read no further");
+                assert_eq!(r.issue_counts["field_count"], line - good as u64);
+                let staged = cafe_etl::transform(
+                    input.as_bytes(),
+                    "leeds.csv",
+                    &cafe_etl::Config::default(),
+                )
+                .unwrap();
+                assert!(staged.files.is_empty(), "{what}: nothing staged");
+                assert_eq!(staged.report, r);
+            }
+            None => {
+                assert!(!r.refused, "{what}: {:?}", r.issues.first());
+                assert_eq!((r.rows_staged, r.rows_rejected), (good as u64, junk as u64));
+            }
+        }
+    }
+}

@@ -189,9 +189,10 @@ function describe(entry) {
   return `${parts.join(', ')}.`;
 }
 
+/** The core lists a refusal first (empty_file, not_csv, too_many_rejects, ...), as the worker reads it. */
 function refusalText(r) {
-  const issue = r.issues.find((i) => i.code === 'empty_file' || i.code === 'not_csv');
-  return issue ? issue.message : 'The file cannot be staged.';
+  const issue = r.refused ? r.issues[0] : undefined;
+  return issue && issue.line === 0 ? issue.message : 'The file cannot be staged.';
 }
 
 // ------------------------------------------------------------------ cards

@@ -161,14 +161,20 @@ test('the three comma rows of issue 8: staged as rejects that keep no free text'
   assert.equal(found, null, `personal data: ${found}`);
 });
 
-test('every name and card shape in every position: nothing personal in any object, body or log line', async () => {
-  const lines = enumeration();
-  const r = await send('leeds_26-08-2021_09-00-00.csv', lines);
-  // Staged (rows rejected) or refused as a whole: either way nothing personal leaves.
-  assert.ok([200, 403, 422].includes(r.status), `${r.status} ${r.text}`);
-  if (r.status === 200) assert.ok(r.body.report.rows_rejected > lines.length / 2, r.text);
+/**
+ * Whether a line has 7 fields whose store column is not the token's store: a name or a
+ * card number typed where the store goes. The store column of a 7-field row is free
+ * text that passes its content check, so such a name may reach the reject file (the
+ * one exception `findPersonalData` makes); the other lines need no exception.
+ */
+const misplacesStore = (line) => {
+  const f = fieldsOf(line);
+  return f !== null && f.length === 7 && f[1].trim() !== 'Leeds';
+};
+
+/** Nothing personal in any S3 object, response body or line workerd printed. */
+async function assertNothingPersonal(lines) {
   const objects = await bucket();
-  assert.ok(Object.keys(objects).length >= 6, 'the batches are in the bucket');
   for (const [key, text] of Object.entries(objects)) {
     const found = findPersonalData(text, lines, NEEDLES);
     assert.equal(found, null, `${key} holds personal data: ${found}`);
@@ -177,8 +183,38 @@ test('every name and card shape in every position: nothing personal in any objec
     const found = findPersonalData(body, lines, NEEDLES);
     assert.equal(found, null, `a response body holds personal data: ${found}`);
   }
-  // Every line workerd printed (the worker's JSON log lines and anything else).
   assert.ok(stack.worker.stdout.length > 0, 'the worker logged');
   const found = findPersonalData(stack.worker.stdout.join('\n'), lines, NEEDLES);
   assert.equal(found, null, `a log line holds personal data: ${found}`);
+}
+
+/**
+ * Every line of the enumeration puts a name or a card number where a checked field
+ * goes, so every row is rejected and the batch stages with its reject file only: one
+ * outcome, 200 (no row is staged, so no store is misspelt for the branch rule's 403).
+ */
+async function uploadRejected(name, lines) {
+  const r = await send(name, lines);
+  assert.equal(r.status, 200, r.text);
+  const report = r.body.report;
+  assert.equal(report.rows_staged, 0, r.text);
+  assert.equal(report.rows_rejected, report.rows_read, r.text);
+  assert.ok(report.rows_read > 0 && report.rows_read <= lines.length, r.text);
+  const objects = await bucket();
+  assert.ok(objects[`${stack.prefix}rejects/${r.batchId}.csv.gz`], 'the reject file is in the bucket');
+  assert.ok(objects[`${stack.prefix}batches/${r.batchId}.json`], 'the marker is in the bucket');
+}
+
+test('every name and card shape in every position, the store column left in place: rejected rows only, nothing personal in any object, body or log line', async () => {
+  const lines = enumeration().filter((l) => !misplacesStore(l));
+  assert.ok(lines.length > 100);
+  await uploadRejected('leeds_26-08-2021_09-00-00.csv', lines);
+  await assertNothingPersonal(lines);
+});
+
+test('names and card numbers typed into the store column of 7-field rows: rejected rows only, no card number anywhere, no name outside that column', async () => {
+  const lines = enumeration().filter(misplacesStore);
+  assert.ok(lines.length > 10);
+  await uploadRejected('leeds_27-08-2021_09-00-00.csv', lines);
+  await assertNothingPersonal(lines);
 });
