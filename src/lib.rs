@@ -76,8 +76,8 @@ pub mod wasm;
 
 pub use error::{Error, ErrorCode, Stage};
 pub use pipeline::{
-    batch_id, check, date_from_file_name, is_batch_id, sniff_not_csv, transform, BatchHasher,
-    Config, Finished, Pipeline, StagedBatch,
+    batch_id, batch_id_of_sha256, check, date_from_file_name, is_batch_id, sniff_not_csv,
+    transform, BatchHasher, Config, Finished, Pipeline, StagedBatch,
 };
 pub use report::{Code, Format, Issue, Report, Severity, Summary, TableCounts};
 pub use stage::{marker_key, RejectsCsv, Table, TableWriters};

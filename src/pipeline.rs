@@ -59,7 +59,7 @@ impl BatchHasher {
     /// The batch id: the first 32 hex digits of the SHA-256.
     pub fn finish(self) -> String {
         let mut hex = self.sha256_hex();
-        hex.truncate(32);
+        hex.truncate(BATCH_ID_DIGITS);
         hex
     }
 }
@@ -75,11 +75,28 @@ pub fn batch_id(bytes: &[u8]) -> String {
     h.finish()
 }
 
+/// Hex digits of a batch id: the first of the SHA-256's 64.
+const BATCH_ID_DIGITS: usize = 32;
+
 /// True for a well-formed batch id (32 lowercase hex digits).
 pub fn is_batch_id(s: &str) -> bool {
-    s.len() == 32
+    s.len() == BATCH_ID_DIGITS
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The batch id of a file whose SHA-256 is `sha256_hex` (64 hex digits, in
+/// either case, as `sha256sum` prints or a client sends it): its first 32
+/// digits in lowercase; `None` for anything else.
+///
+/// ```
+/// let sha = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+/// assert_eq!(cafe_etl::batch_id_of_sha256(sha).as_deref(), Some(cafe_etl::batch_id(b"").as_str()));
+/// assert_eq!(cafe_etl::batch_id_of_sha256("abc"), None);
+/// ```
+pub fn batch_id_of_sha256(sha256_hex: &str) -> Option<String> {
+    (sha256_hex.len() == 64 && sha256_hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| sha256_hex[..BATCH_ID_DIGITS].to_ascii_lowercase())
 }
 
 /// The date a file name carries, as `(year, month, day)`: `leeds_09-05-2023_09-00-00.csv`
@@ -820,6 +837,25 @@ mod tests {
         assert!(sniff_not_csv(b"\x89PNG\r\n\x1a\n\0\0\0").is_some());
         assert!(sniff_not_csv(b"PK\x03\x04").unwrap().contains("Excel"));
         assert!(sniff_not_csv(b"\xFF\xFEa\0").unwrap().contains("UTF-16"));
+    }
+
+    #[test]
+    fn batch_id_of_a_sha256_is_its_first_32_digits_in_lowercase() {
+        let sha = BatchHasher::new().sha256_hex();
+        let id = batch_id(b"");
+        for (input, want) in [
+            (sha.clone(), Some(id.clone())),
+            (sha.to_uppercase(), Some(id.clone())),
+            (sha[..63].to_string(), None),
+            (format!("{sha}0"), None),
+            (format!("{}g", &sha[..63]), None),
+            (id.clone(), None),
+            (String::new(), None),
+        ] {
+            assert_eq!(batch_id_of_sha256(&input), want, "{input}");
+        }
+        assert!(is_batch_id(&id));
+        assert!(!is_batch_id(&id.to_uppercase()));
     }
 
     #[test]

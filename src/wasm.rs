@@ -301,6 +301,20 @@ pub fn batch_id(bytes: &[u8]) -> String {
     crate::batch_id(bytes)
 }
 
+/// The batch id of a file from its SHA-256 in hex (64 digits, either case):
+/// `null` when it is not one. For a hash made elsewhere (WebCrypto, the
+/// `X-Content-SHA256` header).
+#[wasm_bindgen(js_name = batchIdOfSha256, unchecked_return_type = "string | null")]
+pub fn batch_id_of_sha256(sha256: &str) -> JsValue {
+    crate::batch_id_of_sha256(sha256).map_or(JsValue::NULL, |id| JsValue::from_str(&id))
+}
+
+/// Whether `id` is a batch id (32 lowercase hex digits), e.g. in a URL.
+#[wasm_bindgen(js_name = isBatchId)]
+pub fn is_batch_id(id: &str) -> bool {
+    crate::is_batch_id(id)
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct AccessOptions {

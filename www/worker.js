@@ -14,7 +14,7 @@
 //   hash    {file}            -> {sha256, batchId}        progress {bytes, total}
 //   version {}                -> {version}
 
-import init, { Pipeline, BatchHasher, refusalMessage, version } from './pkg/cafe_etl.js';
+import init, { Pipeline, BatchHasher, batchIdOfSha256, refusalMessage, version } from './pkg/cafe_etl.js';
 
 const PROGRESS_EVERY_MS = 100;
 /** The download's bytes are taken out of wasm memory after this many input bytes. */
@@ -106,7 +106,7 @@ const handlers = {
     try {
       await eachChunk(id, file, (chunk) => h.update(chunk));
       const sha256 = h.sha256();
-      return { result: { sha256, batchId: sha256.slice(0, 32) } };
+      return { result: { sha256, batchId: batchIdOfSha256(sha256) } };
     } finally {
       h.free();
     }

@@ -65,6 +65,9 @@ for (const [name, bytes] of [['empty.csv', new Uint8Array(0)], ['doc.csv', new T
 // The staging layout.
 const id = '0123456789abcdef0123456789abcdef';
 typed('string[]', core.stagingKeys(id));
+typed('string | null', core.batchIdOfSha256('ab'.repeat(32)));
+typed('string | null', core.batchIdOfSha256('x'));
+typed('boolean', core.isBatchId(id));
 typed('TableName[]', core.stagingTables());
 for (const k of [...core.stagingKeys(id), 'index/x']) typed('TableName | "marker" | null', core.stagedObject(k));
 // Tokens and the access settings.
@@ -98,8 +101,8 @@ import type {
   AccessConfig, CodedError, PipelineOptions, Report, StagedFiles, TableName, TokenClaims, TransformResult,
 } from ${JSON.stringify(path.join(pkg, 'cafe_etl.js'))};
 import {
-  BatchHasher, Pipeline, batchId, check, checkAccessConfig, checkStores, customerKeyId, mintToken,
-  refusalMessage, stagedObject, stagingKeys, stagingTables, storeSlug, transform, verifyToken, version,
+  BatchHasher, Pipeline, batchId, batchIdOfSha256, check, checkAccessConfig, checkStores, customerKeyId, mintToken,
+  isBatchId, refusalMessage, stagedObject, stagingKeys, stagingTables, storeSlug, transform, verifyToken, version,
 } from ${JSON.stringify(path.join(pkg, 'cafe_etl.js'))};
 
 const bytes = new Uint8Array(0);
@@ -122,6 +125,8 @@ export function calls(opts: PipelineOptions, access: AccessConfig, e: unknown): 
   h.update(bytes);
   const hex: string = h.sha256() + h.finish() + batchId(bytes) + version() + storeSlug('Leeds') + customerKeyId(null);
   const keys: string[] = stagingKeys(report.batch_id);
+  const id: string | null = batchIdOfSha256(hex);
+  const ok: boolean = isBatchId(id ?? '');
   const tables: TableName[] = stagingTables();
   const what: TableName | 'marker' | null = stagedObject(keys[0]);
   const why: string | null = refusalMessage(result.report);
@@ -129,7 +134,7 @@ export function calls(opts: PipelineOptions, access: AccessConfig, e: unknown): 
   checkStores(access, 'leeds', report.summary.by_store);
   const claims: TokenClaims = verifyToken(mintToken('s', 'leeds', 1, 'k1'), access, 0);
   const code: string = (e as CodedError).code;
-  checks.push(rows, drained, csv, rest, hex, tables, what, why, claims, code);
+  checks.push(rows, drained, csv, rest, hex, tables, what, why, claims, code, ok);
 }
 
 // The check can fail: each line below must be a type error.

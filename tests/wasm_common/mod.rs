@@ -695,6 +695,22 @@ fn staging_keys_tables_and_key_kinds_are_the_cores_layout() {
 }
 
 #[wasm_bindgen_test]
+fn batch_id_rules_are_the_cores() {
+    let mut h = wasm::BatchHasher::new();
+    h.update(b"some bytes").unwrap();
+    let sha = h.sha256().unwrap();
+    let id = wasm::batch_id(b"some bytes");
+    assert_eq!(wasm::batch_id_of_sha256(&sha).as_string(), Some(id.clone()));
+    assert_eq!(
+        wasm::batch_id_of_sha256(&sha.to_uppercase()).as_string(),
+        Some(id.clone())
+    );
+    assert!(wasm::batch_id_of_sha256(&id).is_null());
+    assert!(wasm::is_batch_id(&id));
+    assert!(!wasm::is_batch_id(&sha));
+}
+
+#[wasm_bindgen_test]
 fn refusal_message_is_the_cores_sentence() {
     let result = wasm::transform(b"", options(json!({ "source": "empty.csv" }))).unwrap();
     let report = get(&result, "report");

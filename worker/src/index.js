@@ -11,7 +11,17 @@
 // helpers (configuration, tokens, keys) src/lib.js.
 
 import wasmModule from '../../pkg/cafe_etl_bg.wasm';
-import { initSync, Pipeline, BatchHasher, checkStores, refusalMessage, verifyToken, version as coreVersion } from '../../pkg/cafe_etl.js';
+import {
+  initSync,
+  Pipeline,
+  BatchHasher,
+  batchIdOfSha256,
+  checkStores,
+  isBatchId,
+  refusalMessage,
+  verifyToken,
+  version as coreVersion,
+} from '../../pkg/cafe_etl.js';
 
 import {
   batchKeys,
@@ -434,7 +444,7 @@ async function handleUpload(request, cfg, fileName, log) {
       sha256 = buffered.sha256;
       body = buffered.chunks;
     }
-    const batchId = sha256.slice(0, 32);
+    const batchId = batchIdOfSha256(sha256); // the core's rule (sha256 is 64 hex digits here)
     log.batch_id = batchId;
     const keys = batchKeys(cfg.prefix, batchId);
     const markerKey = keys[keys.length - 1];
@@ -667,8 +677,8 @@ function route(method, path) {
   let m = /^\/v1\/uploads\/([^/]+)$/.exec(path);
   if (m) return { name: 'upload', methods: ['PUT'], fileName: m[1] };
   if (path === '/v1/batches') return { name: 'list', methods: ['GET'] };
-  m = /^\/v1\/batches\/([0-9a-f]{32})$/.exec(path);
-  if (m) return { name: 'batch', methods: ['GET'], batchId: m[1] };
+  m = /^\/v1\/batches\/([^/]+)$/.exec(path);
+  if (m && isBatchId(m[1])) return { name: 'batch', methods: ['GET'], batchId: m[1] };
   return null;
 }
 

@@ -19,7 +19,8 @@ import {
 } from '../src/lib.js';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Pipeline, refusalMessage, stagingTables, transform } from '../../pkg/cafe_etl.js';
+import { batchIdOfSha256, isBatchId, Pipeline, refusalMessage, stagingTables, transform } from '../../pkg/cafe_etl.js';
+import { createHash } from 'node:crypto';
 import { WORKER_DIR, wranglerVars } from './harness.js';
 
 /** A table of wrangler.toml (`[env.production.vars]`, ...) as {NAME: "value"}. */
@@ -124,6 +125,17 @@ test("the worker's keys and key words are the core's layout, not a copy", () => 
     keys.map((k) => describeKey('p/q/', k)),
     [...stagingTables().map((t) => `the ${t} table file`), 'the batch marker'],
   );
+});
+
+test("a batch id is the core's: from a SHA-256 made elsewhere, and in a URL", () => {
+  const csv = Buffer.from('25/08/2021 09:00,Leeds,Ann Example,Large Latte - 2.45,2.45,CASH,\n');
+  const sha = createHash('sha256').update(csv).digest('hex');
+  const { report } = transform(csv, {});
+  assert.equal(batchIdOfSha256(sha), report.batch_id);
+  assert.equal(batchIdOfSha256(sha.toUpperCase()), report.batch_id);
+  assert.equal(batchIdOfSha256(sha.slice(1)), null);
+  assert.equal(isBatchId(report.batch_id), true);
+  for (const bad of [sha, report.batch_id.toUpperCase(), '', '../x']) assert.equal(isBatchId(bad), false, bad);
 });
 
 test("a refused file's message is the core's refusal", () => {
