@@ -77,10 +77,11 @@ pub mod warehouse;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
-pub use error::{Error, Stage};
+pub use error::{Error, ErrorCode, Stage};
 pub use pipeline::{
-    batch_id, check, date_from_file_name, is_batch_id, sniff_not_csv, transform, BatchHasher,
-    Config, Finished, Pipeline, StagedBatch, GIVE_UP_BYTES_PER_REJECT, GIVE_UP_MIN_ROWS,
+    batch_id, batch_id_of_sha256, check, date_from_file_name, is_batch_id, sniff_not_csv,
+    transform, BatchHasher, Config, Finished, Pipeline, StagedBatch, GIVE_UP_BYTES_PER_REJECT,
+    GIVE_UP_MIN_ROWS,
 };
 pub use report::{Code, Format, Issue, Report, Severity, Summary, TableCounts};
-pub use stage::{marker_key, Table, TableWriters};
+pub use stage::{marker_key, RejectsCsv, Table, TableWriters};

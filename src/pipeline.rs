@@ -1,7 +1,7 @@
 //! The stages wired together, fed by chunks.
 
 use crate::clean::{self, Cleaner, Kind};
-use crate::error::{Error, Stage};
+use crate::error::{Error, ErrorCode};
 use crate::privacy::{mask_card_numbers, RejectFields};
 use crate::read::{self, RawRecord, Reader};
 use crate::report::{Code, Format, Issue, Report, Severity};
@@ -60,7 +60,7 @@ impl BatchHasher {
     /// The batch id: the first 32 hex digits of the SHA-256.
     pub fn finish(self) -> String {
         let mut hex = self.sha256_hex();
-        hex.truncate(32);
+        hex.truncate(BATCH_ID_DIGITS);
         hex
     }
 }
@@ -76,11 +76,28 @@ pub fn batch_id(bytes: &[u8]) -> String {
     h.finish()
 }
 
+/// Hex digits of a batch id: the first of the SHA-256's 64.
+const BATCH_ID_DIGITS: usize = 32;
+
 /// True for a well-formed batch id (32 lowercase hex digits).
 pub fn is_batch_id(s: &str) -> bool {
-    s.len() == 32
+    s.len() == BATCH_ID_DIGITS
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The batch id of a file whose SHA-256 is `sha256_hex` (64 hex digits, in
+/// either case, as `sha256sum` prints or a client sends it): its first 32
+/// digits in lowercase; `None` for anything else.
+///
+/// ```
+/// let sha = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+/// assert_eq!(cafe_etl::batch_id_of_sha256(sha).as_deref(), Some(cafe_etl::batch_id(b"").as_str()));
+/// assert_eq!(cafe_etl::batch_id_of_sha256("abc"), None);
+/// ```
+pub fn batch_id_of_sha256(sha256_hex: &str) -> Option<String> {
+    (sha256_hex.len() == 64 && sha256_hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| sha256_hex[..BATCH_ID_DIGITS].to_ascii_lowercase())
 }
 
 /// The date a file name carries, as `(year, month, day)`: `leeds_09-05-2023_09-00-00.csv`
@@ -238,6 +255,8 @@ struct Processor<W: Write> {
     /// the `not_csv` message.
     markdown: bool,
     writers: Option<TableWriters<W>>,
+    /// The spreadsheet download of the rejected rows, when asked for.
+    rejects_csv: Option<stage::RejectsCsv>,
     batch_id: String,
     /// The `field_count` issue of the last such row, and the field count
     /// its message is for.
@@ -293,6 +312,9 @@ impl<W: Write> Processor<W> {
         self.report.rows_rejected += 1;
         if let Some(w) = self.writers.as_mut() {
             w.reject(line, &self.row_issues, kept)?;
+        }
+        if let Some(csv) = self.rejects_csv.as_mut() {
+            csv.reject(line, &self.row_issues, kept);
         }
         Ok(())
     }
@@ -413,12 +435,12 @@ impl<W: Write> Processor<W> {
                     // and cloned only into the report's list while it has
                     // room: no allocation per row past it.
                     self.report.rows_rejected += 1;
+                    let issue = std::slice::from_ref(&self.field_count_issue);
                     if let Some(w) = self.writers.as_mut() {
-                        w.reject(
-                            rec.line,
-                            std::slice::from_ref(&self.field_count_issue),
-                            &kept,
-                        )?;
+                        w.reject(rec.line, issue, &kept)?;
+                    }
+                    if let Some(csv) = self.rejects_csv.as_mut() {
+                        csv.reject(rec.line, issue, &kept);
                     }
                     if self.count(Code::FieldCount, Severity::Error) {
                         self.report.issues.push(self.field_count_issue.clone());
@@ -559,6 +581,9 @@ pub struct Finished<W> {
     /// The table writers in [`Table::ALL`](crate::Table::ALL) order, each
     /// holding a complete gzip file; `None` when only checking.
     pub tables: Option<Vec<W>>,
+    /// The rejected rows' download (the bytes not taken yet), when asked
+    /// for with [`Pipeline::with_rejects_csv`].
+    pub rejects_csv: Option<stage::RejectsCsv>,
 }
 
 impl Pipeline<std::io::Sink> {
@@ -584,8 +609,8 @@ impl<W: Write> Pipeline<W> {
         open: impl FnMut(crate::Table) -> W,
     ) -> Result<Pipeline<W>, Error> {
         if !is_batch_id(batch_id) {
-            return Err(Error::new(
-                Stage::Config,
+            return Err(Error::coded(
+                ErrorCode::BadBatchId,
                 format!("batch id {batch_id:?} is not 32 lowercase hex digits"),
             ));
         }
@@ -629,6 +654,7 @@ impl<W: Write> Pipeline<W> {
                 rows_with_columns: 0,
                 markdown: false,
                 writers,
+                rejects_csv: None,
                 batch_id: batch_id.clone().unwrap_or_default(),
                 field_count_issue: Issue {
                     line: 0,
@@ -685,6 +711,20 @@ impl<W: Write> Pipeline<W> {
         halted(self.reader.push(&pending, &mut |r| proc.feed(r)))
     }
 
+    /// Also makes the rejected rows' spreadsheet download
+    /// ([`RejectsCsv`](crate::stage::RejectsCsv)), whether staging or only
+    /// checking: the same rows as the staged reject file.
+    pub fn with_rejects_csv(mut self) -> Pipeline<W> {
+        self.proc.rejects_csv = Some(stage::RejectsCsv::new());
+        self
+    }
+
+    /// The rejected rows' download so far, when asked for, to take its bytes
+    /// mid-file.
+    pub fn rejects_csv_mut(&mut self) -> Option<&mut stage::RejectsCsv> {
+        self.proc.rejects_csv.as_mut()
+    }
+
     /// Table writers, for draining compressed bytes mid-file.
     pub fn tables_mut(&mut self) -> Option<&mut TableWriters<W>> {
         self.proc.writers.as_mut()
@@ -716,8 +756,8 @@ impl<W: Write> Pipeline<W> {
         };
         if let Some(expected) = &self.expected_batch_id {
             if *expected != id {
-                return Err(Error::new(
-                    Stage::Stage,
+                return Err(Error::coded(
+                    ErrorCode::BatchIdMismatch,
                     format!("the bytes have batch id {id}, not the {expected} given at the start: the file changed while it was read"),
                 ));
             }
@@ -804,7 +844,11 @@ impl<W: Write> Pipeline<W> {
             Some(w) => Some(w.finish()?),
             None => None,
         };
-        Ok(Finished { report, tables })
+        Ok(Finished {
+            report,
+            tables,
+            rejects_csv: proc.rejects_csv,
+        })
     }
 }
 
@@ -910,6 +954,25 @@ mod tests {
     }
 
     #[test]
+    fn batch_id_of_a_sha256_is_its_first_32_digits_in_lowercase() {
+        let sha = BatchHasher::new().sha256_hex();
+        let id = batch_id(b"");
+        for (input, want) in [
+            (sha.clone(), Some(id.clone())),
+            (sha.to_uppercase(), Some(id.clone())),
+            (sha[..63].to_string(), None),
+            (format!("{sha}0"), None),
+            (format!("{}g", &sha[..63]), None),
+            (id.clone(), None),
+            (String::new(), None),
+        ] {
+            assert_eq!(batch_id_of_sha256(&input), want, "{input}");
+        }
+        assert!(is_batch_id(&id));
+        assert!(!is_batch_id(&id.to_uppercase()));
+    }
+
+    #[test]
     fn conservation_and_refusals() {
         let r = check(b"timestamp,store\n\n", "h.csv", &Config::default());
         assert!(r.refused);
@@ -985,6 +1048,106 @@ mod tests {
         }
     }
 
+    /// Rows of a CSV text, read by an independent reader (the `csv` crate,
+    /// a native-only dev-dependency).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn csv_rows(text: &[u8]) -> Vec<Vec<String>> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text)
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect()
+    }
+
+    /// The rejected rows' download of `input` fed in `chunk`-byte pieces,
+    /// its bytes taken after every piece; and what the pipeline finished.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn download<W: Write>(
+        mut p: Pipeline<W>,
+        input: &[u8],
+        chunk: usize,
+    ) -> (Vec<u8>, Finished<W>) {
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk) {
+            p.push(piece).unwrap();
+            out.extend(p.rejects_csv_mut().unwrap().take());
+        }
+        let mut f = p.finish().unwrap();
+        let csv = f.rejects_csv.as_mut().unwrap();
+        out.extend(csv.take());
+        assert_eq!(csv.rows(), f.report.rows_rejected);
+        (out, f)
+    }
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn rejects_csv_is_the_staged_reject_file_made_safe() {
+        // Rejected rows whose kept cells a spreadsheet would run: a negative
+        // total, a store, a basket and a payment starting with = + @ -.
+        let input = concat!(
+            "25/08/2021 09:00,Leeds,Ann Example,Large Latte - 2.45,2.45,CARD,4111111111111111\n",
+            "25/08/2021 09:01,Leeds,Bo Example,Large Latte - 2.45,-2.45,CASH,\n",
+            "25/08/2021 09:02,=HYPERLINK(\"x\"),Cy Example,Large Latte - 2.45,2.45,CASH,\n",
+            "25/08/2021 09:03,Leeds,Di Example,\"+Large Latte - 2.45, @x\",2.45,CASH,\n",
+            "25/08/2021 09:04,Leeds,Ed Example,Large Latte - 2.45,2.45,-CARD,5555555555554444\n",
+            "not a date,Leeds,Fay Example,Large Latte - 2.45,2.45,CASH,\n",
+            "25/08/2021 09:05,Leeds\n",
+        )
+        .as_bytes();
+        let id = batch_id(input);
+        let staging = Pipeline::transform(Config::default(), "leeds.csv", &id, |_| Vec::new())
+            .unwrap()
+            .with_rejects_csv();
+        let (bytes, f) = download(staging, input, 40);
+        assert!(f.report.rows_rejected >= 5, "{:?}", f.report.issues);
+        // Only checking (no batch id, no table files) gives the same bytes.
+        let checking = Pipeline::check(Config::default(), "leeds.csv").with_rejects_csv();
+        assert_eq!(download(checking, input, 7).0, bytes);
+
+        let mut staged = Vec::new();
+        let gz = &f.tables.unwrap()[crate::Table::Rejects as usize];
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut staged)
+            .unwrap();
+        let staged = csv_rows(&staged);
+
+        let text = String::from_utf8(bytes).unwrap();
+        let body = text
+            .strip_prefix('\u{FEFF}')
+            .expect("a byte order mark first");
+        assert!(body.starts_with("line,codes,message,"), "{body}");
+        assert!(body.ends_with("\r\n") && !body.replace("\r\n", "").contains("\n\n"));
+        let rows = csv_rows(body.as_bytes());
+        assert_eq!(rows[0], crate::Table::Rejects.columns());
+        assert_eq!(rows.len() - 1, staged.len());
+        let unsafe_start = |c: &str| {
+            matches!(
+                c.as_bytes().first(),
+                Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+            )
+        };
+        for (got, want) in rows[1..].iter().zip(&staged) {
+            let safe: Vec<String> = want
+                .iter()
+                .map(|c| {
+                    if unsafe_start(c) {
+                        format!("'{c}")
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect();
+            assert_eq!(got, &safe);
+        }
+        assert!(text.contains("'-2.45"), "{text}");
+        for cell in rows.iter().flatten() {
+            assert!(!unsafe_start(cell), "{cell:?}");
+        }
+        for personal in ["Example", "4111111111111111", "5555555555554444"] {
+            assert!(!text.contains(personal), "{personal} in {text}");
+        }
+    }
+
     #[test]
     fn wrong_batch_id_is_an_error() {
         let mut p = Pipeline::transform(Config::default(), "x.csv", &batch_id(b"other"), |_| {
@@ -994,6 +1157,7 @@ mod tests {
         p.push(b"25/08/2021 09:00,Leeds,A,Large Latte - 2.45,2.45,CASH,\n")
             .unwrap();
         let e = p.finish().unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::BatchIdMismatch);
         assert!(
             e.to_string()
                 .starts_with("stage error: the bytes have batch id"),

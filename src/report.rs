@@ -321,6 +321,16 @@ impl Report {
             )
         })
     }
+
+    /// Why the file was refused, in one sentence to show (the refusal's
+    /// message); `None` when it was not.
+    pub fn refusal_message(&self) -> Option<String> {
+        self.refused.then(|| {
+            self.refusal()
+                .map(|i| i.message.clone())
+                .unwrap_or_else(|| "the file cannot be staged".to_string())
+        })
+    }
 }
 
 /// Formats pence as `12.34` (`-0.05` for negatives).
@@ -333,6 +343,42 @@ pub fn format_pence(pence: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_message_is_the_refusal_issues() {
+        let issue = |code, message: &str| Issue {
+            line: 0,
+            column: None,
+            code,
+            severity: Severity::Error,
+            message: message.to_string(),
+        };
+        let cases = [
+            (false, vec![issue(Code::EmptyFile, "x.csv is empty")], None),
+            (
+                true,
+                vec![issue(Code::EmptyFile, "x.csv is empty")],
+                Some("x.csv is empty"),
+            ),
+            (
+                true,
+                vec![
+                    issue(Code::BadPrice, "a row"),
+                    issue(Code::NotCsv, "x.csv is a PDF"),
+                ],
+                Some("x.csv is a PDF"),
+            ),
+            (true, vec![], Some("the file cannot be staged")),
+        ];
+        for (refused, issues, want) in cases {
+            let r = Report {
+                refused,
+                issues,
+                ..Report::default()
+            };
+            assert_eq!(r.refusal_message().as_deref(), want);
+        }
+    }
 
     #[test]
     fn pence_format() {

@@ -128,9 +128,49 @@ impl Table {
     }
 }
 
+/// The folder of the batch markers.
+const MARKERS: &str = "batches";
+
 /// `batches/<batch_id>.json`, relative to the root: the completion marker.
 pub fn marker_key(batch_id: &str) -> String {
-    format!("batches/{batch_id}.json")
+    format!("{MARKERS}/{batch_id}.json")
+}
+
+/// Every key of a batch, relative to the root, in commit order: the five
+/// table files ([`Table::ALL`]), then the marker.
+pub fn batch_keys(batch_id: &str) -> Vec<String> {
+    Table::ALL
+        .iter()
+        .map(|t| t.key(batch_id))
+        .chain([marker_key(batch_id)])
+        .collect()
+}
+
+/// What a key of the staging layout names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Staged {
+    /// A table file, `<table>/<batch_id>.csv.gz`.
+    Table(Table),
+    /// A batch's marker, `batches/<batch_id>.json`.
+    Marker,
+}
+
+impl Staged {
+    /// What `key` (relative to the root) is in the layout, if anything:
+    /// the folder and the file's ending tell (the id is not checked).
+    pub fn of_key(key: &str) -> Option<Staged> {
+        let (folder, file) = key.split_once('/')?;
+        if file.contains('/') {
+            return None;
+        }
+        let (id, what) = if folder == MARKERS {
+            (file.strip_suffix(".json")?, Staged::Marker)
+        } else {
+            let table = Table::ALL.into_iter().find(|t| t.name() == folder)?;
+            (file.strip_suffix(".csv.gz")?, Staged::Table(table))
+        };
+        (!id.is_empty()).then_some(what)
+    }
 }
 
 /// Appends one CSV field, quoted only when RFC 4180 needs it.
@@ -250,19 +290,172 @@ fn needs_quotes(field: &[u8]) -> bool {
     memchr::memchr3(b',', b'"', b'\n', field).is_some() || memchr::memchr(b'\r', field).is_some()
 }
 
-/// The five gzip-compressed table files of one batch, written row by row.
-pub struct TableWriters<W: Write> {
-    files: Vec<TableFile<W>>,
-    /// The reject row's codes and message are built here, reused from row
-    /// to row: a hostile file can hold millions of rejected rows, and each
-    /// must cost little more than its bytes.
+/// Makes rejected rows ([`Table::Rejects`]'s columns): the one place a
+/// reject row is made, for the staged file and the page's download
+/// ([`RejectsCsv`]) alike. The codes and message are built in buffers
+/// reused from row to row: a hostile file can hold millions of rejected
+/// rows, and each must cost little more than its bytes.
+#[derive(Debug, Default)]
+struct RejectRows {
     codes: String,
     message: String,
-    /// The last reject message written, the line of the first row of the
-    /// run of rows that had it, and how many rows in the run so far.
+    /// The last message written, the line of the first row of the run of
+    /// rows that had it, and how many rows in the run so far.
     run_message: String,
     run_line: u64,
     run_len: u64,
+}
+
+impl RejectRows {
+    /// Appends one rejected row and its `\n`, each text cell written by
+    /// `field`. Past the first [`FULL_MESSAGES_PER_RUN`] rows of a run with
+    /// the same message, the message is `same as line N`, N the run's first
+    /// row.
+    fn push(
+        &mut self,
+        buf: &mut Vec<u8>,
+        line: u64,
+        issues: &[Issue],
+        kept: &RejectFields<'_>,
+        field: fn(&mut Vec<u8>, &[u8]),
+    ) {
+        let (codes, message) = (&mut self.codes, &mut self.message);
+        codes.clear();
+        message.clear();
+        for (i, issue) in issues.iter().enumerate() {
+            if i > 0 {
+                message.push_str("; ");
+            }
+            if !issues[..i].iter().any(|earlier| earlier.code == issue.code) {
+                if !codes.is_empty() {
+                    codes.push(';');
+                }
+                codes.push_str(issue.code.as_str());
+            }
+            if let Some(c) = issue.column {
+                message.push_str("column ");
+                message.push_str(itoa::Buffer::new().format(c));
+                message.push_str(": ");
+            }
+            message.push_str(&issue.message);
+        }
+        if !message.is_empty() {
+            let before = message.len();
+            message.push_str("; ");
+            kept.write_note(message);
+            if message.len() == before + 2 {
+                message.truncate(before);
+            }
+        } else {
+            kept.write_note(message);
+        }
+        // The run is told by the message as built (the same text masks
+        // the same way), so a row of a run is neither masked nor quoted.
+        if *message == *self.run_message {
+            self.run_len += 1;
+        } else {
+            self.run_message.clear();
+            self.run_message.push_str(message);
+            self.run_line = line;
+            self.run_len = 1;
+        }
+        field(buf, itoa::Buffer::new().format(line).as_bytes());
+        buf.push(b',');
+        field(buf, codes.as_bytes());
+        buf.push(b',');
+        if self.run_len > FULL_MESSAGES_PER_RUN {
+            // Needs neither quotes nor a formula guard.
+            buf.extend_from_slice(b"same as line ");
+            buf.extend_from_slice(itoa::Buffer::new().format(self.run_line).as_bytes());
+        } else {
+            field(buf, mask_card_numbers(message).as_bytes());
+        }
+        // Always the five row columns, empty where nothing could be kept.
+        for value in kept.values() {
+            buf.push(b',');
+            field(buf, value.as_bytes());
+        }
+        buf.push(b'\n');
+    }
+}
+
+/// Whether a spreadsheet would run a cell as a formula: it starts with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return (OWASP, "CSV injection").
+fn formula_like(cell: &[u8]) -> bool {
+    matches!(
+        cell.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
+}
+
+/// Appends one field for a spreadsheet: a formula-like cell gets a leading
+/// single quote (shown as text, not run), then RFC 4180 quoting.
+fn push_safe_field(line: &mut Vec<u8>, field: &[u8]) {
+    if formula_like(field) {
+        let mut safe = Vec::with_capacity(field.len() + 1);
+        safe.push(b'\'');
+        safe.extend_from_slice(field);
+        push_field(line, &safe);
+    } else {
+        push_field(line, field);
+    }
+}
+
+/// The rejected rows as a CSV to open in a spreadsheet (the browser page's
+/// download): the rows of the staged `rejects/<batch_id>.csv.gz`, but plain
+/// (not gzip), after a UTF-8 byte order mark and a header line, with CRLF
+/// line ends and every formula-like cell neutralised with a leading `'`.
+/// It holds no name and no card number, as the staged file.
+#[derive(Debug, Default)]
+pub struct RejectsCsv {
+    buf: Vec<u8>,
+    rows: u64,
+    made: RejectRows,
+}
+
+impl RejectsCsv {
+    /// A download with its byte order mark and header line.
+    pub fn new() -> RejectsCsv {
+        let mut buf = "\u{FEFF}".as_bytes().to_vec();
+        for (i, c) in Table::Rejects.columns().iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            push_safe_field(&mut buf, c.as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        RejectsCsv {
+            buf,
+            rows: 0,
+            made: RejectRows::default(),
+        }
+    }
+
+    /// Appends a rejected row, as [`TableWriters::reject`] stages it.
+    pub fn reject(&mut self, line: u64, issues: &[Issue], kept: &RejectFields<'_>) {
+        self.made
+            .push(&mut self.buf, line, issues, kept, push_safe_field);
+        self.buf.pop();
+        self.buf.extend_from_slice(b"\r\n");
+        self.rows += 1;
+    }
+
+    /// Rows appended so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The bytes made since the last call (all of them concatenated in order
+    /// are the file), so a long download need not sit in memory twice.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+/// The five gzip-compressed table files of one batch, written row by row.
+pub struct TableWriters<W: Write> {
+    files: Vec<TableFile<W>>,
+    rows: RejectRows,
 }
 
 /// Rows of a run of rejected rows with one message that get it in full;
@@ -292,11 +485,7 @@ impl<W: Write> TableWriters<W> {
             .collect();
         TableWriters {
             files,
-            codes: String::new(),
-            message: String::new(),
-            run_message: String::new(),
-            run_line: 0,
-            run_len: 0,
+            rows: RejectRows::default(),
         }
     }
 
@@ -334,63 +523,10 @@ impl<W: Write> TableWriters<W> {
         issues: &[Issue],
         kept: &RejectFields<'_>,
     ) -> Result<(), Error> {
-        let (codes, message) = (&mut self.codes, &mut self.message);
-        codes.clear();
-        message.clear();
-        for (i, issue) in issues.iter().enumerate() {
-            if i > 0 {
-                message.push_str("; ");
-            }
-            let code = issue.code.as_str();
-            if !issues[..i].iter().any(|earlier| earlier.code == issue.code) {
-                if !codes.is_empty() {
-                    codes.push(';');
-                }
-                codes.push_str(code);
-            }
-            if let Some(c) = issue.column {
-                message.push_str("column ");
-                message.push_str(itoa::Buffer::new().format(c));
-                message.push_str(": ");
-            }
-            message.push_str(&issue.message);
-        }
-        if !message.is_empty() {
-            let before = message.len();
-            message.push_str("; ");
-            kept.write_note(message);
-            if message.len() == before + 2 {
-                message.truncate(before);
-            }
-        } else {
-            kept.write_note(message);
-        }
-        // The run is told by the message as built (the same text masks
-        // the same way), so a row of a run is neither masked nor quoted.
-        if *message == *self.run_message {
-            self.run_len += 1;
-        } else {
-            self.run_message.clear();
-            self.run_message.push_str(message);
-            self.run_line = line;
-            self.run_len = 1;
-        }
-        let f = &mut self.files[Table::Rejects as usize];
-        f.value(itoa::Buffer::new().format(line).as_bytes());
-        f.byte(b',');
-        f.text(codes.as_bytes());
-        f.byte(b',');
-        if self.run_len > FULL_MESSAGES_PER_RUN {
-            f.value(b"same as line ");
-            f.value(itoa::Buffer::new().format(self.run_line).as_bytes());
-        } else {
-            f.text(mask_card_numbers(message).as_bytes());
-        }
-        // Always the five row columns, empty where nothing could be kept.
-        for value in kept.values() {
-            f.byte(b',');
-            f.text(value.as_bytes());
-        }
+        let TableWriters { files, rows, .. } = self;
+        let f = &mut files[Table::Rejects as usize];
+        rows.push(&mut f.buf, line, issues, kept, push_field);
+        f.buf.pop(); // end_row adds the line end
         f.end_row(Table::Rejects)
     }
 
@@ -546,6 +682,49 @@ mod tests {
     }
 
     #[test]
+    fn formula_like_cells_get_a_quote_then_rfc_4180_quoting() {
+        // The expectations of the page's former JavaScript (www/csv.js).
+        let cases: &[(&str, &str)] = &[
+            ("=1+2", "'=1+2"),
+            ("+44 20", "'+44 20"),
+            ("-2.45", "'-2.45"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "\"'\rx\""),
+            ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+            ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
+            ("", ""),
+            ("Large Latte - 2.45", "Large Latte - 2.45"),
+            ("2.45", "2.45"),
+            ("'already", "'already"),
+            ("a=b", "a=b"),
+            (" =x", " =x"),
+            ("plain", "plain"),
+            ("a, b", "\"a, b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            ("two\nlines", "\"two\nlines\""),
+            ("12", "12"),
+        ];
+        for (cell, want) in cases {
+            let mut line = Vec::new();
+            push_safe_field(&mut line, cell.as_bytes());
+            assert_eq!(String::from_utf8(line).unwrap(), *want, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_csv_starts_with_a_bom_and_the_header() {
+        let mut csv = RejectsCsv::new();
+        assert_eq!(csv.rows(), 0);
+        let head = String::from_utf8(csv.take()).unwrap();
+        assert_eq!(
+            head,
+            "\u{FEFF}line,codes,message,timestamp,store,basket_items,total_price,cash_or_card\r\n"
+        );
+        assert!(csv.take().is_empty(), "take hands each byte over once");
+    }
+
+    #[test]
     fn pence_table() {
         for (p, want) in [
             (0, "0.00"),
@@ -579,6 +758,38 @@ mod tests {
     fn layout_keys() {
         assert_eq!(Table::BasketItems.key("ab"), "basket_items/ab.csv.gz");
         assert_eq!(marker_key("ab"), "batches/ab.json");
+        assert_eq!(
+            batch_keys("ab"),
+            [
+                "stores/ab.csv.gz",
+                "products/ab.csv.gz",
+                "transactions/ab.csv.gz",
+                "basket_items/ab.csv.gz",
+                "rejects/ab.csv.gz",
+                "batches/ab.json",
+            ]
+        );
+        for (key, want) in [
+            ("batches/ab.json", Some(Staged::Marker)),
+            ("rejects/ab.csv.gz", Some(Staged::Table(Table::Rejects))),
+            (
+                "basket_items/ab.csv.gz",
+                Some(Staged::Table(Table::BasketItems)),
+            ),
+            ("batches/ab.csv.gz", None),
+            ("stores/ab.json", None),
+            ("tables/ab.csv.gz", None),
+            ("stores/.csv.gz", None),
+            ("stores/x/ab.csv.gz", None),
+            ("index/stores/leeds/1-ab", None),
+            ("ab.json", None),
+            ("", None),
+        ] {
+            assert_eq!(Staged::of_key(key), want, "{key}");
+        }
+        for key in batch_keys("0123456789abcdef0123456789abcdef") {
+            assert!(Staged::of_key(&key).is_some(), "{key}");
+        }
         assert_eq!(
             Table::ALL.iter().map(|t| *t as usize).collect::<Vec<_>>(),
             vec![0, 1, 2, 3, 4]

@@ -1,8 +1,17 @@
 //! The WebAssembly binding: a thin, coarse layer over the core for the
 //! browser page and the edge worker. Bytes come in as `Uint8Array`, results
-//! go out as plain objects, errors as `Error` with the core's text.
+//! go out as plain objects.
+//!
+//! Errors: every export throws a plain JavaScript `Error` whose `message` is
+//! the core's user-facing text (`stage error: ...`) and whose `code` is a
+//! stable name (`CodedError` in the TypeScript declarations): the core's
+//! [`ErrorCode`](crate::ErrorCode) (`config`, `bad_batch_id`,
+//! `batch_id_mismatch`, `io`, `finished`), a token's reason or a store rule's
+//! code. JavaScript matches `e.code`, never the text, which may be reworded.
+//! (wasm-bindgen's `JsError` carries a message only, so the binding builds
+//! the `Error` itself with `js_sys::Error` and sets `code` on it.)
 
-use crate::{warehouse, Config, Pipeline as CorePipeline, Report, Table};
+use crate::{warehouse, Config, ErrorCode, Pipeline as CorePipeline, Report, Table};
 use js_sys::{Object, Reflect, Uint8Array};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
@@ -33,9 +42,15 @@ export interface PipelineOptions {
    *  batch_id is then ""): without SHA instructions in WebAssembly the hash
    *  is about a third of the work. Ignored when staging. */
   skipBatchId?: boolean;
+  /** Also make the rejected rows' spreadsheet download (`RejectsCsv`):
+   *  `takeRejectsCsv()` hands over its bytes so far, `finish()` the rest as
+   *  `rejectsCsv`. Works when only checking (no batch id needed). */
+  rejectsCsv?: boolean;
 }
 
 export type Severity = "error" | "warning";
+/** The layout a file was written in. */
+export type ReportFormat = "current" | "legacy-2020" | "unknown";
 export type IssueCode =
   | "field_count" | "bad_timestamp" | "bad_store" | "bad_basket" | "bad_price"
   | "total_mismatch" | "bad_payment" | "encoding" | "empty_file" | "not_csv"
@@ -94,7 +109,7 @@ export interface PreviewRow {
 export interface Report {
   batch_id: string;
   source: string;
-  format: "current" | "legacy-2020" | "unknown";
+  format: ReportFormat;
   /** Which secret made the customer keys: 16 hex digits of an HMAC of a
    *  fixed label, or "none" (the warehouse refuses to mix them). */
   customer_key_id: string;
@@ -139,20 +154,41 @@ export interface AccessConfig {
 /** A valid token's claims. */
 export interface TokenClaims { kid: string; store: string; expires: number; }
 
-/** Thrown by `verifyToken`, `checkStores`, `checkAccessConfig`, `mintToken`:
- *  an `Error` whose `code` is `malformed`, `unknown_kid`, `bad_signature`,
- *  `expired`, `too_long`, `revoked`, `empty_secret` (tokens), `wrong_store`,
- *  `store_not_registered` (stores) or `config` (the settings themselves).
- *  Thrown by `loadPlan`, `warehouseSchema`, `quarantineStatements`,
- *  `ledgerQuery` with `bad_marker`, `mixed_customer_keys`,
- *  `statement_too_long`, `bad_batch_id`, `bad_failure`, `too_many_ids` or
- *  `config`: each a permanent refusal (the same input fails again). */
-export interface CodedError extends Error { code: string; }
+/** The core's error codes (`ErrorCode` in src/error.rs). */
+export type ErrorCode = "config" | "bad_batch_id" | "batch_id_mismatch" | "io" | "finished";
+/** Why a token is refused (`TokenError::reason` in src/token.rs). */
+export type TokenErrorCode =
+  | "malformed" | "unknown_kid" | "bad_signature" | "expired" | "too_long" | "revoked" | "empty_secret";
+/** Why a file's stores break the one-store-per-branch rule. */
+export type StoreErrorCode = "wrong_store" | "store_not_registered";
+
+/** Why `loadPlan`, `warehouseSchema`, `quarantineStatements` or
+ *  `ledgerQuery` refuse: each a permanent refusal (the same input fails
+ *  again). */
+export type WarehouseErrorCode =
+  | "bad_marker" | "mixed_customer_keys" | "statement_too_long" | "bad_batch_id"
+  | "bad_failure" | "too_many_ids" | "config";
+
+/** What every export throws: an `Error` with the core's text and a stable
+ *  `code` to match (never the text). `verifyToken`, `mintToken`: a
+ *  `TokenErrorCode`; `checkStores`: a `StoreErrorCode`; bad settings or
+ *  options: `config`; the pipeline: an `ErrorCode`; the warehouse
+ *  statements: a `WarehouseErrorCode`. */
+export interface CodedError extends Error {
+  code: ErrorCode | TokenErrorCode | StoreErrorCode | WarehouseErrorCode;
+}
 
 export interface TransformResult {
   report: Report;
   /** Empty when the file was refused. The marker comes last. */
   files: StagedFiles;
+  /** With the `rejectsCsv` option (`Pipeline` only): the download's bytes
+   *  not taken yet. All of them, in order, are a CSV for a spreadsheet: a
+   *  UTF-8 byte order mark, a header line, the rows of
+   *  `rejects/<batch_id>.csv.gz` (no name, no card number) with CRLF line
+   *  ends, every cell starting with = + - @, a tab or a carriage return
+   *  prefixed with a single quote so that it is shown, not run. */
+  rejectsCsv?: Uint8Array;
 }
 
 /** One batch of `loadPlan`: its marker (`batches/<id>.json` as parsed
@@ -209,6 +245,9 @@ export interface DataApiLimits {
   /** Statements of one BatchExecuteStatement. */
   maxBatchStatements: number;
 }
+
+/** A table file of the staging layout, in commit order. */
+export type TableName = "stores" | "products" | "transactions" | "basket_items" | "rejects";
 "#;
 
 #[derive(Deserialize, Default)]
@@ -222,15 +261,20 @@ struct Options {
     preview_rows: Option<usize>,
     max_cache_bytes: Option<usize>,
     skip_batch_id: bool,
+    rejects_csv: bool,
 }
 
 impl Options {
-    fn parse(value: JsValue) -> Result<Options, JsError> {
+    fn parse(value: JsValue) -> Result<Options, JsValue> {
         if value.is_undefined() || value.is_null() {
             return Ok(Options::default());
         }
-        serde_wasm_bindgen::from_value(value)
-            .map_err(|e| JsError::new(&format!("config error: options: {e}")))
+        serde_wasm_bindgen::from_value(value).map_err(|e| {
+            js_error(&crate::Error::coded(
+                ErrorCode::Config,
+                format!("options: {e}"),
+            ))
+        })
     }
 
     fn config(&self) -> Config {
@@ -253,11 +297,16 @@ impl Options {
     }
 }
 
-fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsError> {
+fn to_js<T: serde::Serialize>(value: &T) -> Result<JsValue, JsValue> {
     let s = serde_wasm_bindgen::Serializer::json_compatible();
     value
         .serialize(&s)
-        .map_err(|e| JsError::new(&format!("stage error: {e}")))
+        .map_err(|e| js_error(&crate::Error::coded(ErrorCode::Io, e.to_string())))
+}
+
+/// The thrown value for a core error: its text, and its code as `code`.
+fn js_error(e: &crate::Error) -> JsValue {
+    coded(e.code().as_str(), &e.to_string())
 }
 
 fn set(obj: &Object, key: &str, value: &JsValue) {
@@ -265,7 +314,7 @@ fn set(obj: &Object, key: &str, value: &JsValue) {
     let _ = Reflect::set(obj, &JsValue::from_str(key), value);
 }
 
-fn result_object(report: &Report, files: &[(String, Vec<u8>)]) -> Result<JsValue, JsError> {
+fn result_object(report: &Report, files: &[(String, Vec<u8>)]) -> Result<JsValue, JsValue> {
     let out = Object::new();
     set(&out, "report", &to_js(report)?);
     let map = Object::new();
@@ -276,12 +325,24 @@ fn result_object(report: &Report, files: &[(String, Vec<u8>)]) -> Result<JsValue
     Ok(out.into())
 }
 
+/// `result` with the rest of the rejected rows' download, when asked for.
+fn with_rejects(result: JsValue, rejects: Option<crate::RejectsCsv>) -> Result<JsValue, JsValue> {
+    if let Some(mut csv) = rejects {
+        set(
+            result.unchecked_ref(),
+            "rejectsCsv",
+            &Uint8Array::from(&csv.take()[..]).into(),
+        );
+    }
+    Ok(result)
+}
+
 /// Validates a whole file held in memory and returns its report.
 #[wasm_bindgen(unchecked_return_type = "Report")]
 pub fn check(
     bytes: &[u8],
     #[wasm_bindgen(unchecked_param_type = "PipelineOptions")] options: JsValue,
-) -> Result<JsValue, JsError> {
+) -> Result<JsValue, JsValue> {
     let o = Options::parse(options)?;
     let report = crate::check(bytes, o.source.as_deref().unwrap_or(""), &o.config());
     to_js(&report)
@@ -293,10 +354,10 @@ pub fn check(
 pub fn transform(
     bytes: &[u8],
     #[wasm_bindgen(unchecked_param_type = "PipelineOptions")] options: JsValue,
-) -> Result<JsValue, JsError> {
+) -> Result<JsValue, JsValue> {
     let o = Options::parse(options)?;
     let staged = crate::transform(bytes, o.source.as_deref().unwrap_or(""), &o.config())
-        .map_err(|e| JsError::new(&e.to_string()))?;
+        .map_err(|e| js_error(&e))?;
     result_object(&staged.report, &staged.files)
 }
 
@@ -304,6 +365,20 @@ pub fn transform(
 #[wasm_bindgen(js_name = batchId)]
 pub fn batch_id(bytes: &[u8]) -> String {
     crate::batch_id(bytes)
+}
+
+/// The batch id of a file from its SHA-256 in hex (64 digits, either case):
+/// `null` when it is not one. For a hash made elsewhere (WebCrypto, the
+/// `X-Content-SHA256` header).
+#[wasm_bindgen(js_name = batchIdOfSha256, unchecked_return_type = "string | null")]
+pub fn batch_id_of_sha256(sha256: &str) -> JsValue {
+    crate::batch_id_of_sha256(sha256).map_or(JsValue::NULL, |id| JsValue::from_str(&id))
+}
+
+/// Whether `id` is a batch id (32 lowercase hex digits), e.g. in a URL.
+#[wasm_bindgen(js_name = isBatchId)]
+pub fn is_batch_id(id: &str) -> bool {
+    crate::is_batch_id(id)
 }
 
 #[derive(Deserialize, Default)]
@@ -324,7 +399,7 @@ fn coded(code: &str, message: &str) -> JsValue {
 }
 
 fn config_error(e: impl std::fmt::Display) -> JsValue {
-    coded("config", &e.to_string())
+    coded(ErrorCode::Config.as_str(), &e.to_string())
 }
 
 impl AccessOptions {
@@ -454,6 +529,63 @@ pub fn customer_key_id(secret: Option<String>) -> String {
     crate::clean::customer_key_id(secret.as_deref())
 }
 
+/// The keys of a batch relative to the staging root, in commit order: the
+/// five table files, then the marker (the layout of src/stage.rs). The
+/// worker puts its bucket prefix before them.
+#[wasm_bindgen(js_name = stagingKeys)]
+pub fn staging_keys(batch_id: &str) -> Vec<String> {
+    crate::stage::batch_keys(batch_id)
+}
+
+/// The table files of the staging layout, in commit order.
+#[wasm_bindgen(js_name = stagingTables, unchecked_return_type = "TableName[]")]
+pub fn staging_tables() -> Result<JsValue, JsValue> {
+    to_js(&Table::ALL)
+}
+
+/// What a key relative to the staging root names: a table (its name),
+/// `"marker"`, or `null` for anything else (the worker words its errors
+/// with it, never naming the key).
+#[wasm_bindgen(js_name = stagedObject, unchecked_return_type = "TableName | \"marker\" | null")]
+pub fn staged_object(key: &str) -> Result<JsValue, JsValue> {
+    match crate::stage::Staged::of_key(key) {
+        Some(crate::stage::Staged::Table(t)) => to_js(&t),
+        Some(crate::stage::Staged::Marker) => Ok(JsValue::from_str("marker")),
+        None => Ok(JsValue::NULL),
+    }
+}
+
+/// The parts of a report the refusal rule reads.
+#[derive(Deserialize)]
+struct RefusalView {
+    #[serde(default)]
+    refused: bool,
+    #[serde(default)]
+    issues: Vec<crate::Issue>,
+}
+
+/// Why a report's file was refused, in one sentence to show
+/// (`Report::refusal_message`); `null` when it was not refused.
+#[wasm_bindgen(js_name = refusalMessage, unchecked_return_type = "string | null")]
+pub fn refusal_message(
+    #[wasm_bindgen(unchecked_param_type = "Report")] report: JsValue,
+) -> Result<JsValue, JsValue> {
+    let v: RefusalView = serde_wasm_bindgen::from_value(report).map_err(|e| {
+        js_error(&crate::Error::coded(
+            ErrorCode::Config,
+            format!("report: {e}"),
+        ))
+    })?;
+    let report = Report {
+        refused: v.refused,
+        issues: v.issues,
+        ..Report::default()
+    };
+    Ok(report
+        .refusal_message()
+        .map_or(JsValue::NULL, |m| JsValue::from_str(&m)))
+}
+
 /// The crate version, for logs.
 #[wasm_bindgen]
 pub fn version() -> String {
@@ -473,30 +605,26 @@ impl BatchHasher {
     }
 
     /// Adds a chunk.
-    pub fn update(&mut self, chunk: &[u8]) -> Result<(), JsError> {
+    pub fn update(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
         self.0
             .as_mut()
-            .ok_or_else(|| JsError::new("config error: the hasher is finished"))?
+            .ok_or_else(|| finished("hasher"))?
             .update(chunk);
         Ok(())
     }
 
     /// The full SHA-256 in hex (64 digits); the hasher is then finished.
-    pub fn sha256(&mut self) -> Result<String, JsError> {
+    pub fn sha256(&mut self) -> Result<String, JsValue> {
         Ok(self
             .0
             .take()
-            .ok_or_else(|| JsError::new("config error: the hasher is finished"))?
+            .ok_or_else(|| finished("hasher"))?
             .sha256_hex())
     }
 
     /// The batch id (32 hex digits); the hasher is then finished.
-    pub fn finish(&mut self) -> Result<String, JsError> {
-        Ok(self
-            .0
-            .take()
-            .ok_or_else(|| JsError::new("config error: the hasher is finished"))?
-            .finish())
+    pub fn finish(&mut self) -> Result<String, JsValue> {
+        Ok(self.0.take().ok_or_else(|| finished("hasher"))?.finish())
     }
 }
 
@@ -520,8 +648,11 @@ pub struct Pipeline {
     inner: Option<Inner>,
 }
 
-fn finished() -> JsError {
-    JsError::new("config error: the pipeline is finished")
+fn finished(what: &str) -> JsValue {
+    js_error(&crate::Error::coded(
+        ErrorCode::Finished,
+        format!("the {what} is finished"),
+    ))
 }
 
 #[wasm_bindgen]
@@ -530,27 +661,41 @@ impl Pipeline {
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "PipelineOptions")] options: JsValue,
-    ) -> Result<Pipeline, JsError> {
+    ) -> Result<Pipeline, JsValue> {
         let o = Options::parse(options)?;
         let source = o.source.clone().unwrap_or_default();
         let inner = match &o.batch_id {
-            Some(id) => Inner::Stage(
-                CorePipeline::transform(o.config(), &source, id, |_| Vec::new())
-                    .map_err(|e| JsError::new(&e.to_string()))?,
-                id.clone(),
-            ),
-            None => Inner::Check(CorePipeline::check(o.config(), &source)),
+            Some(id) => {
+                let p = CorePipeline::transform(o.config(), &source, id, |_| Vec::new())
+                    .map_err(|e| js_error(&e))?;
+                Inner::Stage(
+                    if o.rejects_csv {
+                        p.with_rejects_csv()
+                    } else {
+                        p
+                    },
+                    id.clone(),
+                )
+            }
+            None => {
+                let p = CorePipeline::check(o.config(), &source);
+                Inner::Check(if o.rejects_csv {
+                    p.with_rejects_csv()
+                } else {
+                    p
+                })
+            }
         };
         Ok(Pipeline { inner: Some(inner) })
     }
 
     /// Feeds the next chunk.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsError> {
-        let r = match self.inner.as_mut().ok_or_else(finished)? {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        let r = match self.inner.as_mut().ok_or_else(|| finished("pipeline"))? {
             Inner::Check(p) => p.push(chunk),
             Inner::Stage(p, _) => p.push(chunk),
         };
-        r.map_err(|e| JsError::new(&e.to_string()))
+        r.map_err(|e| js_error(&e))
     }
 
     /// Bytes pushed so far.
@@ -577,7 +722,7 @@ impl Pipeline {
     /// (only tables with new bytes are listed). Concatenated in order with
     /// what `finish()` returns, they are the complete gzip files.
     #[wasm_bindgen(unchecked_return_type = "StagedFiles")]
-    pub fn drain(&mut self) -> Result<JsValue, JsError> {
+    pub fn drain(&mut self) -> Result<JsValue, JsValue> {
         let out = Object::new();
         if let Some(Inner::Stage(p, id)) = self.inner.as_mut() {
             let id = id.clone();
@@ -591,9 +736,21 @@ impl Pipeline {
                 }
             }
         } else if self.inner.is_none() {
-            return Err(finished());
+            return Err(finished("pipeline"));
         }
         Ok(out.into())
+    }
+
+    /// The rejected rows' download made since the last call (empty without
+    /// the `rejectsCsv` option), so that a long one need not sit in
+    /// WebAssembly memory; see `TransformResult.rejectsCsv`.
+    #[wasm_bindgen(js_name = takeRejectsCsv)]
+    pub fn take_rejects_csv(&mut self) -> Result<Vec<u8>, JsValue> {
+        let csv = match self.inner.as_mut().ok_or_else(|| finished("pipeline"))? {
+            Inner::Check(p) => p.rejects_csv_mut(),
+            Inner::Stage(p, _) => p.rejects_csv_mut(),
+        };
+        Ok(csv.map(|c| c.take()).unwrap_or_default())
     }
 
     /// Ends the input: the report, and (when staging and not refused) the
@@ -601,16 +758,16 @@ impl Pipeline {
     /// `batches/<batch_id>.json`. Fails if the bytes pushed do not have the
     /// batch id given at the start.
     #[wasm_bindgen(unchecked_return_type = "TransformResult")]
-    pub fn finish(&mut self) -> Result<JsValue, JsError> {
-        match self.inner.take().ok_or_else(finished)? {
+    pub fn finish(&mut self) -> Result<JsValue, JsValue> {
+        match self.inner.take().ok_or_else(|| finished("pipeline"))? {
             Inner::Check(p) => {
-                let f = p.finish().map_err(|e| JsError::new(&e.to_string()))?;
-                result_object(&f.report, &[])
+                let f = p.finish().map_err(|e| js_error(&e))?;
+                with_rejects(result_object(&f.report, &[])?, f.rejects_csv)
             }
             Inner::Stage(p, id) => {
-                let f = p.finish().map_err(|e| JsError::new(&e.to_string()))?;
+                let f = p.finish().map_err(|e| js_error(&e))?;
                 if f.report.refused {
-                    return result_object(&f.report, &[]);
+                    return with_rejects(result_object(&f.report, &[])?, f.rejects_csv);
                 }
                 let mut files: Vec<(String, Vec<u8>)> = Table::ALL
                     .iter()
@@ -618,7 +775,7 @@ impl Pipeline {
                     .map(|(t, b)| (t.key(&id), b))
                     .collect();
                 files.push((crate::marker_key(&id), f.report.to_json().into_bytes()));
-                result_object(&f.report, &files)
+                with_rejects(result_object(&f.report, &files)?, f.rejects_csv)
             }
         }
     }

@@ -156,7 +156,7 @@ function addFiles(files) {
 
 async function checkFile(entry) {
   try {
-    const { report } = await engine.request('check', { file: entry.file }, {
+    const { report, refusal } = await engine.request('check', { file: entry.file }, {
       onId: (id) => { entry.requestId = id; },
       onProgress: (p) => {
         entry.phase = 'reading';
@@ -166,6 +166,7 @@ async function checkFile(entry) {
       },
     });
     entry.report = report;
+    entry.refusal = refusal; // the core's sentence (Report::refusal_message), null unless refused
     entry.phase = 'done';
     entry.bytes = entry.file.size;
     renderCard(entry);
@@ -182,17 +183,11 @@ async function checkFile(entry) {
 
 function describe(entry) {
   const r = entry.report;
-  if (r.refused) return `${entry.file.name}: refused. ${refusalText(r)}`;
+  if (r.refused) return `${entry.file.name}: refused. ${entry.refusal}`;
   const parts = [`${entry.file.name}: ${plural(r.rows_read, 'row')} read, ${count.format(r.rows_staged)} ready to send`];
   if (r.rows_rejected) parts.push(`${count.format(r.rows_rejected)} rejected`);
   if (r.warnings) parts.push(plural(r.warnings, 'warning'));
   return `${parts.join(', ')}.`;
-}
-
-/** The core lists a refusal first (empty_file, not_csv, too_many_rejects, ...), as the worker reads it. */
-function refusalText(r) {
-  const issue = r.refused ? r.issues[0] : undefined;
-  return issue && issue.line === 0 ? issue.message : 'The file cannot be staged.';
 }
 
 // ------------------------------------------------------------------ cards
@@ -358,7 +353,7 @@ function renderSummary(entry) {
   if (r.refused) {
     const p = document.createElement('p');
     p.className = 'error';
-    p.textContent = `This file cannot be sent: ${refusalText(r)}`;
+    p.textContent = `This file cannot be sent: ${entry.refusal}`;
     card.summary.append(p);
   }
 }
@@ -476,12 +471,12 @@ async function downloadRejects(entry) {
   announce(`Preparing the rejected rows of ${entry.file.name}…`);
   try {
     const card = elements.cards.get(entry.key);
-    const { csv, rows } = await engine.request('rejects', { file: entry.file, batchId: entry.report.batch_id }, {
+    const { csv, rows } = await engine.request('rejects', { file: entry.file }, {
       onProgress: (p) => {
         if (card) card.download.textContent = `Preparing the rejected rows… ${Math.floor((p.bytes / Math.max(1, p.total)) * 100)}%`;
       },
     });
-    const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv;charset=utf-8' }));
+    const url = URL.createObjectURL(csv);
     const a = document.createElement('a');
     a.href = url;
     a.download = `${entry.file.name.replace(/\.csv$/i, '')}.rejected.csv`;

@@ -50,6 +50,7 @@ export class Engine {
       p.resolve(data);
     } else {
       const err = new Error(data && data.message ? data.message : 'the checker failed');
+      err.code = data && data.code ? data.code : null; // the core's stable code, to match instead of the text
       err.cancelled = Boolean(data && data.cancelled);
       p.reject(err);
     }

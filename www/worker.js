@@ -3,21 +3,21 @@
 //
 // Protocol (like ffmpeg.wasm or sql.js): the page posts {id, type, data};
 // the worker answers with any number of {id, type: 'progress', data} then
-// exactly one {id, type: 'result', data} or {id, type: 'error', data: {message}}.
+// exactly one {id, type: 'result', data} or {id, type: 'error', data: {message, code}}
+// (code: the core's stable error code, when the core threw).
 // Requests run one at a time in arrival order, except {type: 'cancel',
 // data: {id}}, which stops the request `id` at its next chunk. Result
 // buffers are transferred, not copied.
 //
-//   check   {file}            -> {report}                 progress {bytes, total, rows}
-//   rejects {file, batchId}   -> {csv: ArrayBuffer, rows} progress {bytes, total, rows}
+//   check   {file}            -> {report, refusal}        progress {bytes, total, rows}
+//   rejects {file}            -> {csv: Blob, rows}        progress {bytes, total, rows}
 //   hash    {file}            -> {sha256, batchId}        progress {bytes, total}
 //   version {}                -> {version}
 
-import init, { Pipeline, BatchHasher, version } from './pkg/cafe_etl.js';
-import { REJECT_COLUMNS, parseCsv, toCsv } from './csv.js';
+import init, { Pipeline, BatchHasher, batchIdOfSha256, refusalMessage, version } from './pkg/cafe_etl.js';
 
 const PROGRESS_EVERY_MS = 100;
-/** Staged bytes are drained out of wasm memory after this many input bytes. */
+/** The download's bytes are taken out of wasm memory after this many input bytes. */
 const DRAIN_EVERY = 8 * 1024 * 1024;
 
 const ready = init().catch((e) => {
@@ -47,7 +47,8 @@ async function run(id, type, data) {
     self.postMessage({ id, type: 'result', data: result }, transfer || []);
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
-    self.postMessage({ id, type: 'error', data: { message, cancelled: e instanceof Cancelled } });
+    const code = typeof e?.code === 'string' ? e.code : null;
+    self.postMessage({ id, type: 'error', data: { message, code, cancelled: e instanceof Cancelled } });
   } finally {
     cancelled.delete(id);
   }
@@ -87,13 +88,13 @@ const handlers = {
     return { result: { version: version() } };
   },
 
-  /** Validates the file in one streaming pass: the report. */
+  /** Validates the file in one streaming pass: the report, and the core's sentence when it is refused. */
   async check(id, { file }) {
     const p = new Pipeline({ source: file.name, previewRows: 20 });
     try {
       await eachChunk(id, file, (chunk) => p.push(chunk), () => ({ rows: p.rowsRead }));
       const { report } = p.finish();
-      return { result: { report } };
+      return { result: { report, refusal: refusalMessage(report) } };
     } finally {
       p.free();
     }
@@ -105,25 +106,21 @@ const handlers = {
     try {
       await eachChunk(id, file, (chunk) => h.update(chunk));
       const sha256 = h.sha256();
-      return { result: { sha256, batchId: sha256.slice(0, 32) } };
+      return { result: { sha256, batchId: batchIdOfSha256(sha256) } };
     } finally {
       h.free();
     }
   },
 
   /**
-   * The rejected rows as a spreadsheet-safe CSV: stages the file again (the
-   * batch id must be known before the first row, so this is a second pass),
-   * keeps only `rejects/<id>.csv.gz`, gunzips it and neutralises every cell.
-   * The reject file holds no name and no card number.
+   * The rejected rows as a spreadsheet-safe CSV, made by the core
+   * (`rejectsCsv`: the rows of the staged reject file, formula cells
+   * neutralised, no name and no card number) in a second checking pass;
+   * its bytes are taken out of wasm memory as they come, into a Blob.
    */
-  async rejects(id, { file, batchId }) {
-    const p = new Pipeline({ source: file.name, batchId, previewRows: 0 });
-    const key = `rejects/${batchId}.csv.gz`;
-    const gz = [];
-    const keep = (files) => {
-      if (files[key]) gz.push(files[key]);
-    };
+  async rejects(id, { file }) {
+    const p = new Pipeline({ source: file.name, previewRows: 0, skipBatchId: true, rejectsCsv: true });
+    const parts = [];
     try {
       let since = 0;
       await eachChunk(id, file, (chunk) => {
@@ -131,21 +128,13 @@ const handlers = {
         since += chunk.byteLength;
         if (since >= DRAIN_EVERY) {
           since = 0;
-          keep(p.drain());
+          parts.push(p.takeRejectsCsv());
         }
       }, () => ({ rows: p.rowsRead }));
-      keep(p.drain());
-      const { report, files } = p.finish();
-      keep(files);
-      const text = gz.length
-        ? await new Response(new Blob(gz).stream().pipeThrough(new DecompressionStream('gzip'))).text()
-        : '';
-      const rows = parseCsv(text);
-      const csv = new TextEncoder().encode('\uFEFF' + toCsv([REJECT_COLUMNS, ...rows]));
-      return {
-        result: { csv: csv.buffer, rows: rows.length, rowsRejected: report.rows_rejected },
-        transfer: [csv.buffer],
-      };
+      const { report, rejectsCsv } = p.finish();
+      parts.push(rejectsCsv);
+      const csv = new Blob(parts, { type: 'text/csv;charset=utf-8' });
+      return { result: { csv, rows: report.rows_rejected } };
     } finally {
       p.free();
     }

@@ -187,8 +187,8 @@ pub fn gunzip(bytes: &[u8]) -> String {
 }
 
 /// The message of a binding error, checking that JavaScript sees an `Error`.
-pub fn js_error_message(err: wasm_bindgen::JsError) -> String {
-    let value = JsValue::from(err);
+pub fn js_error_message(err: impl Into<JsValue>) -> String {
+    let value: JsValue = err.into();
     assert!(
         value.is_instance_of::<js_sys::Error>(),
         "a JS Error, got {value:?}"
@@ -196,6 +196,15 @@ pub fn js_error_message(err: wasm_bindgen::JsError) -> String {
     let e: js_sys::Error = value.unchecked_into();
     assert_eq!(String::from(e.name()), "Error");
     String::from(e.message())
+}
+
+/// The `code` and message of a binding error (a `CodedError`).
+pub fn js_error_code(err: impl Into<JsValue>) -> (String, String) {
+    let value: JsValue = err.into();
+    let code = get(&value, "code")
+        .as_string()
+        .unwrap_or_else(|| panic!("an Error with a string code, got {value:?}"));
+    (code, js_error_message(value))
 }
 
 /// Runs a whole input through a streaming Pipeline, fed in the given pieces;
@@ -401,7 +410,7 @@ fn real_exports_stream_in_chunks_with_drain_as_transform() {
 }
 
 #[wasm_bindgen_test]
-fn errors_are_js_errors_with_the_core_text() {
+fn errors_are_js_errors_with_the_core_text_and_a_stable_code() {
     // A batch id that is not one: the core's own message, word for word.
     let core = cafe_etl::Pipeline::transform(
         cafe_etl::Config::default(),
@@ -410,15 +419,18 @@ fn errors_are_js_errors_with_the_core_text() {
         |_| Vec::new(),
     )
     .err()
-    .expect("the core refuses it")
-    .to_string();
+    .expect("the core refuses it");
     let err = wasm::Pipeline::new(options(
         json!({ "source": "x.csv", "batchId": "not-a-batch-id" }),
     ))
     .err()
     .unwrap();
-    assert_eq!(js_error_message(err), core);
-    assert!(core.starts_with("config error:"), "{core}");
+    assert_eq!(
+        js_error_code(err),
+        ("bad_batch_id".to_string(), core.to_string())
+    );
+    assert_eq!(core.code().as_str(), "bad_batch_id");
+    assert!(core.to_string().starts_with("config error:"), "{core}");
 
     // Bytes that are not those of the batch id given at the start.
     let real = &real_files()[0];
@@ -427,7 +439,8 @@ fn errors_are_js_errors_with_the_core_text() {
     ))
     .unwrap();
     p.push(real.bytes).unwrap();
-    let msg = js_error_message(p.finish().err().unwrap());
+    let (code, msg) = js_error_code(p.finish().err().unwrap());
+    assert_eq!(code, "batch_id_mismatch");
     assert!(
         msg.starts_with("stage error: the bytes have batch id"),
         "{msg}"
@@ -438,29 +451,32 @@ fn errors_are_js_errors_with_the_core_text() {
     let mut p = wasm::Pipeline::new(JsValue::UNDEFINED).unwrap();
     p.push(real.bytes).unwrap();
     p.finish().unwrap();
-    assert_eq!(
-        js_error_message(p.push(b"more").err().unwrap()),
-        "config error: the pipeline is finished"
+    let finished = (
+        "finished".to_string(),
+        "config error: the pipeline is finished".to_string(),
     );
-    assert_eq!(
-        js_error_message(p.finish().err().unwrap()),
-        "config error: the pipeline is finished"
-    );
+    assert_eq!(js_error_code(p.push(b"more").err().unwrap()), finished);
+    assert_eq!(js_error_code(p.finish().err().unwrap()), finished);
+    assert_eq!(js_error_code(p.drain().err().unwrap()), finished);
 
     // Options of the wrong type.
-    let msg = js_error_message(
+    let (code, msg) = js_error_code(
         wasm::check(b"", options(json!({ "maxIssues": "many" })))
             .err()
             .unwrap(),
     );
+    assert_eq!(code, "config");
     assert!(msg.starts_with("config error: options:"), "{msg}");
 
     // A finished hasher.
     let mut h = wasm::BatchHasher::new();
     h.finish().unwrap();
     assert_eq!(
-        js_error_message(h.update(b"x").err().unwrap()),
-        "config error: the hasher is finished"
+        js_error_code(h.update(b"x").err().unwrap()),
+        (
+            "finished".to_string(),
+            "config error: the hasher is finished".to_string()
+        )
     );
 }
 
@@ -632,4 +648,121 @@ fn max_cache_bytes_caps_the_product_cache_and_keeps_the_rows() {
         );
     }
     assert_eq!(report["rows_staged"], capped_report["rows_staged"]);
+}
+
+#[wasm_bindgen_test]
+fn staging_keys_tables_and_key_kinds_are_the_cores_layout() {
+    let id = "0123456789abcdef0123456789abcdef";
+    let keys = wasm::staging_keys(id);
+    assert_eq!(keys, cafe_etl::stage::batch_keys(id));
+    // The files `transform` stages are these keys, in this order.
+    let real = &real_files()[0];
+    let result = wasm::transform(real.bytes, options(json!({ "source": real.name }))).unwrap();
+    let staged: Vec<String> = files(&result).into_iter().map(|(k, _)| k).collect();
+    let batch = to_json(&get(&result, "report"))["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(staged, wasm::staging_keys(&batch));
+    let tables = to_json(&wasm::staging_tables().unwrap());
+    assert_eq!(
+        tables,
+        json!([
+            "stores",
+            "products",
+            "transactions",
+            "basket_items",
+            "rejects"
+        ])
+    );
+    let kinds: Vec<Value> = keys
+        .iter()
+        .map(|k| to_json(&wasm::staged_object(k).unwrap()))
+        .collect();
+    assert_eq!(
+        Value::Array(kinds),
+        json!([
+            "stores",
+            "products",
+            "transactions",
+            "basket_items",
+            "rejects",
+            "marker"
+        ])
+    );
+    assert!(wasm::staged_object("index/stores/leeds/1-x")
+        .unwrap()
+        .is_null());
+}
+
+#[wasm_bindgen_test]
+fn batch_id_rules_are_the_cores() {
+    let mut h = wasm::BatchHasher::new();
+    h.update(b"some bytes").unwrap();
+    let sha = h.sha256().unwrap();
+    let id = wasm::batch_id(b"some bytes");
+    assert_eq!(wasm::batch_id_of_sha256(&sha).as_string(), Some(id.clone()));
+    assert_eq!(
+        wasm::batch_id_of_sha256(&sha.to_uppercase()).as_string(),
+        Some(id.clone())
+    );
+    assert!(wasm::batch_id_of_sha256(&id).is_null());
+    assert!(wasm::is_batch_id(&id));
+    assert!(!wasm::is_batch_id(&sha));
+}
+
+#[wasm_bindgen_test]
+fn refusal_message_is_the_cores_sentence() {
+    let result = wasm::transform(b"", options(json!({ "source": "empty.csv" }))).unwrap();
+    let report = get(&result, "report");
+    let msg = wasm::refusal_message(report.clone()).unwrap().as_string();
+    let core = cafe_etl::check(b"", "empty.csv", &cafe_etl::Config::default());
+    assert_eq!(msg, core.refusal_message());
+    assert!(msg.unwrap().starts_with("empty.csv is empty"));
+    let real = &real_files()[0];
+    let ok = wasm::check(real.bytes, options(json!({ "source": real.name }))).unwrap();
+    assert!(wasm::refusal_message(ok).unwrap().is_null());
+    let (code, _) = js_error_code(wasm::refusal_message(JsValue::from_str("x")).err().unwrap());
+    assert_eq!(code, "config");
+}
+
+#[wasm_bindgen_test]
+fn rejects_csv_comes_from_the_core_in_pieces() {
+    let input = tricky_export();
+    let mut p = wasm::Pipeline::new(options(
+        json!({ "source": "chesterfield_25-08-2021.csv", "rejectsCsv": true, "skipBatchId": true }),
+    ))
+    .unwrap();
+    let mut csv = Vec::new();
+    for piece in input.chunks(17) {
+        p.push(piece).unwrap();
+        csv.extend(p.take_rejects_csv().unwrap());
+    }
+    let result = p.finish().unwrap();
+    csv.extend(
+        get(&result, "rejectsCsv")
+            .dyn_into::<Uint8Array>()
+            .unwrap()
+            .to_vec(),
+    );
+    let report = to_json(&get(&result, "report"));
+    // The core's own download of the same bytes, whole.
+    let mut core =
+        cafe_etl::Pipeline::check(cafe_etl::Config::default(), "chesterfield_25-08-2021.csv")
+            .with_rejects_csv();
+    core.push(&input).unwrap();
+    let mut want = core.finish().unwrap().rejects_csv.unwrap();
+    assert_eq!(csv, want.take());
+    assert_eq!(want.rows(), report["rows_rejected"].as_u64().unwrap());
+    assert!(want.rows() >= 1);
+    let text = String::from_utf8(csv).unwrap();
+    assert!(text.starts_with("\u{FEFF}line,codes,message,"), "{text}");
+    for personal in ["Example", "4111111111111111", "5555555555554444"] {
+        assert!(!text.contains(personal), "{personal} in {text}");
+    }
+    // Without the option there is nothing to take and no `rejectsCsv`.
+    let mut p = wasm::Pipeline::new(JsValue::UNDEFINED).unwrap();
+    p.push(&input).unwrap();
+    assert!(p.take_rejects_csv().unwrap().is_empty());
+    assert!(get(&p.finish().unwrap(), "rejectsCsv").is_undefined());
 }

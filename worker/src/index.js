@@ -11,7 +11,17 @@
 // helpers (configuration, tokens, keys) src/lib.js.
 
 import wasmModule from '../../pkg/cafe_etl_bg.wasm';
-import { initSync, Pipeline, BatchHasher, checkStores, verifyToken, version as coreVersion } from '../../pkg/cafe_etl.js';
+import {
+  initSync,
+  Pipeline,
+  BatchHasher,
+  batchIdOfSha256,
+  checkStores,
+  isBatchId,
+  refusalMessage,
+  verifyToken,
+  version as coreVersion,
+} from '../../pkg/cafe_etl.js';
 
 import {
   batchKeys,
@@ -437,7 +447,7 @@ async function handleUpload(request, cfg, fileName, log) {
       sha256 = buffered.sha256;
       body = buffered.chunks;
     }
-    const batchId = sha256.slice(0, 32);
+    const batchId = batchIdOfSha256(sha256); // the core's rule (sha256 is 64 hex digits here)
     log.batch_id = batchId;
     const keys = batchKeys(cfg.prefix, batchId);
     const markerKey = keys[keys.length - 1];
@@ -511,9 +521,9 @@ async function stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, bod
     try {
       result = pipeline.finish();
     } catch (e) {
-      const msg = String(e?.message ?? e);
-      if (msg.includes('batch id')) {
-        throw new HttpError(400, 'sha256_mismatch', `the body does not match X-Content-SHA256: ${msg.replace(/^stage error: /, '')}`);
+      // The core's stable code (CodedError), never its text.
+      if (e?.code === 'batch_id_mismatch') {
+        throw new HttpError(400, 'sha256_mismatch', `the body does not match X-Content-SHA256 (${e.message})`);
       }
       throw e;
     }
@@ -523,11 +533,11 @@ async function stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, bod
     log.rows_staged = report.rows_staged;
     log.rows_rejected = report.rows_rejected;
     if (report.refused) {
-      throw new HttpError(400, 'refused', report.issues[0]?.message ?? 'the file was refused', { batch_id: batchId, report });
+      throw new HttpError(400, 'refused', refusalMessage(report), { batch_id: batchId, report });
     }
     checkStoreRule(cfg, store, report, batchId);
     const marker = result.files[markerKey.slice(cfg.prefix.length)];
-    await forward(Object.fromEntries(Object.entries(result.files).filter(([p]) => !p.startsWith('batches/'))));
+    await forward(result.files); // the table files' last bytes; the marker is no table object
     // Commit: every table file, all settled (on a failure nothing may still be in
     // flight when the open multipart uploads are aborted).
     await limiter.drain();
@@ -677,8 +687,8 @@ function route(method, path) {
   let m = /^\/v1\/uploads\/([^/]+)$/.exec(path);
   if (m) return { name: 'upload', methods: ['PUT'], fileName: m[1] };
   if (path === '/v1/batches') return { name: 'list', methods: ['GET'] };
-  m = /^\/v1\/batches\/([0-9a-f]{32})$/.exec(path);
-  if (m) return { name: 'batch', methods: ['GET'], batchId: m[1] };
+  m = /^\/v1\/batches\/([^/]+)$/.exec(path);
+  if (m && isBatchId(m[1])) return { name: 'batch', methods: ['GET'], batchId: m[1] };
   return null;
 }
 

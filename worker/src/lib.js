@@ -4,7 +4,7 @@
 // called through the wasm module: whoever calls parseConfig or reportStores has
 // initialised it first (src/index.js's wasm(); under Node, test/harness.js).
 
-import { checkAccessConfig, storeSlug } from '../../pkg/cafe_etl.js';
+import { checkAccessConfig, stagedObject, stagingKeys, storeSlug } from '../../pkg/cafe_etl.js';
 
 /** The core's slug rule and a token minter (for tests and tools), re-exported. */
 export { mintToken, storeSlug } from '../../pkg/cafe_etl.js';
@@ -12,8 +12,6 @@ export { mintToken, storeSlug } from '../../pkg/cafe_etl.js';
 const MiB = 1024 * 1024;
 /** S3's smallest part (all but the last part of a multipart upload). */
 export const MIN_PART_BYTES = 5 * MiB;
-/** The table files of the staging layout, in commit order. */
-export const TABLES = ['stores', 'products', 'transactions', 'basket_items', 'rejects'];
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -161,9 +159,9 @@ export function backoffDelay(attempt, { baseMs, capMs }, random = Math.random) {
   return Math.floor(random() * Math.min(capMs, baseMs * 2 ** attempt));
 }
 
-/** The object keys of a batch, in commit order (marker last). */
+/** The object keys of a batch under the prefix, in commit order (marker last): the core's layout. */
 export function batchKeys(prefix, batchId) {
-  return [...TABLES.map((t) => `${prefix}${t}/${batchId}.csv.gz`), `${prefix}batches/${batchId}.json`];
+  return stagingKeys(batchId).map((k) => prefix + k);
 }
 
 /**
@@ -201,10 +199,10 @@ export function parseStoreIndexKey(key) {
 export function describeKey(prefix, key) {
   if (key === null) return 'the bucket listing';
   const rest = key.startsWith(prefix) ? key.slice(prefix.length) : key;
-  if (rest.startsWith('batches/')) return 'the batch marker';
   if (rest.startsWith('index/')) return 'the batch index';
-  const table = TABLES.find((t) => rest.startsWith(`${t}/`));
-  return table ? `the ${table} table file` : 'an object';
+  const what = stagedObject(rest); // the core's layout: a table's name, 'marker' or null
+  if (what === 'marker') return 'the batch marker';
+  return what ? `the ${what} table file` : 'an object';
 }
 
 /** The store slugs a report's staged rows belong to. */

@@ -19,6 +19,8 @@ import {
 } from '../src/lib.js';
 import fs from 'node:fs';
 import path from 'node:path';
+import { batchIdOfSha256, isBatchId, Pipeline, refusalMessage, stagingTables, transform } from '../../pkg/cafe_etl.js';
+import { createHash } from 'node:crypto';
 import { WORKER_DIR, wranglerVars } from './harness.js';
 
 /** A table of wrangler.toml (`[env.production.vars]`, ...) as {NAME: "value"}. */
@@ -110,6 +112,64 @@ test('S3 keys in error bodies are words: no bucket, prefix or key', () => {
   assert.equal(describeKey('p/q/', `p/q/index/stores/leeds/1-${id}`), 'the batch index');
   assert.equal(describeKey('p/q/', null), 'the bucket listing');
   assert.equal(describeKey('', 'elsewhere/x'), 'an object');
+});
+
+test("the worker's keys and key words are the core's layout, not a copy", () => {
+  // The files the core stages for a real batch are the keys the worker writes.
+  const csv = Buffer.from('25/08/2021 09:00,Leeds,Ann Example,Large Latte - 2.45,2.45,CARD,4111111111111111\n');
+  const { report, files } = transform(csv, { source: 'leeds_25-08-2021.csv' });
+  const keys = batchKeys('p/q/', report.batch_id);
+  assert.deepEqual(keys, Object.keys(files).map((k) => `p/q/${k}`), 'tables in commit order, then the marker');
+  assert.equal(keys.length, stagingTables().length + 1);
+  assert.deepEqual(
+    keys.map((k) => describeKey('p/q/', k)),
+    [...stagingTables().map((t) => `the ${t} table file`), 'the batch marker'],
+  );
+});
+
+test("a batch id is the core's: from a SHA-256 made elsewhere, and in a URL", () => {
+  const csv = Buffer.from('25/08/2021 09:00,Leeds,Ann Example,Large Latte - 2.45,2.45,CASH,\n');
+  const sha = createHash('sha256').update(csv).digest('hex');
+  const { report } = transform(csv, {});
+  assert.equal(batchIdOfSha256(sha), report.batch_id);
+  assert.equal(batchIdOfSha256(sha.toUpperCase()), report.batch_id);
+  assert.equal(batchIdOfSha256(sha.slice(1)), null);
+  assert.equal(isBatchId(report.batch_id), true);
+  for (const bad of [sha, report.batch_id.toUpperCase(), '', '../x']) assert.equal(isBatchId(bad), false, bad);
+});
+
+test("a refused file's message is the core's refusal", () => {
+  const { report } = transform(Buffer.alloc(0), { source: 'empty.csv' });
+  assert.equal(report.refused, true);
+  assert.match(refusalMessage(report), /^empty\.csv is empty \(0 bytes\)/);
+  const ok = transform(Buffer.from('25/08/2021 09:00,Leeds,Ann Example,Large Latte - 2.45,2.45,CASH,\n'), {});
+  assert.equal(refusalMessage(ok.report), null);
+});
+
+test('the core throws Errors with stable codes, which the worker matches', () => {
+  const thrown = (f) => {
+    try {
+      f();
+    } catch (e) {
+      assert.ok(e instanceof Error);
+      return [e.code, e.message];
+    }
+    assert.fail('nothing thrown');
+  };
+  const [badId, badIdText] = thrown(() => new Pipeline({ batchId: 'not-an-id' }));
+  assert.equal(badId, 'bad_batch_id');
+  assert.match(badIdText, /^config error: batch id "not-an-id" is not 32 lowercase hex digits$/);
+  const p = new Pipeline({ source: 'leeds.csv', batchId: '0'.repeat(32) });
+  p.push(Buffer.from('25/08/2021 09:00,Leeds,Ann Example,Large Latte - 2.45,2.45,CASH,\n'));
+  const [mismatch, mismatchText] = thrown(() => p.finish());
+  assert.equal(mismatch, 'batch_id_mismatch');
+  assert.match(mismatchText, /^stage error: the bytes have batch id [0-9a-f]{32}, not the 0{32}/);
+  assert.deepEqual(thrown(() => p.push(Buffer.from('x'))), ['finished', 'config error: the pipeline is finished']);
+  assert.equal(thrown(() => new Pipeline({ maxIssues: 'many' }))[0], 'config');
+  // The worker's upload path matches the code, never the text.
+  const src = fs.readFileSync(path.join(WORKER_DIR, 'src', 'index.js'), 'utf8');
+  assert.match(src, /e\?\.code === 'batch_id_mismatch'/);
+  assert.doesNotMatch(src, /message\)?\.includes\(|msg\.includes\(/);
 });
 
 test('wrangler.toml holds no secret', () => {
