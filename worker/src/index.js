@@ -457,7 +457,10 @@ async function handleUpload(request, cfg, fileName, log) {
       log.rows_staged = report.rows_staged;
       log.rows_rejected = report.rows_rejected;
       log.bytes = report.bytes;
-      return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [], load: loadExpectation(cfg.loading), ...(await batchState(s3, cfg.prefix, batchId)) });
+      // Where this worker loads, whether the batch is loaded yet (two GETs at most);
+      // without a warehouse a duplicate costs the marker lookup only.
+      const loadState = cfg.loading.warehouse ? await batchState(s3, cfg.prefix, batchId) : {};
+      return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [], load: loadExpectation(cfg.loading), ...loadState });
     }
 
     release ??= await takeTurn(cfg, log);

@@ -69,7 +69,8 @@ function httpTime(headers) {
  * `WAREHOUSE` (empty: this worker loads nothing), `LOAD_QUEUE_WAIT_SECONDS` (the
  * consumer's `max_batch_timeout` in wrangler.toml: the longest a message waits for
  * its group), `SWEEP_EVERY_MINUTES` (the cron trigger's interval) and
- * `SWEEP_LOOKBACK_DAYS` (how far back the sweep and the backlog look), and
+ * `SWEEP_LOOKBACK_DAYS` (how far back the sweep and the backlog look),
+ * `SWEEP_MIN_AGE_SECONDS` (the sweep leaves younger commits to their message), and
  * `HEALTH_BACKLOG_CACHE_SECONDS` (how long /healthz reuses its backlog).
  * Returns `{warehouse, expectedSeconds, latestSeconds, sweepMinutes, lookbackDays, backlogCacheMs}`;
  * the two expectations are null when nothing loads here.
@@ -82,6 +83,7 @@ export function loadingConfig(env) {
   const wait = wholeNumber(env, 'LOAD_QUEUE_WAIT_SECONDS', 30, 0, 60);
   const sweep = wholeNumber(env, 'SWEEP_EVERY_MINUTES', 5, 1, 1440);
   const lookback = wholeNumber(env, 'SWEEP_LOOKBACK_DAYS', 2, 1, 31);
+  const minAge = wholeNumber(env, 'SWEEP_MIN_AGE_SECONDS', 60, 0, 86_400);
   const cache = wholeNumber(env, 'HEALTH_BACKLOG_CACHE_SECONDS', BACKLOG_CACHE_SECONDS, 0, 3600);
   const on = warehouse !== '';
   return {
@@ -89,9 +91,10 @@ export function loadingConfig(env) {
     // The group's wait, then the load itself (LOAD_RUN_SECONDS: a group of a few
     // batches loads in seconds on PostgreSQL, in tens of seconds on Redshift).
     expectedSeconds: on ? wait + LOAD_RUN_SECONDS : null,
-    // A message lost: the sweep after next at the latest (it skips batches
-    // committed within its last minute, whose message is still in flight).
-    latestSeconds: on ? 2 * sweep * 60 + wait + LOAD_RUN_SECONDS : null,
+    // A message lost: the next sweep, or the one after when the batch was
+    // committed within SWEEP_MIN_AGE_SECONDS of it (its message may still be on
+    // its way), then a group's wait and the load.
+    latestSeconds: on ? sweep * 60 + minAge + wait + LOAD_RUN_SECONDS : null,
     sweepMinutes: sweep,
     lookbackDays: lookback,
     backlogCacheMs: cache * 1000,

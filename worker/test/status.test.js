@@ -45,8 +45,9 @@ describe('batch states', () => {
       const r = await upload(stack.url, token(), f, bytes);
       assert.equal(r.status, 200, r.text);
       assert.equal(r.body.batch_id, await batchIdOf(bytes));
-      // 20 s of queue wait (LOAD_QUEUE_WAIT_SECONDS) and the load itself; two sweeps of 5 minutes at the latest.
-      assert.deepEqual(r.body.load, { warehouse: 'postgresql', expected_within_seconds: 50, at_latest_seconds: 650 });
+      // 20 s of queue wait (LOAD_QUEUE_WAIT_SECONDS) and 30 s for the load itself; at the
+      // latest a sweep 5 minutes on, or 60 s more (SWEEP_MIN_AGE_SECONDS), then the same.
+      assert.deepEqual(r.body.load, { warehouse: 'postgresql', expected_within_seconds: 50, at_latest_seconds: 410 });
       ids.push(r.body.batch_id);
     }
   });
@@ -138,8 +139,8 @@ describe('helpers', () => {
   test('loading configuration: defaults, each var checked, nothing expected without a warehouse', () => {
     const table = [
       [{}, { warehouse: null, expectedSeconds: null, latestSeconds: null, sweepMinutes: 5, lookbackDays: 2, backlogCacheMs: 15000 }],
-      [{ WAREHOUSE: 'postgresql' }, { warehouse: 'postgresql', expectedSeconds: 60, latestSeconds: 660, sweepMinutes: 5, lookbackDays: 2, backlogCacheMs: 15000 }],
-      [{ WAREHOUSE: 'redshift', LOAD_QUEUE_WAIT_SECONDS: '0', SWEEP_EVERY_MINUTES: '1' }, { warehouse: 'redshift', expectedSeconds: 30, latestSeconds: 150, sweepMinutes: 1, lookbackDays: 2, backlogCacheMs: 15000 }],
+      [{ WAREHOUSE: 'postgresql' }, { warehouse: 'postgresql', expectedSeconds: 60, latestSeconds: 420, sweepMinutes: 5, lookbackDays: 2, backlogCacheMs: 15000 }],
+      [{ WAREHOUSE: 'redshift', LOAD_QUEUE_WAIT_SECONDS: '0', SWEEP_EVERY_MINUTES: '1', SWEEP_MIN_AGE_SECONDS: '0' }, { warehouse: 'redshift', expectedSeconds: 30, latestSeconds: 90, sweepMinutes: 1, lookbackDays: 2, backlogCacheMs: 15000 }],
     ];
     for (const [env, want] of table) assert.deepEqual(loadingConfig(env), want, JSON.stringify(env));
     for (const [env, msg] of [
