@@ -29,6 +29,9 @@ import {
 import { Limiter, TableObject } from './commit.js';
 import { concat, S3, S3Error } from './s3.js';
 import { backlog, batchState, loadExpectation, loadingConfig } from './status.js';
+import { announce, committedAt } from './loader/producer.js';
+import { consume } from './loader/consumer.js';
+import { sweep } from './loader/sweep.js';
 
 export { S3, S3Error } from './s3.js';
 
@@ -453,6 +456,9 @@ async function handleUpload(request, cfg, fileName, log) {
         throw new HttpError(400, 'sha256_mismatch', 'X-Content-SHA256 is not the SHA-256 of the file staged as this batch (only its first 32 digits match)');
       }
       log.outcome = 'duplicate';
+      // A repeat upload announces the batch again: cheap, and the consumer skips a
+      // loaded batch, while a batch whose first message was lost gets loaded now.
+      await announce(cfg.loadQueue, { batch_id: batchId, store, committed_at: committedAt(existing.headers) }, log);
       log.rows_read = report.rows_read;
       log.rows_staged = report.rows_staged;
       log.rows_rejected = report.rows_rejected;
@@ -543,7 +549,8 @@ async function stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, bod
       });
     }
     // The index entries, then the marker (a reader takes an entry only with its marker).
-    const index = indexKeys(cfg.prefix, store, batchId, Date.now());
+    const committedMs = Date.now();
+    const index = indexKeys(cfg.prefix, store, batchId, committedMs);
     const entry = encoder.encode(JSON.stringify({ batch_id: batchId, store, marker: markerKey }));
     await Promise.all([index.store, index.commit].map((k) => s3.put(k, entry, { 'content-type': 'application/json' })));
     // If-None-Match: a marker there already is this upload's own earlier attempt
@@ -556,6 +563,9 @@ async function stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, bod
     });
     log.outcome = 'staged';
     if (!wrote) log.marker = 'present';
+    // The batch is committed: tell the loader. A failed send does not fail the upload
+    // (the cron sweep finds the batch in the commits index).
+    await announce(cfg.loadQueue, { batch_id: batchId, store, committed_at: new Date(committedMs).toISOString() }, log);
     log.multipart = [...objects.values()].filter((o) => o.multipart).length;
     return json(200, { batch_id: batchId, duplicate: false, store, report, keys, load: loadExpectation(cfg.loading) });
   } catch (e) {
@@ -733,6 +743,7 @@ function logLine(log) {
     body_read: log.body?.total ?? 0,
   };
   if (log.marker) line.marker = log.marker;
+  if (log.queued !== undefined) line.queued = log.queued;
   if (log.waited_ms !== undefined) line.waited_ms = log.waited_ms;
   if (log.multipart !== undefined) line.multipart_tables = log.multipart;
   if (log.error) line.error = log.error;
@@ -747,6 +758,7 @@ async function handle(request, env) {
     wasm();
     cfg = parseConfig(env);
     cfg.loading = loadingConfig(env);
+    cfg.loadQueue = env.LOAD_QUEUE ?? null;
   } catch (e) {
     console.error(JSON.stringify({ event: 'config', outcome: 'error', error: e.message }));
     return json(500, { error: 'misconfigured', message: `the worker is misconfigured: ${e.message}` });
@@ -839,4 +851,14 @@ async function handle(request, env) {
 
 export default {
   fetch: handle,
+  /** The loader's queue consumer (src/loader/consumer.js). */
+  async queue(batch, env, ctx) {
+    wasm();
+    await consume(batch, env, ctx);
+  },
+  /** The cron sweep (src/loader/sweep.js). */
+  async scheduled(controller, env, ctx) {
+    wasm();
+    await sweep(env, { now: controller?.scheduledTime ?? Date.now() });
+  },
 };

@@ -6,12 +6,9 @@
 // has committed the batch, `<prefix>failures/<batch_id>.json` once it is quarantined.
 // The loader itself (queue consumer and sweep) is src/loader/; this module only reads.
 
-import { batchKeys } from './lib.js';
-
-/** The objects the loader writes for a batch: `loaded` after the warehouse commit, `failed` when quarantined. */
-export function loaderKeys(prefix, batchId) {
-  return { loaded: `${prefix}loads/${batchId}.json`, failed: `${prefix}failures/${batchId}.json` };
-}
+import { ConfigError } from './lib.js';
+import { loaderConfig } from './loader/config.js';
+import { commitsDayPrefix, loaderKeys, parseCommitKey } from './loader/keys.js';
 
 /** Longest `reason` passed on from a failure object (the loader writes one plain sentence). */
 const REASON_CHARS = 300;
@@ -65,38 +62,34 @@ function httpTime(headers) {
 // When a batch is loaded
 
 /**
- * Loading as this worker is configured, from its vars (checked like the others):
- * `WAREHOUSE` (empty: this worker loads nothing), `LOAD_QUEUE_WAIT_SECONDS` (the
- * consumer's `max_batch_timeout` in wrangler.toml: the longest a message waits for
- * its group), `SWEEP_EVERY_MINUTES` (the cron trigger's interval) and
- * `SWEEP_LOOKBACK_DAYS` (how far back the sweep and the backlog look),
- * `SWEEP_MIN_AGE_SECONDS` (the sweep leaves younger commits to their message), and
+ * Loading as this worker is configured: the loader's own settings (`loaderConfig`:
+ * `WAREHOUSE`, empty when this worker loads nothing, `SWEEP_LOOKBACK_DAYS`,
+ * `SWEEP_MIN_AGE_SECONDS`) and the vars that repeat what a worker cannot read of
+ * its own configuration: `LOAD_QUEUE_WAIT_SECONDS` (the consumer's
+ * `max_batch_timeout`: the longest a message waits for its group) and
+ * `SWEEP_EVERY_MINUTES` (the cron trigger's interval); plus
  * `HEALTH_BACKLOG_CACHE_SECONDS` (how long /healthz reuses its backlog).
- * Returns `{warehouse, expectedSeconds, latestSeconds, sweepMinutes, lookbackDays, backlogCacheMs}`;
- * the two expectations are null when nothing loads here.
+ * Returns `{warehouse, expectedSeconds, latestSeconds, sweepMinutes, lookbackDays,
+ * backlogCacheMs}`; the two expectations are null when nothing loads here. Throws
+ * ConfigError naming a bad variable.
  */
 export function loadingConfig(env) {
-  const warehouse = String(env.WAREHOUSE ?? '').trim().toLowerCase();
-  if (!['', 'postgresql', 'redshift'].includes(warehouse)) {
-    throw new StatusConfigError(`WAREHOUSE is ${JSON.stringify(warehouse)}, expected postgresql, redshift or nothing`);
-  }
+  const loader = loaderConfig(env);
   const wait = wholeNumber(env, 'LOAD_QUEUE_WAIT_SECONDS', 30, 0, 60);
   const sweep = wholeNumber(env, 'SWEEP_EVERY_MINUTES', 5, 1, 1440);
-  const lookback = wholeNumber(env, 'SWEEP_LOOKBACK_DAYS', 2, 1, 31);
-  const minAge = wholeNumber(env, 'SWEEP_MIN_AGE_SECONDS', 60, 0, 86_400);
   const cache = wholeNumber(env, 'HEALTH_BACKLOG_CACHE_SECONDS', BACKLOG_CACHE_SECONDS, 0, 3600);
-  const on = warehouse !== '';
+  const on = loader.warehouse !== null;
   return {
-    warehouse: on ? warehouse : null,
+    warehouse: loader.warehouse,
     // The group's wait, then the load itself (LOAD_RUN_SECONDS: a group of a few
     // batches loads in seconds on PostgreSQL, in tens of seconds on Redshift).
     expectedSeconds: on ? wait + LOAD_RUN_SECONDS : null,
     // A message lost: the next sweep, or the one after when the batch was
     // committed within SWEEP_MIN_AGE_SECONDS of it (its message may still be on
     // its way), then a group's wait and the load.
-    latestSeconds: on ? sweep * 60 + minAge + wait + LOAD_RUN_SECONDS : null,
+    latestSeconds: on ? sweep * 60 + loader.sweepMinAgeSeconds + wait + LOAD_RUN_SECONDS : null,
     sweepMinutes: sweep,
-    lookbackDays: lookback,
+    lookbackDays: loader.sweepLookbackDays,
     backlogCacheMs: cache * 1000,
   };
 }
@@ -104,15 +97,12 @@ export function loadingConfig(env) {
 /** The seconds allowed for one load once its group is formed, in the expectations. */
 const LOAD_RUN_SECONDS = 30;
 
-/** A loading var that is not what it must be: the worker answers 500 misconfigured. */
-export class StatusConfigError extends Error {}
-
 function wholeNumber(env, name, fallback, min, max) {
   const raw = env[name];
   if (raw === undefined || raw === null || raw === '') return fallback;
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new StatusConfigError(`${name} is ${JSON.stringify(String(raw))}, expected a whole number from ${min} to ${max}`);
+    throw new ConfigError(`${name} is ${JSON.stringify(String(raw))}, expected a whole number from ${min} to ${max}`);
   }
   return n;
 }
@@ -135,19 +125,11 @@ export const BACKLOG_SCAN_LIMIT = 2000;
 /** One backlog per isolate at most this often (HEALTH_BACKLOG_CACHE_SECONDS): /healthz is open to anyone. */
 export const BACKLOG_CACHE_SECONDS = 15;
 
-/** `<hh-mm-ss.mmm>Z-<batch_id>` at the end of a commit index key, on day `<yyyy-mm-dd>`. */
-export function parseCommitIndexKey(key) {
-  const m = /\/(\d{4}-\d{2}-\d{2})\/(\d{2})-(\d{2})-(\d{2})\.(\d{3})Z-([0-9a-f]{32})$/.exec(key);
-  if (!m) return null;
-  const at = Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}.${m[5]}Z`);
-  return Number.isFinite(at) ? { batchId: m[6], at } : null;
-}
-
 /** The commit index's day prefixes from `lookbackDays` ago to today (UTC), oldest first. */
 export function commitDays(prefix, now, lookbackDays) {
   const days = [];
   for (let d = lookbackDays; d >= 0; d--) {
-    days.push(`${prefix}index/commits/${new Date(now - d * 86_400_000).toISOString().slice(0, 10)}/`);
+    days.push(commitsDayPrefix(prefix, now - d * 86_400_000));
   }
   return days;
 }
@@ -179,7 +161,7 @@ export async function backlog(s3, prefix, { now, lookbackDays, known = new Map()
       const page = await s3.list(day, next, pageKeys);
       next = page.truncated ? page.next : null;
       for (const o of page.objects) {
-        const e = parseCommitIndexKey(o.key);
+        const e = parseCommitKey(o.key);
         if (!e || e.at < since || e.at > now) continue;
         // A retried upload indexes its batch twice: the first commit counts.
         if (!commits.has(e.batchId) || commits.get(e.batchId) > e.at) commits.set(e.batchId, e.at);
@@ -208,7 +190,7 @@ export async function backlog(s3, prefix, { now, lookbackDays, known = new Map()
         }
         // An index entry without its marker is an upload that failed before its
         // commit (or is committing now): not a batch.
-        if (!(await s3.head(batchKeys(prefix, id).at(-1)))) return;
+        if (!(await s3.head(keys.marker))) return;
         waiting++;
         if (oldest === null || at < oldest) oldest = at;
       }),

@@ -220,11 +220,44 @@ export function wranglerVars() {
 }
 
 /**
- * Runs the worker bundle on workerd through Miniflare, listening on 127.0.0.1.
- * `bindings` override wrangler.toml's [vars] and add the secrets.
- * Returns {url, mf, logs (parsed JSON log lines), stdout (raw), stop()}.
+ * The top level's queues of wrangler.toml as Miniflare options: `queueProducers`
+ * (binding → queue) and `queueConsumers` (queue → max_batch_size, max_batch_timeout,
+ * max_retries, dead_letter_queue), plus the cron expressions of [triggers].
  */
-export async function startWorker({ bindings, port = 0, host = '127.0.0.1' }) {
+export function wranglerQueues() {
+  const toml = fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8');
+  // Only the top level: everything before the first [env.*] table.
+  const top = toml.split(/\n\[+env\./)[0];
+  const tables = (name) => [...top.matchAll(new RegExp(`\\n\\[\\[${name.replace('.', '\\.')}\\]\\]\\n([\\s\\S]*?)(?=\\n\\[|$)`, 'g'))].map((m) => m[1]);
+  const field = (body, key) => {
+    const m = new RegExp(`^${key}\\s*=\\s*(?:"([^"]*)"|(\\d+))`, 'm').exec(body);
+    return m ? (m[1] ?? Number(m[2])) : undefined;
+  };
+  const queueProducers = {};
+  for (const b of tables('queues.producers')) queueProducers[field(b, 'binding')] = { queueName: field(b, 'queue') };
+  const queueConsumers = {};
+  for (const b of tables('queues.consumers')) {
+    queueConsumers[field(b, 'queue')] = {
+      maxBatchSize: field(b, 'max_batch_size'),
+      maxBatchTimeout: field(b, 'max_batch_timeout'),
+      maxRetries: field(b, 'max_retries'),
+      deadLetterQueue: field(b, 'dead_letter_queue'),
+    };
+  }
+  const crons = [...(/\n\[triggers\]\n([\s\S]*?)(?=\n\[|$)/.exec(top)?.[1] ?? '').matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+  return { queueProducers, queueConsumers, crons };
+}
+
+/**
+ * Runs the worker bundle on workerd through Miniflare, listening on 127.0.0.1.
+ * `bindings` override wrangler.toml's [vars] and add the secrets. The queues of
+ * wrangler.toml are real local queues in workerd (`queues`: overrides per consumer,
+ * e.g. `{consumers: {'cafe-loads': {maxBatchTimeout: 1}}, deadLetterConsumer: true}`
+ * to also consume the dead-letter queue, whose messages the worker logs; `false` for
+ * none). `scheduled()` runs the worker's cron handler as a trigger would.
+ * Returns {url, mf, logs (parsed JSON log lines), stdout (raw), scheduled(), stop()}.
+ */
+export async function startWorker({ bindings, port = 0, host = '127.0.0.1', queues = {} }) {
   const { Miniflare, Log, LogLevel } = await import('miniflare');
   const scriptPath = bundle();
   const stdout = [];
@@ -235,6 +268,7 @@ export async function startWorker({ bindings, port = 0, host = '127.0.0.1' }) {
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
     compatibilityDate: /compatibility_date = "([^"]+)"/.exec(fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8'))[1],
     bindings: { ...wranglerVars(), ...bindings },
+    ...queueOptions(queues),
     host,
     port,
     log: new Log(LogLevel.WARN),
@@ -273,10 +307,27 @@ export async function startWorker({ bindings, port = 0, host = '127.0.0.1' }) {
     mf,
     logs,
     stdout,
+    /** Runs the worker's scheduled() handler (the cron sweep) and waits for it. */
+    async scheduled(cron = wranglerQueues().crons[0] ?? '*/5 * * * *') {
+      const worker = await mf.getWorker();
+      return worker.scheduled({ cron, scheduledTime: new Date() });
+    },
     async stop() {
       await mf.dispose();
     },
   };
+}
+
+function queueOptions(queues) {
+  if (queues === false) return {};
+  const { queueProducers, queueConsumers } = wranglerQueues();
+  for (const [name, over] of Object.entries(queues.consumers ?? {})) queueConsumers[name] = { ...queueConsumers[name], ...over };
+  if (queues.deadLetterConsumer) {
+    for (const c of Object.values({ ...queueConsumers })) {
+      if (c.deadLetterQueue) queueConsumers[c.deadLetterQueue] ??= { maxBatchSize: 10, maxBatchTimeout: 1 };
+    }
+  }
+  return { queueProducers, queueConsumers };
 }
 
 /** The workerd processes running under this Node process (for peak-memory measurements). */
@@ -568,7 +619,7 @@ export function readLayout(dir) {
  * everything until told otherwise), and the worker on workerd talking to S3 through
  * the proxy. `vars` override wrangler.toml's [vars].
  */
-export async function startStack(vars = {}, { direct = false } = {}) {
+export async function startStack(vars = {}, { direct = false, queues = {} } = {}) {
   const s3 = await startS3();
   const proxy = await new FaultProxy({ host: '127.0.0.1', port: s3.port }).listen();
   // `direct`: the worker talks to s3s-fs itself (benchmarks), not through the proxy.
@@ -587,6 +638,7 @@ export async function startStack(vars = {}, { direct = false } = {}) {
         CUSTOMER_KEY_SECRET: customerKeySecret,
         ...vars,
       },
+      queues,
     });
   } catch (e) {
     await proxy.close();

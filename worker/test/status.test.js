@@ -7,16 +7,22 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { batchIdOf, cliGenerate, startStack, upload } from './harness.js';
+import { batchIdOf, cliGenerate, startStack, upload, WORKER_DIR, wranglerQueues, wranglerVars } from './harness.js';
 import { mintToken } from '../src/lib.js';
 import { S3 } from '../src/s3.js';
-import { backlog, commitDays, loadingConfig, loaderKeys, parseCommitIndexKey } from '../src/status.js';
+import { loaderKeys } from '../src/loader/keys.js';
+import { backlog, commitDays, loadingConfig } from '../src/status.js';
 
 let stack;
 const ids = [];
 
 before(async () => {
-  stack = await startStack({ WAREHOUSE: 'postgresql', LOAD_QUEUE_WAIT_SECONDS: '20', SWEEP_EVERY_MINUTES: '5', HEALTH_BACKLOG_CACHE_SECONDS: '0' });
+  // No queues: the loader's objects are this test's to write (a consumer would load
+  // or quarantine the batches under it).
+  stack = await startStack(
+    { WAREHOUSE: 'postgresql', LOAD_QUEUE_WAIT_SECONDS: '20', SWEEP_EVERY_MINUTES: '5', HEALTH_BACKLOG_CACHE_SECONDS: '0' },
+    { queues: false },
+  );
 });
 after(async () => {
   await stack?.stop();
@@ -151,21 +157,25 @@ describe('helpers', () => {
     ]) assert.throws(() => loadingConfig(env), msg);
   });
 
-  test('commit index keys and the days of a window', () => {
-    const id = '0123456789abcdef0123456789abcdef';
-    const table = [
-      [`staging/index/commits/2026-12-01/20-05-03.123Z-${id}`, { batchId: id, at: Date.parse('2026-12-01T20:05:03.123Z') }],
-      [`index/commits/2026-12-01/20-05-03.123Z-${id}`, { batchId: id, at: Date.parse('2026-12-01T20:05:03.123Z') }],
-      [`staging/index/commits/2026-12-01/20-05-03Z-${id}`, null],
-      [`staging/index/stores/leeds/9999-${id}`, null],
-      [`staging/index/commits/2026-12-01/20-05-03.123Z-${id.toUpperCase()}`, null],
-    ];
-    for (const [key, want] of table) assert.deepEqual(parseCommitIndexKey(key), want, key);
+  test('the days of a window, oldest first', () => {
     assert.deepEqual(commitDays('staging/', Date.parse('2026-12-01T00:30:00Z'), 2), [
       'staging/index/commits/2026-11-29/',
       'staging/index/commits/2026-11-30/',
       'staging/index/commits/2026-12-01/',
     ]);
+  });
+
+  test("the vars that repeat the queue's wait and the cron's interval equal them, locally and in production", () => {
+    const toml = fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8');
+    const top = wranglerQueues();
+    const vars = wranglerVars();
+    assert.equal(Number(vars.LOAD_QUEUE_WAIT_SECONDS), top.queueConsumers['cafe-loads'].maxBatchTimeout);
+    assert.deepEqual(top.crons, [`*/${vars.SWEEP_EVERY_MINUTES} * * * *`]);
+    const prod = toml.slice(toml.indexOf('\n[env.production]'));
+    const consumer = /\[\[env\.production\.queues\.consumers\]\]([\s\S]*?)\n\[/.exec(prod)[1];
+    const prodVars = prod.slice(prod.indexOf('[env.production.vars]'));
+    assert.equal(/^LOAD_QUEUE_WAIT_SECONDS = "(\d+)"/m.exec(prodVars)[1], /^max_batch_timeout = (\d+)/m.exec(consumer)[1]);
+    assert.equal(`*/${/^SWEEP_EVERY_MINUTES = "(\d+)"/m.exec(prodVars)[1]} * * * *`, /\[env\.production\.triggers\]\ncrons = \["([^"]+)"\]/.exec(prod)[1]);
   });
 
   test('the backlog reads at most its limit of commits, and says so', async () => {

@@ -1,0 +1,15 @@
+// The warehouse runners by WAREHOUSE: each module exports a factory returning
+// `{dialect, apply(statements, {s3, prefix}) → {rows}, close()}` whose failures are
+// WarehouseError (errors.js). postgres.js speaks to PostgreSQL over a socket
+// (WAREHOUSE_URL, or the HYPERDRIVE binding); redshift.js to the Redshift Data API.
+
+import { ConfigError } from '../lib.js';
+
+const FACTORIES = {};
+
+/** A connected runner for `warehouse` (`postgresql` or `redshift`). */
+export async function openRunner(warehouse, env) {
+  const factory = FACTORIES[warehouse];
+  if (!factory) throw new ConfigError(`this worker has no ${warehouse} runner`);
+  return factory(env);
+}
