@@ -68,7 +68,6 @@ pub mod stage;
 pub mod token;
 pub mod transform;
 pub mod validate;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod warehouse;
 
 #[cfg(target_arch = "wasm32")]

@@ -2,7 +2,7 @@
 //! browser page and the edge worker. Bytes come in as `Uint8Array`, results
 //! go out as plain objects, errors as `Error` with the core's text.
 
-use crate::{Config, Pipeline as CorePipeline, Report, Table};
+use crate::{warehouse, Config, Pipeline as CorePipeline, Report, Table};
 use js_sys::{Object, Reflect, Uint8Array};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
@@ -148,6 +148,61 @@ export interface TransformResult {
   report: Report;
   /** Empty when the file was refused. The marker comes last. */
   files: StagedFiles;
+}
+
+/** One batch of `loadPlan`: its marker (`batches/<id>.json` as parsed
+ *  JSON, the batch's `Report`) and, for Redshift manifests, the byte size
+ *  of each table object. */
+export interface LoadPlanBatch {
+  marker: Report;
+  sizes?: { stores: number; products: number; transactions: number; basket_items: number };
+}
+
+export type WarehouseDialect = "postgresql" | "postgres" | "redshift";
+
+export interface LoadPlanInput {
+  batches: LoadPlanBatch[];
+  dialect: WarehouseDialect;
+  /** Where Redshift reads the staging root (required for Redshift). */
+  s3?: { url: string; iamRole?: string; region?: string };
+  /** The longest statement, in bytes (default: the Data API's 100,000). */
+  maxStatementBytes?: number;
+}
+
+/** One statement of a load. All run in order in ONE transaction. A `copy`
+ *  for PostgreSQL is `COPY ... FROM STDIN WITH (FORMAT csv)`: send each of
+ *  `keys` (relative to the staging root) gunzipped, in order. For Redshift
+ *  it reads the manifest and runs as it is. */
+export type LoadStatement =
+  | { kind: "sql"; sql: string; why?: string }
+  | { kind: "copy"; table: string; sql: string; keys: string[] };
+
+export interface LoadPlan {
+  /** 16 hex digits, from the batch ids: the same batches, the same plan. */
+  planId: string;
+  batchIds: string[];
+  /** Redshift only: write each `body` at `key` (relative to the staging
+   *  root) before running the statements. */
+  manifests: { table: string; key: string; body: string }[];
+  statements: LoadStatement[];
+}
+
+/** A batch to quarantine in `load_failures`. */
+export interface LoadFailure {
+  batch_id: string;
+  store?: string | null;
+  /** 1 to 64 of a-z, 0-9, _. */
+  code: string;
+  /** Plain words: no personal data, no bucket or key names. */
+  reason: string;
+}
+
+/** The Redshift Data API's limits the core plans for. */
+export interface DataApiLimits {
+  /** Bytes of one SQL statement. */
+  maxStatementBytes: number;
+  /** Statements of one BatchExecuteStatement. */
+  maxBatchStatements: number;
 }
 "#;
 
@@ -562,4 +617,200 @@ impl Pipeline {
             }
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadPlanInput {
+    batches: Vec<LoadPlanBatch>,
+    dialect: String,
+    #[serde(default)]
+    s3: Option<S3Input>,
+    #[serde(default)]
+    max_statement_bytes: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct LoadPlanBatch {
+    marker: serde_json::Value,
+    #[serde(default)]
+    sizes: Option<TableSizes>,
+}
+
+#[derive(Deserialize)]
+struct TableSizes {
+    stores: u64,
+    products: u64,
+    transactions: u64,
+    basket_items: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct S3Input {
+    url: String,
+    #[serde(default)]
+    iam_role: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadPlanOutput {
+    plan_id: String,
+    batch_ids: Vec<String>,
+    manifests: Vec<ManifestOutput>,
+    statements: Vec<warehouse::Statement>,
+}
+
+#[derive(serde::Serialize)]
+struct ManifestOutput {
+    table: &'static str,
+    key: String,
+    body: String,
+}
+
+fn plan_error(message: impl std::fmt::Display) -> JsError {
+    JsError::new(&warehouse::Error::new(warehouse::Phase::Plan, message.to_string()).to_string())
+}
+
+fn dialect(name: &str) -> Result<warehouse::Dialect, JsError> {
+    name.parse().map_err(plan_error)
+}
+
+/// The statements of one load of `batches` for `dialect`, the very ones
+/// `cafe-etl load` runs: see `LoadPlanInput` and `LoadPlan`. Throws an
+/// `Error` with the core's text (`plan error: ...`) for a marker that is not
+/// a batch report, batches of different customer-key secrets, an unknown
+/// dialect, Redshift without `s3`, a statement that cannot fit.
+#[wasm_bindgen(js_name = loadPlan, unchecked_return_type = "LoadPlan")]
+pub fn load_plan(
+    #[wasm_bindgen(unchecked_param_type = "LoadPlanInput")] input: JsValue,
+) -> Result<JsValue, JsError> {
+    let input: LoadPlanInput = serde_wasm_bindgen::from_value(input)
+        .map_err(|e| plan_error(format!("loadPlan input: {e}")))?;
+    let dialect = dialect(&input.dialect)?;
+    if input.batches.is_empty() {
+        return Err(plan_error("no batch to load"));
+    }
+    let mut batches = Vec::with_capacity(input.batches.len());
+    for (i, b) in input.batches.into_iter().enumerate() {
+        let json = serde_json::to_vec(&b.marker).map_err(plan_error)?;
+        let sizes = b
+            .sizes
+            .map(|s| [s.stores, s.products, s.transactions, s.basket_items]);
+        let batch = warehouse::Batch::from_marker(&json, 0, sizes)
+            .map_err(|problem| plan_error(format!("the marker of batch {} {problem}", i + 1)))?;
+        batches.push(batch);
+    }
+    // One customer-key secret per plan, the rule `cafe-etl load-plan`
+    // applies; the warehouse's own is checked by the load itself.
+    warehouse::keys::check(&[], &batches, warehouse::Phase::Plan)
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    let s3 = match input.s3 {
+        None => None,
+        Some(s) => {
+            let mut t = warehouse::S3Target::new(&s.url).map_err(plan_error)?;
+            if let Some(role) = &s.iam_role {
+                t = t.with_iam_role(role).map_err(plan_error)?;
+            }
+            if let Some(region) = &s.region {
+                t = t.with_region(region).map_err(plan_error)?;
+            }
+            Some(t)
+        }
+    };
+    let mut options = warehouse::StatementOptions {
+        s3: s3.clone(),
+        ..Default::default()
+    };
+    if let Some(n) = input.max_statement_bytes {
+        if !(n.is_finite() && n >= 1.0) {
+            return Err(plan_error("maxStatementBytes is not a positive number"));
+        }
+        options.max_statement_bytes = n as usize;
+    }
+    let plan = warehouse::Plan::new(batches);
+    let statements = plan
+        .statements(dialect, &options)
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    let manifests = match (dialect, &s3) {
+        (warehouse::Dialect::Redshift, Some(s3)) => plan
+            .manifests(s3)
+            .into_iter()
+            .map(|(t, key, body)| ManifestOutput {
+                table: t.name(),
+                key,
+                body,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let out = LoadPlanOutput {
+        plan_id: plan.id().to_string(),
+        batch_ids: plan.batches().iter().map(|b| b.id().to_string()).collect(),
+        manifests,
+        statements,
+    };
+    to_js(&out)
+}
+
+/// The warehouse schema as single statements (tables, the ledger, the
+/// lock and `load_failures` tables, the views), each safe to run again.
+#[wasm_bindgen(js_name = warehouseSchema, unchecked_return_type = "string[]")]
+pub fn warehouse_schema(
+    #[wasm_bindgen(unchecked_param_type = "WarehouseDialect")] dialect_name: &str,
+) -> Result<JsValue, JsError> {
+    to_js(&warehouse::schema::statements(dialect(dialect_name)?))
+}
+
+/// The statements that record a quarantined batch in `load_failures` (one
+/// row per batch: recording it again updates that row), to run in one
+/// transaction. Throws for a bad batch id or code (`load error: ...`).
+#[wasm_bindgen(js_name = quarantineStatements, unchecked_return_type = "string[]")]
+pub fn quarantine_statements(
+    #[wasm_bindgen(unchecked_param_type = "LoadFailure")] failure: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "WarehouseDialect")] dialect_name: &str,
+) -> Result<JsValue, JsError> {
+    let f: warehouse::Failure = serde_wasm_bindgen::from_value(failure).map_err(|e| {
+        JsError::new(
+            &warehouse::Error::new(warehouse::Phase::Load, format!("failure: {e}")).to_string(),
+        )
+    })?;
+    let sql = warehouse::quarantine_statements(&f, dialect(dialect_name)?)
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    to_js(&sql)
+}
+
+/// A query giving `batch_id, loaded_at` of those of `batchIds` in the
+/// ledger. Throws for an id that is not one (`load error: ...`).
+#[wasm_bindgen(js_name = ledgerQuery)]
+pub fn ledger_query(
+    #[wasm_bindgen(unchecked_param_type = "string[]")] batch_ids: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "WarehouseDialect")] dialect_name: &str,
+) -> Result<String, JsError> {
+    let ids: Vec<String> = serde_wasm_bindgen::from_value(batch_ids).map_err(|e| {
+        JsError::new(
+            &warehouse::Error::new(warehouse::Phase::Load, format!("batch ids: {e}")).to_string(),
+        )
+    })?;
+    warehouse::ledger_query(&ids, dialect(dialect_name)?).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// The Redshift Data API's limits the statements are made for.
+#[wasm_bindgen(js_name = dataApiLimits, unchecked_return_type = "DataApiLimits")]
+pub fn data_api_limits() -> Result<JsValue, JsError> {
+    let out = Object::new();
+    set(
+        &out,
+        "maxStatementBytes",
+        &JsValue::from_f64(warehouse::DATA_API_MAX_STATEMENT_BYTES as f64),
+    );
+    set(
+        &out,
+        "maxBatchStatements",
+        &JsValue::from_f64(warehouse::DATA_API_MAX_BATCH_STATEMENTS as f64),
+    );
+    Ok(out.into())
 }

@@ -9,7 +9,7 @@
 
 use super::Outcome;
 use cafe_etl::warehouse::{
-    plan::{self, parse_since, Plan, S3Target},
+    plan::{parse_since, Plan, S3Target},
     postgres::{self as pg, LoadOptions},
     schema, Dialect, Phase, View, VIEWS,
 };
@@ -143,12 +143,12 @@ pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome, String> {
             .filter(|l| !l.is_empty())
             .collect(),
     };
-    let scan = plan::scan(&args.root).map_err(|e| e.to_string())?;
+    let scan = cafe_etl::warehouse::scan(&args.root).map_err(|e| e.to_string())?;
     let complete = scan.complete.len();
     let batches: Vec<_> = scan
         .complete
         .into_iter()
-        .filter(|b| since.is_none_or(|s| b.staged_at >= s))
+        .filter(|b| since.is_none_or(|s| b.staged_at_ms >= s))
         .filter(|b| !loaded.contains(b.id()))
         .collect();
     // A broken batch is named on stderr and left out; the others plan.
@@ -178,10 +178,12 @@ pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome, String> {
     cafe_etl::warehouse::keys::check(&[], &batches, cafe_etl::warehouse::Phase::Plan)
         .map_err(|e| e.to_string())?;
     let plan = Plan::new(batches);
+    // The script first: a plan it cannot make writes no manifests.
+    let script = plan.redshift_script(&s3).map_err(|e| e.to_string())?;
     let paths = plan
         .write_manifests(&args.root, &s3)
         .map_err(|e| e.to_string())?;
-    emit(&plan.redshift_script(&s3), false)?;
+    emit(&script, false)?;
     let dir = paths[0]
         .parent()
         .map(|p| p.display().to_string())

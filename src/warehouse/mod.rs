@@ -4,9 +4,11 @@
 //! | module | what |
 //! |---|---|
 //! | [`schema`] | the star schema, the `loaded_batches` ledger and the analytics views, for both dialects, from one place |
-//! | [`plan`] | complete batches of a staging root, the COPY manifests and the steps of one load |
+//! | [`plan`] | batches (from their markers), the COPY manifests and the statements of one load, for each dialect |
+//! | [`failures`] | quarantined batches (`load_failures`) and the ledger query |
 //! | [`keys`] | one customer-key secret per warehouse: a load of batches keyed by another is refused |
-//! | [`postgres`] | the same steps run against PostgreSQL, and the analytics read back |
+//! | `scan` | complete batches of a staging root on disk, manifests written beside them (native) |
+//! | `postgres` | the same statements run against PostgreSQL, and the analytics read back (native) |
 //!
 //! A load is one transaction: copy every planned batch into temporary
 //! tables, keep one row per id, insert the new stores and products (an
@@ -15,14 +17,26 @@
 //! changes nothing, and batches already in the ledger are dropped by the
 //! script itself: a plan run twice loads once.
 //!
-//! Native only: it reads files and talks to a database.
+//! The statements are pure: they compile for wasm32 too, so the edge
+//! worker runs the very statements `cafe-etl load` runs. Reading a staging
+//! folder and talking to PostgreSQL are native only.
 
+pub mod failures;
 pub mod keys;
 pub mod plan;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod postgres;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod scan;
 pub mod schema;
 
-pub use plan::{scan, Batch, BrokenBatch, Plan, S3Target, Scan};
+pub use failures::{ledger_query, quarantine_statements, Failure};
+pub use plan::{
+    Batch, Plan, S3Target, Statement, StatementOptions, DATA_API_MAX_BATCH_STATEMENTS,
+    DATA_API_MAX_STATEMENT_BYTES,
+};
+#[cfg(not(target_arch = "wasm32"))]
+pub use scan::{scan, BrokenBatch, Scan};
 pub use schema::{Dialect, View, VIEWS};
 
 use std::fmt;

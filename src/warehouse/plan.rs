@@ -1,20 +1,22 @@
-//! Which staged batches to load, and the steps that load them.
+//! Which batches a load takes, and the statements that load them.
 //!
-//! A batch is complete when its marker, `batches/<id>.json`, is there (the
-//! stage writes it last); a batch without one is left alone. A [`Plan`] is
-//! a set of complete batches and one list of [`Step`]s for both dialects:
-//! everything is plain SQL that Redshift and PostgreSQL both run, except how
-//! the rows get into the temporary tables, which is COPY from an S3
-//! manifest on Redshift ([`Plan::redshift_script`]) and `COPY ... FROM
-//! STDIN` on PostgreSQL ([`super::postgres`]).
+//! A batch is known by its marker, `batches/<id>.json` (its report, which
+//! the stage writes last): natively [`super::scan`] reads a staging folder,
+//! in the edge worker the marker comes from the bucket. A [`Plan`] is a set
+//! of batches and one list of [`Step`]s, the same for both dialects; only
+//! how the rows get into the temporary tables differs, and
+//! [`Plan::statements`] renders each step for a dialect: COPY from an S3
+//! manifest on Redshift, `COPY ... FROM STDIN` on PostgreSQL (the runner
+//! streams the objects). `cafe-etl load`, `cafe-etl load-plan` and the
+//! worker (through wasm) run these very statements.
 //!
 //! The steps, in one transaction:
 //!
 //! 1. lock the one-row `load_lock` table, so two loads queue instead of
 //!    racing, while the dashboards keep reading the ledger and the views;
-//! 2. list the plan's batches in a temporary table and drop those already
-//!    in the ledger: a plan run twice loads once, even a plan made without
-//!    access to the warehouse;
+//! 2. list the plan's batches in a temporary table (INSERT ... VALUES,
+//!    chunked by bytes) and drop those already in the ledger: a plan run
+//!    twice loads once, even a plan made without access to the warehouse;
 //! 3. per table: COPY every batch's file into a temporary table, keep one
 //!    row per key (stores and products repeat across batches, a re-export
 //!    of a day repeats its transactions); stores and products new to the
@@ -24,24 +26,52 @@
 
 use super::schema::{self, Dialect, LEDGER, LEDGER_TABLE, LOADED, LOAD_LOCK_TABLE};
 use super::{Error, Phase};
-use crate::{is_batch_id, marker_key, Report, Table};
+use crate::{is_batch_id, Report, Table};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The largest SQL statement the Amazon Redshift Data API takes: "The
+/// maximum query statement size is 100 KB" (Amazon Redshift Management
+/// Guide, "Considerations when calling the Amazon Redshift Data API",
+/// <https://docs.aws.amazon.com/redshift/latest/mgmt/data-api.html>). Read
+/// as 100,000 bytes, the smaller reading. The default of
+/// [`StatementOptions::max_statement_bytes`].
+pub const DATA_API_MAX_STATEMENT_BYTES: usize = 100_000;
+
+/// The most statements one `BatchExecuteStatement` call takes (its `Sqls`:
+/// "Maximum number of 40 items", Amazon Redshift Data API Reference,
+/// <https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_BatchExecuteStatement.html>).
+/// A plan's statements run in one such call (one transaction), so a
+/// Redshift runner checks their count against it.
+pub const DATA_API_MAX_BATCH_STATEMENTS: usize = 40;
 
 /// A complete staged batch.
 #[derive(Clone, Debug)]
 pub struct Batch {
     /// Its report, read from the marker.
     pub report: Report,
-    /// When the marker was written: what `--since` compares with.
-    pub staged_at: SystemTime,
-    /// Bytes of each loaded table's file, in [`LOADED`] order.
-    pub sizes: [u64; 4],
+    /// When the marker was written, in milliseconds since 1970 (UTC): what
+    /// `--since` compares with. Set by whoever read the marker (the core
+    /// reads no clock); 0 when unknown.
+    pub staged_at_ms: u64,
+    /// Bytes of each loaded table's object, in [`LOADED`] order, when
+    /// known: a Redshift manifest gives them as `content_length`.
+    pub sizes: Option<[u64; 4]>,
 }
 
 impl Batch {
+    /// A batch from its marker's bytes (see [`read_marker`]).
+    pub fn from_marker(
+        json: &[u8],
+        staged_at_ms: u64,
+        sizes: Option<[u64; 4]>,
+    ) -> Result<Batch, String> {
+        Ok(Batch {
+            report: read_marker(json)?,
+            staged_at_ms,
+            sizes,
+        })
+    }
+
     /// The batch id.
     pub fn id(&self) -> &str {
         &self.report.batch_id
@@ -60,166 +90,64 @@ impl Batch {
     }
 }
 
-/// What a staging root holds.
-#[derive(Clone, Debug, Default)]
-pub struct Scan {
-    /// Batches with their marker, by batch id.
-    pub complete: Vec<Batch>,
-    /// Batch ids with table files but no marker yet (still being staged, or
-    /// abandoned): never loaded.
-    pub incomplete: Vec<String>,
-    /// Batches with a marker that cannot be loaded (a table object it
-    /// names is missing, or the marker is not a report of that batch):
-    /// skipped and reported, so one broken batch never stops the others.
-    pub broken: Vec<BrokenBatch>,
+/// Reads a marker: the batch report, with a batch id and a customer key id
+/// the SQL may carry. The problem otherwise, as a phrase that follows the
+/// marker's name ("is not a batch report: ..."). A marker is a file anyone
+/// could edit: nothing of its values is quoted back, only which field is
+/// wrong.
+pub fn read_marker(json: &[u8]) -> Result<Report, String> {
+    let report: Report = serde_json::from_slice(json)
+        .map_err(|e| format!("is not a batch report: {}", without_values(&e.to_string())))?;
+    if !is_batch_id(&report.batch_id) {
+        return Err("is not a batch report: its batch_id is not 32 hex digits".into());
+    }
+    if !crate::clean::is_customer_key_id(&report.customer_key_id) {
+        return Err(
+            "is not a batch report: its customer_key_id is not 16 hex digits or none".into(),
+        );
+    }
+    Ok(report)
 }
 
-/// A batch with a marker that the plan skips.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BrokenBatch {
-    /// The batch id its marker is named by.
-    pub batch_id: String,
-    /// The object at fault, relative to the root: a missing table file
-    /// (`products/<id>.csv.gz`) or the marker itself.
-    pub object: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-impl std::fmt::Display for BrokenBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "batch {} skipped: {} {}",
-            self.batch_id, self.object, self.problem
-        )
-    }
-}
-
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::new(Phase::Plan, format!("{}: {e}", path.display()))
-}
-
-/// Finds the batches of a staging root.
-pub fn scan(root: &Path) -> Result<Scan, Error> {
-    let markers = root.join("batches");
-    if !markers.is_dir() {
-        return Err(Error::new(
-            Phase::Plan,
-            format!(
-                "{}: not a staging root (no batches folder); make one with `cafe-etl transform --out`",
-                root.display()
-            ),
-        ));
-    }
-    let mut complete = Vec::new();
-    let mut broken = Vec::new();
-    let mut marked = BTreeSet::new();
-    for entry in std::fs::read_dir(&markers).map_err(|e| io(&markers, e))? {
-        let entry = entry.map_err(|e| io(&markers, e))?;
-        let name = entry.file_name();
-        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-            continue;
+/// A serde message with the values it quotes (`"..."`) left out; field
+/// names (in backticks) stay.
+/// serde quotes a bad variant or value in backticks too: only what looks
+/// like a field name (lowercase ASCII, digits, `_`) is kept there.
+fn without_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(['"', '`']) {
+        out.push_str(&rest[..i]);
+        let q = &rest[i..i + 1];
+        let after = &rest[i + 1..];
+        let Some(end) = after.find(q) else {
+            rest = "";
+            break;
         };
-        // Temporary files start with a dot and are not batch ids.
-        if !is_batch_id(id) {
-            continue;
+        let inner = &after[..end];
+        let name = q == "`"
+            && !inner.is_empty()
+            && inner.len() <= 32
+            && inner
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if name {
+            out.push('`');
+            out.push_str(inner);
+            out.push('`');
+        } else {
+            out.push_str("a value");
         }
-        let key = marker_key(id);
-        let path = root.join(&key);
-        // The batch has a marker: whatever is wrong with it, it is not an
-        // incomplete batch to leave for later.
-        marked.insert(id.to_string());
-        let text = std::fs::read(&path).map_err(|e| io(&path, e))?;
-        let mut skip = |object: String, problem: String| {
-            broken.push(BrokenBatch {
-                batch_id: id.to_string(),
-                object,
-                problem,
-            })
-        };
-        let report: Report = match serde_json::from_slice(&text) {
-            Ok(r) => r,
-            Err(e) => {
-                skip(key, format!("is not a batch report: {e}"));
-                continue;
-            }
-        };
-        if report.batch_id != id {
-            skip(
-                key,
-                format!("is the report of batch {}, not {id}", report.batch_id),
-            );
-            continue;
-        }
-        if !crate::clean::is_customer_key_id(&report.customer_key_id) {
-            return Err(Error::new(
-                Phase::Plan,
-                format!(
-                    "{}: customer_key_id {:?} is not 16 hex digits or none",
-                    path.display(),
-                    report.customer_key_id
-                ),
-            ));
-        }
-        let staged_at = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .map_err(|e| io(&path, e))?;
-        let mut sizes = [0u64; 4];
-        let mut missing = None;
-        for (size, table) in sizes.iter_mut().zip(LOADED) {
-            let object = table.key(id);
-            match std::fs::metadata(root.join(&object)) {
-                Ok(m) => *size = m.len(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    missing = Some(object);
-                    break;
-                }
-                Err(e) => return Err(io(&root.join(&object), e)),
-            }
-        }
-        if let Some(object) = missing {
-            skip(
-                object,
-                "is missing, though the batch's marker is there".into(),
-            );
-            continue;
-        }
-        marked.insert(id.to_string());
-        complete.push(Batch {
-            report,
-            staged_at,
-            sizes,
-        });
+        rest = &after[end + 1..];
     }
-    complete.sort_by(|a, b| a.id().cmp(b.id()));
-    broken.sort_by(|a: &BrokenBatch, b| a.batch_id.cmp(&b.batch_id));
-    let mut incomplete = BTreeSet::new();
-    for table in LOADED {
-        let dir = root.join(table.name());
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".csv.gz")) {
-                if is_batch_id(id) && !marked.contains(id) {
-                    incomplete.insert(id.to_string());
-                }
-            }
-        }
-    }
-    Ok(Scan {
-        complete,
-        incomplete: incomplete.into_iter().collect(),
-        broken,
-    })
+    out.push_str(rest);
+    out
 }
 
 /// Reads `--since`: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]` or
-/// `YYYY-MM-DDTHH:MM[:SS][Z]`, in UTC.
-pub fn parse_since(s: &str) -> Result<SystemTime, String> {
+/// `YYYY-MM-DDTHH:MM[:SS][Z]`, in UTC; milliseconds since 1970, as
+/// [`Batch::staged_at_ms`].
+pub fn parse_since(s: &str) -> Result<u64, String> {
     let bad = || {
         format!("--since {s:?} is not a time; expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)")
     };
@@ -257,7 +185,7 @@ pub fn parse_since(s: &str) -> Result<SystemTime, String> {
         }
         secs += u64::from(h * 3600 + mi * 60 + sec);
     }
-    Ok(UNIX_EPOCH + Duration::from_secs(secs))
+    Ok(secs * 1000)
 }
 
 fn days_in_month(y: u32, m: u32) -> u32 {
@@ -354,7 +282,7 @@ impl S3Target {
     }
 }
 
-/// One step of a load.
+/// One step of a load, before it is SQL of a dialect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// SQL that both dialects run as it is; `why` becomes a comment.
@@ -370,6 +298,62 @@ pub enum Step {
     Copy(Table),
 }
 
+/// One statement of a load, as a runner takes it (the worker through
+/// wasm, `cafe-etl load` natively): all of them in order, in one
+/// transaction that the runner opens and commits.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Statement {
+    /// Run as it is.
+    Sql {
+        /// One statement, without the semicolon.
+        sql: String,
+        /// Why it is there (a comment in a printed script).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        why: Option<String>,
+    },
+    /// Fills a temporary table from staged objects. PostgreSQL: `COPY ...
+    /// FROM STDIN WITH (FORMAT csv)`, the runner sending each of `keys`
+    /// gunzipped, in order. Redshift: `COPY ... FROM '<manifest>' ...
+    /// MANIFEST`, run as it is (the manifest lists the same `keys`).
+    Copy {
+        /// The staged table (`stores`, ...).
+        table: String,
+        /// The COPY statement.
+        sql: String,
+        /// The staged objects it reads, relative to the staging root.
+        keys: Vec<String>,
+    },
+}
+
+impl Statement {
+    /// The SQL text.
+    pub fn sql(&self) -> &str {
+        match self {
+            Statement::Sql { sql, .. } | Statement::Copy { sql, .. } => sql,
+        }
+    }
+}
+
+/// How [`Plan::statements`] renders a plan.
+#[derive(Clone, Debug)]
+pub struct StatementOptions {
+    /// Where Redshift reads the staged objects; required for Redshift.
+    pub s3: Option<S3Target>,
+    /// The longest statement allowed, in bytes: the planned-batches list is
+    /// cut into INSERTs that each fit. Default
+    /// [`DATA_API_MAX_STATEMENT_BYTES`].
+    pub max_statement_bytes: usize,
+}
+
+impl Default for StatementOptions {
+    fn default() -> Self {
+        StatementOptions {
+            s3: None,
+            max_statement_bytes: DATA_API_MAX_STATEMENT_BYTES,
+        }
+    }
+}
 /// The temporary table a plan lists its batches in.
 pub const PLAN_BATCHES: &str = "tmp_plan_batches";
 
@@ -435,7 +419,7 @@ pub fn ledger_row(batch: &Batch) -> Vec<Value> {
             "revenue" => Value::Number(crate::report::format_pence(r.summary.revenue_pence)),
             "first_at" => timestamp_value(r.summary.first_at.as_deref()),
             "last_at" => timestamp_value(r.summary.last_at.as_deref()),
-            // Checked by `scan`: 16 hex digits or `none`.
+            // Checked by `read_marker`: 16 hex digits or `none`.
             "customer_key_id" => Value::Text(r.customer_key_id.clone()),
             other => unreachable!("ledger column {other} has no value"),
         })
@@ -464,18 +448,8 @@ pub fn sql_literal(value: &Value, dialect: Dialect) -> String {
     }
 }
 
-/// A value as a CSV field for `COPY ... (FORMAT csv)`: text always quoted
-/// (so an empty string is not NULL), NULL as an empty field.
-pub fn csv_field(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::Number(n) => n.clone(),
-        Value::Text(s) => format!("\"{}\"", s.replace('"', "\"\"")),
-    }
-}
-
 /// The manifest Redshift COPY reads: every file of one table, each one
-/// mandatory, with its size.
+/// mandatory, with its size when known.
 #[derive(serde::Serialize)]
 struct Manifest {
     entries: Vec<ManifestEntry>,
@@ -485,7 +459,9 @@ struct Manifest {
 struct ManifestEntry {
     url: String,
     mandatory: bool,
-    meta: ManifestMeta,
+    // Optional for CSV; Redshift Spectrum and columnar formats need it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<ManifestMeta>,
 }
 
 #[derive(serde::Serialize)]
@@ -543,10 +519,7 @@ impl Plan {
 
     /// The COPY manifest of one table.
     pub fn manifest(&self, table: Table, s3: &S3Target) -> String {
-        let i = LOADED
-            .iter()
-            .position(|&t| t == table)
-            .expect("only loaded tables have manifests");
+        let i = loaded_index(table);
         let m = Manifest {
             entries: self
                 .batches
@@ -554,36 +527,38 @@ impl Plan {
                 .map(|b| ManifestEntry {
                     url: s3.object(&table.key(b.id())),
                     mandatory: true,
-                    meta: ManifestMeta {
-                        content_length: b.sizes[i],
-                    },
+                    meta: b.sizes.map(|s| ManifestMeta {
+                        content_length: s[i],
+                    }),
                 })
                 .collect(),
         };
         serde_json::to_string_pretty(&m).expect("a manifest always serialises")
     }
 
-    /// Writes the four manifests under `root` (each to a temporary file
-    /// renamed into place) and gives their paths.
-    pub fn write_manifests(&self, root: &Path, s3: &S3Target) -> Result<Vec<PathBuf>, Error> {
-        let mut paths = Vec::new();
-        for table in LOADED {
-            let path = root.join(self.manifest_key(table));
-            let dir = path.parent().expect("a manifest key has a folder");
-            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-            let tmp = dir.join(format!(".{}.manifest.tmp", table.name()));
-            std::fs::write(&tmp, self.manifest(table, s3)).map_err(|e| io(&tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-            paths.push(path);
-        }
-        Ok(paths)
+    /// The four manifests, as (table, key relative to the root, body).
+    pub fn manifests(&self, s3: &S3Target) -> Vec<(Table, String, String)> {
+        LOADED
+            .iter()
+            .map(|&t| (t, self.manifest_key(t), self.manifest(t, s3)))
+            .collect()
     }
 
     /// The steps of the load, for both dialects; the caller wraps them in
     /// one transaction.
     pub fn steps(&self) -> Vec<Step> {
-        let sql = |why: Option<&'static str>, sql: String| Step::Sql { why, sql };
-        let mut steps = vec![
+        let mut steps = self.lock_steps();
+        steps.extend(plan_batches_steps());
+        for table in LOADED {
+            steps.extend(table_steps(table));
+        }
+        steps.extend(ledger_steps());
+        steps
+    }
+
+    /// Queue behind any other load, and say which plan holds the lock.
+    fn lock_steps(&self) -> Vec<Step> {
+        vec![
             sql(
                 Some(
                     "Two loads at once queue here instead of inserting the same rows side by \
@@ -599,144 +574,139 @@ impl Plan {
                     self.id
                 ),
             ),
-        ];
-        let ledger_defs: Vec<String> = LEDGER
-            .iter()
-            .map(|(c, kind, _)| format!("{c} {}", kind.sql()))
-            .collect();
-        steps.push(sql(
-            Some("The batches of this plan, with what the ledger records of each."),
-            format!(
-                "CREATE TEMP TABLE {PLAN_BATCHES} ({})",
-                ledger_defs.join(", ")
-            ),
-        ));
-        steps.push(Step::PlanBatches);
-        steps.push(sql(
-            Some(
-                "Batches already in the ledger are dropped, so running a plan twice loads it once.",
-            ),
-            format!(
-                "DELETE FROM {PLAN_BATCHES} USING {LEDGER_TABLE} \
-                 WHERE {PLAN_BATCHES}.batch_id = {LEDGER_TABLE}.batch_id"
-            ),
-        ));
-        for table in LOADED {
-            let name = table.name();
-            let cols = table.columns();
-            let keys = schema::key(table);
-            let rest: Vec<&str> = cols.iter().copied().filter(|c| !keys.contains(c)).collect();
-            steps.push(sql(
-                None,
-                format!("CREATE TEMP TABLE {} (LIKE {name})", copy_table(table)),
-            ));
-            steps.push(Step::Copy(table));
-            // One row per key: the first by batch id for transactions (the
-            // batch that staged it first keeps it), any for the rest, whose
-            // copies are identical (ids are hashes of the content).
-            let order = match table {
-                Table::Transactions => vec!["batch_id"],
-                _ => rest.clone(),
-            };
-            let filter = match table {
-                Table::Transactions => {
-                    format!(" WHERE batch_id IN (SELECT batch_id FROM {PLAN_BATCHES})")
-                }
-                Table::BasketItems => format!(
-                    " WHERE transaction_id IN (SELECT transaction_id FROM {})",
-                    new_table(Table::Transactions)
-                ),
-                _ => String::new(),
-            };
-            let why = match table {
-                Table::Stores | Table::Products => {
-                    "Every batch repeats the stores and products it sold: one row per id."
-                }
-                Table::Transactions => {
-                    "Only batches not yet loaded; a re-export of a day repeats transactions \
-                     of an earlier batch: one row per id."
-                }
-                _ => "Only the lines of those transactions, one per (transaction, product, price).",
-            };
-            steps.push(sql(
-                Some(why),
-                format!(
-                    "CREATE TEMP TABLE {new} AS SELECT {cols} FROM (SELECT {cols}, \
-                     ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {order}) AS copy_no \
-                     FROM {copy}{filter}) copies WHERE copy_no = 1",
-                    new = new_table(table),
-                    cols = cols.join(", "),
-                    keys = keys.join(", "),
-                    order = order.join(", "),
-                    copy = copy_table(table),
-                ),
-            ));
-            let new = new_table(table);
-            let values: Vec<String> = cols.iter().map(|c| format!("s.{c}")).collect();
-            if matches!(table, Table::Stores | Table::Products) {
-                // Dimension rows never change (the id is a hash of the
-                // content): an anti-join inserts the new ones and leaves the
-                // others alone, where a MERGE's update would rewrite every
-                // row on Redshift (a delete and an insert each), every load.
-                let on: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
-                steps.push(sql(
-                    Some("Only ids the table does not have yet; the rows it has stay untouched."),
-                    format!(
-                        "INSERT INTO {name} ({cols}) SELECT {values} FROM {new} s \
-                         LEFT JOIN {name} t ON {on} WHERE t.{key} IS NULL",
-                        cols = cols.join(", "),
-                        values = values.join(", "),
-                        on = on.join(" AND "),
-                        key = keys[0],
-                    ),
-                ));
-                continue;
-            }
-            // A matched row gets the values it already has (the same id is
-            // the same content); the clause is there because Redshift's
-            // MERGE needs one. A transaction keeps the batch it came with.
-            // Nor is a loaded transaction's customer key ever rewritten (a
-            // batch of the same day staged with a key must not silently
-            // give one to a row loaded without).
-            let set: Vec<String> = rest
-                .iter()
-                .filter(|c| **c != "batch_id" && **c != "customer_key")
-                .map(|c| format!("{c} = s.{c}"))
-                .collect();
-            let on: Vec<String> = keys.iter().map(|k| format!("{name}.{k} = s.{k}")).collect();
-            steps.push(sql(
-                None,
-                format!(
-                    "MERGE INTO {name} USING {new} s ON {on} \
-                     WHEN MATCHED THEN UPDATE SET {set} \
-                     WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})",
-                    on = on.join(" AND "),
-                    set = set.join(", "),
-                    cols = cols.join(", "),
-                    values = values.join(", "),
-                ),
-            ));
-        }
-        let ledger = ledger_columns().join(", ");
-        steps.push(sql(
-            Some("The ledger last: a batch is listed only once its rows are in."),
-            format!("INSERT INTO {LEDGER_TABLE} ({ledger}) SELECT {ledger} FROM {PLAN_BATCHES}"),
-        ));
-        let mut temps = vec![PLAN_BATCHES.to_string()];
-        for table in LOADED {
-            temps.push(copy_table(table));
-            temps.push(new_table(table));
-        }
-        steps.push(sql(
-            Some("Inside the transaction, so a failed load leaves nothing behind either."),
-            format!("DROP TABLE {}", temps.join(", ")),
-        ));
-        steps
+        ]
     }
 
-    /// The Redshift load script: the [`Plan::steps`] in one transaction,
-    /// COPY reading the manifests that [`Plan::write_manifests`] writes.
-    pub fn redshift_script(&self, s3: &S3Target) -> String {
+    /// The statements of the load in `dialect`: each [`Step`] as SQL, the
+    /// planned batches as INSERTs of at most `max_statement_bytes` each.
+    /// Fails for Redshift without [`StatementOptions::s3`], and when one
+    /// statement cannot be made short enough.
+    pub fn statements(
+        &self,
+        dialect: Dialect,
+        options: &StatementOptions,
+    ) -> Result<Vec<Statement>, Error> {
+        let mut out = Vec::new();
+        for step in self.steps() {
+            match step {
+                Step::Sql { why, sql } => out.push(Statement::Sql {
+                    sql,
+                    why: why.map(str::to_string),
+                }),
+                Step::PlanBatches => {
+                    for sql in self.plan_batches_inserts(dialect, options.max_statement_bytes)? {
+                        out.push(Statement::Sql { sql, why: None });
+                    }
+                }
+                Step::Copy(table) => out.push(self.copy_statement(table, dialect, options)?),
+            }
+        }
+        let max = options.max_statement_bytes;
+        if let Some(long) = out.iter().find(|s| s.sql().len() > max) {
+            return Err(Error::new(
+                Phase::Plan,
+                format!(
+                    "a statement of the load ({}) is {} bytes, more than the {max} allowed",
+                    statement_label(long.sql()),
+                    long.sql().len()
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `INSERT INTO tmp_plan_batches ... VALUES (...), ...`: one row per
+    /// batch, as many rows per statement as fit in `max` bytes.
+    fn plan_batches_inserts(&self, dialect: Dialect, max: usize) -> Result<Vec<String>, Error> {
+        let head = format!(
+            "INSERT INTO {PLAN_BATCHES} ({}) VALUES\n",
+            ledger_columns().join(", ")
+        );
+        let mut out = Vec::new();
+        let mut rows = String::new();
+        for b in &self.batches {
+            let vals: Vec<String> = ledger_row(b)
+                .iter()
+                .map(|v| sql_literal(v, dialect))
+                .collect();
+            let row = format!("({})", vals.join(", "));
+            if head.len() + row.len() > max {
+                return Err(Error::new(
+                    Phase::Plan,
+                    format!(
+                        "the ledger row of batch {} takes {} bytes: no statement of at most {max} \
+                         bytes can list it",
+                        b.id(),
+                        head.len() + row.len()
+                    ),
+                ));
+            }
+            if !rows.is_empty() && head.len() + rows.len() + 2 + row.len() > max {
+                out.push(format!("{head}{rows}"));
+                rows.clear();
+            }
+            if !rows.is_empty() {
+                rows.push_str(",\n");
+            }
+            rows.push_str(&row);
+        }
+        if !rows.is_empty() {
+            out.push(format!("{head}{rows}"));
+        }
+        Ok(out)
+    }
+
+    /// The COPY that fills `tmp_copy_<table>` in `dialect`.
+    fn copy_statement(
+        &self,
+        table: Table,
+        dialect: Dialect,
+        options: &StatementOptions,
+    ) -> Result<Statement, Error> {
+        let keys: Vec<String> = self.batches.iter().map(|b| table.key(b.id())).collect();
+        let target = format!("{} ({})", copy_table(table), table.columns().join(", "));
+        let sql = match dialect {
+            Dialect::Postgres => format!("COPY {target} FROM STDIN WITH (FORMAT csv)"),
+            Dialect::Redshift => {
+                let s3 = options.s3.as_ref().ok_or_else(|| {
+                    Error::new(
+                        Phase::Plan,
+                        "a Redshift load needs the S3 URL of the staging root (s3://bucket/prefix)",
+                    )
+                })?;
+                format!(
+                    "COPY {target}\nFROM '{manifest}'\nIAM_ROLE {role}\nMANIFEST\n\
+                     CSV GZIP EMPTYASNULL\nTIMEFORMAT 'YYYY-MM-DD HH:MI:SS'{region}",
+                    manifest = s3.object(&self.manifest_key(table)),
+                    role = match &s3.iam_role {
+                        Some(arn) => format!("'{arn}'"),
+                        None => "default".into(),
+                    },
+                    region = match &s3.region {
+                        Some(r) => format!("\nREGION '{r}'"),
+                        None => String::new(),
+                    },
+                )
+            }
+        };
+        Ok(Statement::Copy {
+            table: table.name().to_string(),
+            sql,
+            keys,
+        })
+    }
+
+    /// The Redshift load script: the [`Plan::statements`] in one
+    /// transaction, COPY reading the manifests that
+    /// `Plan::write_manifests` writes.
+    pub fn redshift_script(&self, s3: &S3Target) -> Result<String, Error> {
+        let statements = self.statements(
+            Dialect::Redshift,
+            &StatementOptions {
+                s3: Some(s3.clone()),
+                ..StatementOptions::default()
+            },
+        )?;
         let mut out = format!(
             "-- cafe-etl load plan {id}: {n} batches, {t} transactions staged.\n\
              -- COPY reads {m}\n\
@@ -748,83 +718,273 @@ impl Plan {
             t = self.staged_rows(Table::Transactions),
             m = s3.object(&self.manifest_key(Table::Stores)),
         );
-        for step in self.steps() {
+        for st in &statements {
             out.push('\n');
-            match step {
-                Step::Sql { why, sql } => {
-                    if let Some(why) = why {
-                        out.push_str("-- ");
-                        out.push_str(why);
-                        out.push('\n');
-                    }
-                    out.push_str(&sql);
-                    out.push_str(";\n");
+            match st {
+                Statement::Sql { why: Some(why), .. } => {
+                    out.push_str("-- ");
+                    out.push_str(why);
+                    out.push('\n');
                 }
-                Step::PlanBatches => {
-                    // Chunks keep each statement far below Redshift's 16 MB.
-                    for chunk in self.batches.chunks(500) {
-                        let rows: Vec<String> = chunk
-                            .iter()
-                            .map(|b| {
-                                let vals: Vec<String> = ledger_row(b)
-                                    .iter()
-                                    .map(|v| sql_literal(v, Dialect::Redshift))
-                                    .collect();
-                                format!("({})", vals.join(", "))
-                            })
-                            .collect();
-                        out.push_str(&format!(
-                            "INSERT INTO {PLAN_BATCHES} ({}) VALUES\n{};\n",
-                            ledger_columns().join(", "),
-                            rows.join(",\n")
-                        ));
-                    }
-                }
-                Step::Copy(table) => {
+                Statement::Copy { keys, table, .. } => {
+                    let rows = LOADED
+                        .iter()
+                        .find(|t| t.name() == table)
+                        .map_or(0, |&t| self.staged_rows(t));
                     out.push_str(&format!(
-                        "-- {name}: {files} files, {rows} rows staged.\n\
-                         COPY {copy} ({cols})\nFROM '{manifest}'\nIAM_ROLE {role}\nMANIFEST\n\
-                         CSV GZIP EMPTYASNULL\nTIMEFORMAT 'YYYY-MM-DD HH:MI:SS'{region};\n",
-                        name = table.name(),
-                        files = self.batches.len(),
-                        rows = self.staged_rows(table),
-                        copy = copy_table(table),
-                        cols = table.columns().join(", "),
-                        manifest = s3.object(&self.manifest_key(table)),
-                        role = match &s3.iam_role {
-                            Some(arn) => format!("'{arn}'"),
-                            None => "default".into(),
-                        },
-                        region = match &s3.region {
-                            Some(r) => format!("\nREGION '{r}'"),
-                            None => String::new(),
-                        },
+                        "-- {table}: {} files, {rows} rows staged.\n",
+                        keys.len()
                     ));
                 }
+                Statement::Sql { why: None, .. } => {}
             }
+            out.push_str(st.sql());
+            out.push_str(";\n");
         }
         out.push_str("\nCOMMIT;\n");
-        out
+        Ok(out)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
+/// The position of a loaded table in [`LOADED`] (and in [`Batch::sizes`]).
+fn loaded_index(table: Table) -> usize {
+    LOADED
+        .iter()
+        .position(|&t| t == table)
+        .expect("only loaded tables have manifests")
+}
 
-    fn civil(y: u32, m: u32, d: u32, h: u64, mi: u64, s: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + s)
+fn sql(why: Option<&'static str>, sql: String) -> Step {
+    Step::Sql { why, sql }
+}
+
+/// The plan's batches in a temporary table, less those already loaded.
+fn plan_batches_steps() -> Vec<Step> {
+    let ledger_defs: Vec<String> = LEDGER
+        .iter()
+        .map(|(c, kind, _)| format!("{c} {}", kind.sql()))
+        .collect();
+    vec![
+        sql(
+            Some("The batches of this plan, with what the ledger records of each."),
+            format!(
+                "CREATE TEMP TABLE {PLAN_BATCHES} ({})",
+                ledger_defs.join(", ")
+            ),
+        ),
+        Step::PlanBatches,
+        sql(
+            Some(
+                "Batches already in the ledger are dropped, so running a plan twice loads it once.",
+            ),
+            format!(
+                "DELETE FROM {PLAN_BATCHES} USING {LEDGER_TABLE} \
+                 WHERE {PLAN_BATCHES}.batch_id = {LEDGER_TABLE}.batch_id"
+            ),
+        ),
+    ]
+}
+
+/// One table: its files copied into a temporary table, one row kept per
+/// key, then merged into the table.
+fn table_steps(table: Table) -> Vec<Step> {
+    vec![
+        sql(
+            None,
+            format!(
+                "CREATE TEMP TABLE {} (LIKE {})",
+                copy_table(table),
+                table.name()
+            ),
+        ),
+        Step::Copy(table),
+        dedupe_step(table),
+        match table {
+            Table::Stores | Table::Products => insert_new_step(table),
+            _ => merge_step(table),
+        },
+    ]
+}
+
+/// One row per key: the first by batch id for transactions (the batch that
+/// staged it first keeps it), any for the rest, whose copies are identical
+/// (ids are hashes of the content).
+fn dedupe_step(table: Table) -> Step {
+    let cols = table.columns();
+    let keys = schema::key(table);
+    let rest: Vec<&str> = cols.iter().copied().filter(|c| !keys.contains(c)).collect();
+    let order = match table {
+        Table::Transactions => vec!["batch_id"],
+        _ => rest,
+    };
+    let filter = match table {
+        Table::Transactions => {
+            format!(" WHERE batch_id IN (SELECT batch_id FROM {PLAN_BATCHES})")
+        }
+        Table::BasketItems => format!(
+            " WHERE transaction_id IN (SELECT transaction_id FROM {})",
+            new_table(Table::Transactions)
+        ),
+        _ => String::new(),
+    };
+    let why = match table {
+        Table::Stores | Table::Products => {
+            "Every batch repeats the stores and products it sold: one row per id."
+        }
+        Table::Transactions => {
+            "Only batches not yet loaded; a re-export of a day repeats transactions \
+             of an earlier batch: one row per id."
+        }
+        _ => "Only the lines of those transactions, one per (transaction, product, price).",
+    };
+    sql(
+        Some(why),
+        format!(
+            "CREATE TEMP TABLE {new} AS SELECT {cols} FROM (SELECT {cols}, \
+             ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY {order}) AS copy_no \
+             FROM {copy}{filter}) copies WHERE copy_no = 1",
+            new = new_table(table),
+            cols = cols.join(", "),
+            keys = keys.join(", "),
+            order = order.join(", "),
+            copy = copy_table(table),
+        ),
+    )
+}
+
+/// Dimension rows never change (the id is a hash of the content): an
+/// anti-join inserts the new ones and leaves the others alone, where a
+/// MERGE's update would rewrite every row on Redshift (a delete and an
+/// insert each), every load.
+fn insert_new_step(table: Table) -> Step {
+    let name = table.name();
+    let cols = table.columns();
+    let keys = schema::key(table);
+    let values: Vec<String> = cols.iter().map(|c| format!("s.{c}")).collect();
+    let on: Vec<String> = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect();
+    sql(
+        Some("Only ids the table does not have yet; the rows it has stay untouched."),
+        format!(
+            "INSERT INTO {name} ({cols}) SELECT {values} FROM {new} s \
+             LEFT JOIN {name} t ON {on} WHERE t.{key} IS NULL",
+            cols = cols.join(", "),
+            values = values.join(", "),
+            new = new_table(table),
+            on = on.join(" AND "),
+            key = keys[0],
+        ),
+    )
+}
+
+/// A matched row gets the values it already has (the same id is the same
+/// content); the clause is there because Redshift's MERGE needs one. A
+/// transaction keeps the batch it came with. Nor is a loaded transaction's
+/// customer key ever rewritten (a batch of the same day staged with a key
+/// must not silently give one to a row loaded without).
+fn merge_step(table: Table) -> Step {
+    let name = table.name();
+    let cols = table.columns();
+    let keys = schema::key(table);
+    let values: Vec<String> = cols.iter().map(|c| format!("s.{c}")).collect();
+    let set: Vec<String> = cols
+        .iter()
+        .filter(|c| !keys.contains(c) && **c != "batch_id" && **c != "customer_key")
+        .map(|c| format!("{c} = s.{c}"))
+        .collect();
+    let on: Vec<String> = keys.iter().map(|k| format!("{name}.{k} = s.{k}")).collect();
+    sql(
+        None,
+        format!(
+            "MERGE INTO {name} USING {new} s ON {on} \
+             WHEN MATCHED THEN UPDATE SET {set} \
+             WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})",
+            new = new_table(table),
+            on = on.join(" AND "),
+            set = set.join(", "),
+            cols = cols.join(", "),
+            values = values.join(", "),
+        ),
+    )
+}
+
+/// The batches into the ledger, then the temporary tables dropped.
+fn ledger_steps() -> Vec<Step> {
+    let ledger = ledger_columns().join(", ");
+    let mut temps = vec![PLAN_BATCHES.to_string()];
+    for table in LOADED {
+        temps.push(copy_table(table));
+        temps.push(new_table(table));
+    }
+    vec![
+        sql(
+            Some("The ledger last: a batch is listed only once its rows are in."),
+            format!("INSERT INTO {LEDGER_TABLE} ({ledger}) SELECT {ledger} FROM {PLAN_BATCHES}"),
+        ),
+        sql(
+            Some("Inside the transaction, so a failed load leaves nothing behind either."),
+            format!("DROP TABLE {}", temps.join(", ")),
+        ),
+    ]
+}
+
+/// A statement named for an error message: its keywords up to the first
+/// table it names (`merge into stores`). The generated SQL writes keywords
+/// in capitals and names in lower case.
+pub fn statement_label(sql: &str) -> String {
+    let mut words = Vec::new();
+    for w in sql.split_whitespace() {
+        let w = w.trim_end_matches(',');
+        words.push(w.to_lowercase());
+        if w.bytes().any(|b| b.is_ascii_lowercase()) {
+            break;
+        }
+    }
+    words.join(" ")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const LEEDS: &str =
+        "25/08/2021 09:00,Leeds,Ann Example,Large Latte - 2.45,2.45,CARD,4111111111111111\n";
+    pub(crate) const YORK: &str =
+        "25/08/2021 10:00,York,Bo Example,Regular Mocha - 2.30,2.30,CASH,\n";
+
+    /// A batch staged by the core from `csv`, with its objects' sizes.
+    pub(crate) fn batch(name: &str, csv: &str) -> Batch {
+        let staged = crate::transform(csv.as_bytes(), name, &crate::Config::default()).unwrap();
+        let sizes = [0, 1, 2, 3].map(|i| staged.files[i].1.len() as u64);
+        Batch {
+            report: staged.report,
+            staged_at_ms: 0,
+            sizes: Some(sizes),
+        }
+    }
+
+    /// A batch with only an id and a source: enough for the ledger rows.
+    fn bare(i: u32) -> Batch {
+        Batch {
+            report: Report {
+                batch_id: format!("{i:032x}"),
+                source: format!("till-{i}.csv"),
+                customer_key_id: "none".into(),
+                ..Report::default()
+            },
+            staged_at_ms: 0,
+            sizes: None,
+        }
+    }
+
+    fn civil(y: u32, m: u32, d: u32, h: u64, mi: u64, s: u64) -> u64 {
+        (days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + s) * 1000
     }
 
     #[test]
     fn since_table() {
-        let cases: &[(&str, Option<SystemTime>)] = &[
-            ("1970-01-01", Some(UNIX_EPOCH)),
-            (
-                "2021-08-25",
-                Some(UNIX_EPOCH + Duration::from_secs(1_629_849_600)),
-            ),
+        let cases: &[(&str, Option<u64>)] = &[
+            ("1970-01-01", Some(0)),
+            ("2021-08-25", Some(1_629_849_600_000)),
             ("2021-08-25T09:30:15Z", Some(civil(2021, 8, 25, 9, 30, 15))),
             ("2021-08-25 09:30", Some(civil(2021, 8, 25, 9, 30, 0))),
             ("2024-02-29", Some(civil(2024, 2, 29, 0, 0, 0))),
@@ -876,30 +1036,23 @@ mod tests {
     }
 
     #[test]
-    fn literals_and_csv_fields() {
-        let cases: &[(Value, &str, &str, &str)] = &[
-            (Value::Null, "NULL", "NULL", ""),
-            (Value::Number("12.50".into()), "12.50", "12.50", "12.50"),
-            (
-                Value::Text("a.csv".into()),
-                "'a.csv'",
-                "'a.csv'",
-                "\"a.csv\"",
-            ),
-            (Value::Text("it's".into()), "'it''s'", "'it''s'", "\"it's\""),
-            (Value::Text("a\\b".into()), "'a\\\\b'", "'a\\b'", "\"a\\b\""),
+    fn literals() {
+        let cases: &[(Value, &str, &str)] = &[
+            (Value::Null, "NULL", "NULL"),
+            (Value::Number("12.50".into()), "12.50", "12.50"),
+            (Value::Text("a.csv".into()), "'a.csv'", "'a.csv'"),
+            (Value::Text("it's".into()), "'it''s'", "'it''s'"),
+            (Value::Text("a\\b".into()), "'a\\\\b'", "'a\\b'"),
             (
                 Value::Text("say \"x\"".into()),
                 "'say \"x\"'",
                 "'say \"x\"'",
-                "\"say \"\"x\"\"\"",
             ),
-            (Value::Text(String::new()), "''", "''", "\"\""),
+            (Value::Text(String::new()), "''", "''"),
         ];
-        for (v, redshift, postgres, csv) in cases {
+        for (v, redshift, postgres) in cases {
             assert_eq!(sql_literal(v, Dialect::Redshift), *redshift, "{v:?}");
             assert_eq!(sql_literal(v, Dialect::Postgres), *postgres, "{v:?}");
-            assert_eq!(csv_field(v), *csv, "{v:?}");
         }
         for (t, want) in [
             (
@@ -914,113 +1067,9 @@ mod tests {
         }
     }
 
-    /// Stages `files` (name, CSV) under a fresh root with the core.
-    fn staged(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let root = tempfile::tempdir().unwrap();
-        for dir in Table::ALL.iter().map(|t| t.name()).chain(["batches"]) {
-            std::fs::create_dir_all(root.path().join(dir)).unwrap();
-        }
-        for (name, csv) in files {
-            let staged = crate::transform(csv.as_bytes(), name, &crate::Config::default()).unwrap();
-            for (key, bytes) in staged.files {
-                std::fs::File::create(root.path().join(key))
-                    .unwrap()
-                    .write_all(&bytes)
-                    .unwrap();
-            }
-        }
-        root
-    }
-
-    const LEEDS: &str =
-        "25/08/2021 09:00,Leeds,Ann Example,Large Latte - 2.45,2.45,CARD,4111111111111111\n";
-    const YORK: &str = "25/08/2021 10:00,York,Bo Example,Regular Mocha - 2.30,2.30,CASH,\n";
-
-    #[test]
-    fn scan_finds_complete_batches_and_skips_unmarked_ones() {
-        let root = staged(&[("leeds.csv", LEEDS), ("york.csv", YORK)]);
-        let york = crate::batch_id(YORK.as_bytes());
-        std::fs::remove_file(root.path().join(marker_key(&york))).unwrap();
-        // A marker being written is a dot file, and is ignored too.
-        std::fs::write(root.path().join("batches/.x.json.tmp"), "{").unwrap();
-        let scan = scan(root.path()).unwrap();
-        assert_eq!(scan.complete.len(), 1);
-        assert_eq!(scan.complete[0].id(), crate::batch_id(LEEDS.as_bytes()));
-        assert_eq!(scan.complete[0].rows(Table::Transactions), 1);
-        assert_eq!(scan.incomplete, vec![york]);
-        let gz = std::fs::metadata(root.path().join(Table::Stores.key(scan.complete[0].id())))
-            .unwrap()
-            .len();
-        assert_eq!(scan.complete[0].sizes[0], gz);
-    }
-
-    #[test]
-    fn scan_skips_and_reports_broken_batches_and_keeps_the_rest() {
-        let root = staged(&[("leeds.csv", LEEDS), ("york.csv", YORK)]);
-        let leeds = crate::batch_id(LEEDS.as_bytes());
-        let york = crate::batch_id(YORK.as_bytes());
-        std::fs::remove_file(root.path().join(Table::Products.key(&leeds))).unwrap();
-        let found = scan(root.path()).unwrap();
-        assert_eq!(
-            found.complete.iter().map(Batch::id).collect::<Vec<_>>(),
-            vec![york.as_str()]
-        );
-        assert!(
-            found.incomplete.is_empty(),
-            "a marked batch is not incomplete"
-        );
-        assert_eq!(
-            found.broken,
-            vec![BrokenBatch {
-                batch_id: leeds.clone(),
-                object: format!("products/{leeds}.csv.gz"),
-                problem: "is missing, though the batch's marker is there".into(),
-            }]
-        );
-        assert_eq!(
-            found.broken[0].to_string(),
-            format!("batch {leeds} skipped: products/{leeds}.csv.gz is missing, though the batch's marker is there")
-        );
-        // A marker that is not a report of its batch is skipped the same way.
-        let root = staged(&[("leeds.csv", LEEDS), ("york.csv", YORK)]);
-        std::fs::write(root.path().join(marker_key(&leeds)), "not json").unwrap();
-        let found = scan(root.path()).unwrap();
-        assert_eq!(found.complete.len(), 1);
-        assert_eq!(found.broken[0].object, marker_key(&leeds));
-        assert!(found.broken[0].problem.starts_with("is not a batch report"));
-        let e = scan(&root.path().join("nowhere")).unwrap_err().to_string();
-        assert!(e.contains("not a staging root"), "{e}");
-    }
-
-    #[test]
-    fn manifests_list_every_file_with_its_size() {
-        let root = staged(&[("leeds.csv", LEEDS), ("york.csv", YORK)]);
-        let plan = Plan::new(scan(root.path()).unwrap().complete);
-        let s3 = S3Target::new("s3://cafe-staging/v1/").unwrap();
-        let paths = plan.write_manifests(root.path(), &s3).unwrap();
-        assert_eq!(paths.len(), 4);
-        let m: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&paths[2]).unwrap()).unwrap();
-        let entries = m["entries"].as_array().unwrap();
-        assert_eq!(entries.len(), 2);
-        for (e, b) in entries.iter().zip(plan.batches()) {
-            let key = Table::Transactions.key(b.id());
-            assert_eq!(e["url"], format!("s3://cafe-staging/v1/{key}"));
-            assert_eq!(e["mandatory"], true);
-            let size = std::fs::metadata(root.path().join(&key)).unwrap().len();
-            assert_eq!(e["meta"]["content_length"], size);
-        }
-        // The same batches make the same plan, whatever order they came in.
-        let mut reversed = plan.batches().to_vec();
-        reversed.reverse();
-        assert_eq!(Plan::new(reversed).id(), plan.id());
-        assert_ne!(Plan::new(plan.batches()[..1].to_vec()).id(), plan.id());
-    }
-
     #[test]
     fn steps_insert_dimensions_merge_facts_and_record_the_ledger_last() {
-        let root = staged(&[("leeds.csv", LEEDS)]);
-        let plan = Plan::new(scan(root.path()).unwrap().complete);
+        let plan = Plan::new(vec![batch("leeds.csv", LEEDS)]);
         let steps = plan.steps();
         let copies: Vec<Table> = steps
             .iter()
@@ -1074,10 +1123,211 @@ mod tests {
             .find(|s| s.starts_with("MERGE INTO transactions"))
             .unwrap();
         assert!(!tx_merge.contains("batch_id = s.batch_id"), "{tx_merge}");
-        let script = plan.redshift_script(&S3Target::new("s3://b/p").unwrap());
+        let script = plan
+            .redshift_script(&S3Target::new("s3://b/p").unwrap())
+            .unwrap();
         assert!(script.starts_with("-- cafe-etl load plan"));
         assert!(script.contains("\nBEGIN;\n") && script.ends_with("\nCOMMIT;\n"));
         assert!(script.contains("FROM 's3://b/p/manifests/"));
         assert!(!script.contains("Ann Example") && !script.contains("4111"));
+    }
+
+    #[test]
+    fn statements_per_dialect_differ_only_in_copy() {
+        let plan = Plan::new(vec![batch("leeds.csv", LEEDS), batch("york.csv", YORK)]);
+        let ids: Vec<&str> = plan.batches().iter().map(Batch::id).collect();
+        let pg = plan
+            .statements(Dialect::Postgres, &StatementOptions::default())
+            .unwrap();
+        let e = plan
+            .statements(Dialect::Redshift, &StatementOptions::default())
+            .unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("plan error: a Redshift load needs the S3 URL"));
+        let s3 = S3Target::new("s3://b/p").unwrap();
+        let rs = plan
+            .statements(
+                Dialect::Redshift,
+                &StatementOptions {
+                    s3: Some(s3),
+                    ..StatementOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(pg.len(), rs.len());
+        let mut copies = 0;
+        for (p, r) in pg.iter().zip(&rs) {
+            match (p, r) {
+                (Statement::Sql { .. }, Statement::Sql { .. }) => assert_eq!(p, r),
+                (
+                    Statement::Copy { table, sql, keys },
+                    Statement::Copy {
+                        table: t2,
+                        sql: s2,
+                        keys: k2,
+                    },
+                ) => {
+                    copies += 1;
+                    assert_eq!((table, keys), (t2, k2));
+                    let want: Vec<String> = ids
+                        .iter()
+                        .map(|id| format!("{table}/{id}.csv.gz"))
+                        .collect();
+                    assert_eq!(keys, &want);
+                    assert!(
+                        sql.starts_with(&format!("COPY tmp_copy_{table} (")),
+                        "{sql}"
+                    );
+                    assert!(sql.ends_with(") FROM STDIN WITH (FORMAT csv)"), "{sql}");
+                    assert!(
+                        s2.contains(&format!(
+                            "FROM 's3://b/p/manifests/{}/{table}.manifest'",
+                            plan.id()
+                        )) && s2.contains("\nMANIFEST\n"),
+                        "{s2}"
+                    );
+                }
+                _ => panic!("{p:?} against {r:?}"),
+            }
+        }
+        assert_eq!(copies, 4);
+        // One INSERT lists both batches, right after the table is made.
+        let inserts: Vec<&str> = pg
+            .iter()
+            .map(Statement::sql)
+            .filter(|s| s.starts_with("INSERT INTO tmp_plan_batches"))
+            .collect();
+        assert_eq!(inserts.len(), 1);
+        assert!(ids.iter().all(|id| inserts[0].contains(id)));
+    }
+
+    #[test]
+    fn planned_batches_are_chunked_by_bytes() {
+        let plan = Plan::new((0..7).map(bare).collect());
+        let rows = |s: &str| s.lines().filter(|l| l.starts_with('(')).count();
+        let one = plan
+            .plan_batches_inserts(Dialect::Postgres, usize::MAX)
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(rows(&one[0]), 7);
+        let row_len = one[0].lines().nth(1).unwrap().trim_end_matches(',').len();
+        let head_len = one[0].lines().next().unwrap().len() + 1;
+        // (largest statement allowed, INSERTs expected, or the refusal)
+        let cases: &[(usize, Result<usize, &str>)] = &[
+            (head_len + row_len, Ok(7)),
+            (head_len + 2 * row_len + 2, Ok(4)),
+            (head_len + 3 * row_len + 4, Ok(3)),
+            (head_len + 7 * row_len + 12, Ok(1)),
+            (head_len + row_len - 1, Err("no statement of at most")),
+        ];
+        for (max, want) in cases {
+            match (plan.plan_batches_inserts(Dialect::Redshift, *max), want) {
+                (Ok(chunks), Ok(n)) => {
+                    assert_eq!(chunks.len(), *n, "max {max}");
+                    assert!(chunks.iter().all(|c| c.len() <= *max), "max {max}");
+                    let all: Vec<&str> = chunks
+                        .iter()
+                        .flat_map(|c| c.lines().filter(|l| l.starts_with('(')))
+                        .map(|l| l.trim_end_matches(','))
+                        .collect();
+                    let ids: Vec<String> = plan
+                        .batches()
+                        .iter()
+                        .map(|b| format!("('{}'", b.id()))
+                        .collect();
+                    assert_eq!(all.len(), 7, "max {max}");
+                    for (line, id) in all.iter().zip(&ids) {
+                        assert!(line.starts_with(id.as_str()), "{line}");
+                    }
+                }
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{e}"),
+                (got, _) => panic!("max {max}: {got:?}"),
+            }
+        }
+        // The whole list of statements is held to the same limit.
+        let e = plan
+            .statements(
+                Dialect::Postgres,
+                &StatementOptions {
+                    s3: None,
+                    max_statement_bytes: head_len + row_len,
+                },
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("bytes, more than the"), "{e}");
+    }
+
+    #[test]
+    fn markers_are_read_and_checked() {
+        let good = batch("leeds.csv", LEEDS).report;
+        let json = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = serde_json::to_value(&good).unwrap();
+            f(&mut v);
+            serde_json::to_vec(&v).unwrap()
+        };
+        let cases: Vec<(Vec<u8>, Result<(), &str>)> = vec![
+            (json(&|_| {}), Ok(())),
+            (b"not json".to_vec(), Err("is not a batch report: expected")),
+            (
+                json(&|v| v["batch_id"] = "../../etc".into()),
+                Err("its batch_id is not 32 hex digits"),
+            ),
+            (
+                json(&|v| v["customer_key_id"] = "x' OR 1=1".into()),
+                Err("its customer_key_id is not 16 hex digits or none"),
+            ),
+            (
+                json(&|v| v["rows_read"] = "Ann Example".into()),
+                Err("invalid type: string a value, expected u64"),
+            ),
+            (
+                json(&|v| v["format"] = "Ann Example".into()),
+                Err("unknown variant a value"),
+            ),
+            (
+                json(&|v| {
+                    v.as_object_mut().unwrap().remove("batch_id");
+                }),
+                Err("missing field `batch_id`"),
+            ),
+        ];
+        for (bytes, want) in cases {
+            match (read_marker(&bytes), want) {
+                (Ok(r), Ok(())) => assert_eq!(r.batch_id, good.batch_id),
+                (Err(e), Err(w)) => {
+                    assert!(e.contains(w), "{e}");
+                    assert!(!e.contains("Ann") && !e.contains("etc"), "{e}");
+                }
+                (got, _) => panic!("{}: {got:?}", String::from_utf8_lossy(&bytes)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_manifest_gives_sizes_only_when_known() {
+        let s3 = S3Target::new("s3://b").unwrap();
+        let known = Plan::new(vec![batch("leeds.csv", LEEDS)]);
+        let m: serde_json::Value =
+            serde_json::from_str(&known.manifest(Table::Products, &s3)).unwrap();
+        assert_eq!(
+            m["entries"][0]["meta"]["content_length"],
+            known.batches()[0].sizes.unwrap()[1]
+        );
+        let unknown = Plan::new(vec![bare(1)]);
+        let m: serde_json::Value =
+            serde_json::from_str(&unknown.manifest(Table::Products, &s3)).unwrap();
+        assert_eq!(m["entries"][0]["mandatory"], true);
+        assert!(m["entries"][0].get("meta").is_none());
+        let all = unknown.manifests(&s3);
+        assert_eq!(
+            all.iter()
+                .map(|(t, k, _)| (*t, k.clone()))
+                .collect::<Vec<_>>(),
+            LOADED
+                .iter()
+                .map(|&t| (t, unknown.manifest_key(t)))
+                .collect::<Vec<_>>()
+        );
     }
 }

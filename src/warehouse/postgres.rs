@@ -1,22 +1,23 @@
 //! The load plan run against PostgreSQL, and the analytics read back.
 //!
 //! PostgreSQL stands in for Redshift on one machine: the same schema (its
-//! dialect), the same [`Plan::steps`](super::Plan::steps), with the staged
-//! files decompressed here and streamed with `COPY ... FROM STDIN` instead
-//! of read from S3. PostgreSQL 15 or later, for `MERGE`.
+//! dialect), the same [`Plan::statements`](super::Plan::statements) the
+//! worker runs, with the staged files decompressed here and streamed with
+//! `COPY ... FROM STDIN` instead of read from S3. PostgreSQL 15 or later,
+//! for `MERGE`.
 //!
 //! The connection is plain TCP (no TLS): use a server on this machine, or
 //! reach one through an SSH tunnel.
 
-use super::plan::{self, csv_field, ledger_columns, ledger_row, Plan, Step, PLAN_BATCHES};
+use super::plan::{statement_label, Plan, Statement, StatementOptions};
 use super::schema::{self, Dialect, View, LEDGER_TABLE, LOADED};
 use super::{Error, Phase};
 use crate::Table;
 use postgres::{Client, NoTls, SimpleQueryMessage};
 use std::collections::HashSet;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// A database error as one line: the server's message, its detail and
 /// hint. Details name ids and values of staged rows, never personal data
@@ -107,8 +108,9 @@ pub fn loaded_key_ids(client: &mut Client) -> Result<Vec<String>, Error> {
 /// What to load.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
-    /// Only batches whose marker was written at or after this time.
-    pub since: Option<SystemTime>,
+    /// Only batches whose marker was written at or after this time, in
+    /// milliseconds since 1970 ([`super::plan::parse_since`]).
+    pub since: Option<u64>,
     /// Plan batches the ledger already has too, leaving the script to drop
     /// them (what a Redshift plan made offline does); the result is the
     /// same, only slower.
@@ -136,7 +138,7 @@ pub struct LoadReport {
     pub incomplete: usize,
     /// Batches with a marker that could not be loaded (a table object
     /// missing), skipped while the others load.
-    pub broken: Vec<super::plan::BrokenBatch>,
+    pub broken: Vec<super::scan::BrokenBatch>,
     /// Complete batches staged before `since`, left alone.
     pub before_since: usize,
     /// Complete batches already in the ledger, not planned.
@@ -173,7 +175,7 @@ impl LoadReport {
 pub fn load(client: &mut Client, root: &Path, options: &LoadOptions) -> Result<LoadReport, Error> {
     check_version(client)?;
     apply_schema(client)?;
-    let scan = plan::scan(root)?;
+    let scan = super::scan::scan(root)?;
     let loaded = loaded_batch_ids(client)?;
     let mut report = LoadReport {
         complete: scan.complete.len(),
@@ -183,7 +185,7 @@ pub fn load(client: &mut Client, root: &Path, options: &LoadOptions) -> Result<L
     };
     let mut batches = Vec::new();
     for batch in scan.complete {
-        if options.since.is_some_and(|s| batch.staged_at < s) {
+        if options.since.is_some_and(|s| batch.staged_at_ms < s) {
             report.before_since += 1;
         } else if !options.include_loaded && loaded.contains(batch.id()) {
             report.already_loaded += 1;
@@ -259,8 +261,10 @@ pub struct Steps {
     pub before: Vec<u64>,
 }
 
-/// Runs the steps of `plan` inside `tx`, which the caller commits (or
-/// holds open: a test keeps a load holding the lock this way).
+/// Runs the statements of `plan` inside `tx`, which the caller commits (or
+/// holds open: a test keeps a load holding the lock this way): the
+/// PostgreSQL [`Plan::statements`], each COPY fed the staged files of
+/// `root` it names.
 pub fn run_steps(
     tx: &mut postgres::Transaction<'_>,
     plan: &Plan,
@@ -268,41 +272,23 @@ pub fn run_steps(
 ) -> Result<Steps, Error> {
     let mut copied = [0u64; 4];
     let mut before = None;
-    for step in plan.steps() {
-        if before.is_none() && !matches!(step, Step::Sql { .. }) {
-            // The plan's batches are listed right after the lock.
-            before = Some(counts(tx)?);
-        }
-        match step {
-            Step::Sql { sql, .. } => {
+    for statement in plan.statements(Dialect::Postgres, &StatementOptions::default())? {
+        match statement {
+            Statement::Sql { sql, .. } => {
                 tx.batch_execute(&sql)
                     .map_err(|e| db_error(Phase::Load, &statement_label(&sql), &e))?;
             }
-            Step::PlanBatches => {
-                let mut csv = String::new();
-                for b in plan.batches() {
-                    let fields: Vec<String> = ledger_row(b).iter().map(csv_field).collect();
-                    csv.push_str(&fields.join(","));
-                    csv.push('\n');
+            Statement::Copy { table, sql, keys } => {
+                if before.is_none() {
+                    // The lock is held by now, and nothing has touched the
+                    // loaded tables or the ledger yet.
+                    before = Some(counts(tx)?);
                 }
-                let stmt = format!(
-                    "COPY {PLAN_BATCHES} ({}) FROM STDIN WITH (FORMAT csv)",
-                    ledger_columns().join(", ")
-                );
-                let ctx = "listing the plan's batches";
-                let mut w = tx
-                    .copy_in(&stmt)
-                    .map_err(|e| db_error(Phase::Load, ctx, &e))?;
-                w.write_all(csv.as_bytes())
-                    .map_err(|e| Error::new(Phase::Load, format!("{ctx}: {e}")))?;
-                w.finish().map_err(|e| db_error(Phase::Load, ctx, &e))?;
-            }
-            Step::Copy(table) => {
                 let i = LOADED
                     .iter()
-                    .position(|&t| t == table)
+                    .position(|t| t.name() == table)
                     .expect("only loaded tables are copied");
-                copied[i] = copy_table(tx, plan, root, table)?;
+                copied[i] = copy_objects(tx, &table, &sql, root, &keys)?;
             }
         }
     }
@@ -313,40 +299,21 @@ pub fn run_steps(
     Ok(Steps { copied, before })
 }
 
-/// A statement named for an error message: its keywords up to the first
-/// table it names (`merge into stores`). The generated SQL writes keywords
-/// in capitals and names in lower case.
-fn statement_label(sql: &str) -> String {
-    let mut words = Vec::new();
-    for w in sql.split_whitespace() {
-        let w = w.trim_end_matches(',');
-        words.push(w.to_lowercase());
-        if w.bytes().any(|b| b.is_ascii_lowercase()) {
-            break;
-        }
-    }
-    words.join(" ")
-}
-
-/// Streams one table's staged files, decompressed, into its temporary
-/// table: one COPY for every batch of the plan.
-fn copy_table(
+/// Streams the staged files `keys` of `root`, decompressed and in order,
+/// into one `COPY ... FROM STDIN`.
+fn copy_objects(
     tx: &mut postgres::Transaction<'_>,
-    plan: &Plan,
+    table: &str,
+    sql: &str,
     root: &Path,
-    table: Table,
+    keys: &[String],
 ) -> Result<u64, Error> {
-    let ctx = format!("copying {}", table.name());
-    let stmt = format!(
-        "COPY {} ({}) FROM STDIN WITH (FORMAT csv)",
-        plan::copy_table(table),
-        table.columns().join(", ")
-    );
+    let ctx = format!("copying {table}");
     let mut w = tx
-        .copy_in(&stmt)
+        .copy_in(sql)
         .map_err(|e| db_error(Phase::Load, &ctx, &e))?;
-    for batch in plan.batches() {
-        let path = root.join(table.key(batch.id()));
+    for key in keys {
+        let path = root.join(key);
         let file = std::fs::File::open(&path)
             .map_err(|e| Error::new(Phase::Load, format!("{}: {e}", path.display())))?;
         // Multi-member: a file concatenated from several gzip streams (as an

@@ -186,6 +186,27 @@ pub const LEDGER_TABLE: &str = "loaded_batches";
 /// records the last plan that held it and how many loads have.
 pub const LOAD_LOCK_TABLE: &str = "load_lock";
 
+/// Batches that will not load (a COPY error, a missing object), one row
+/// each, with the latest reason: written by
+/// [`super::failures::quarantine_statements`], read by whoever shows a
+/// batch's state.
+pub const FAILURES_TABLE: &str = "load_failures";
+
+/// The columns of [`FAILURES_TABLE`]; the times are filled by the database.
+pub(crate) const FAILURES: [(&str, Kind, bool); 7] = [
+    ("batch_id", Kind::BatchId, false),
+    // The store the batch was uploaded for; unknown for a batch found by a
+    // sweep with no marker to read.
+    ("store", Kind::Text(256), true),
+    // A stable code (`copy_failed`, `missing_object`, ...).
+    ("code", Kind::Label(64), false),
+    // Plain words, no personal data, no bucket or key names.
+    ("reason", Kind::Text(1024), false),
+    ("attempts", Kind::Int, false),
+    ("first_failed_at", Kind::Timestamp, false),
+    ("failed_at", Kind::Timestamp, false),
+];
+
 /// Where a table's rows live on a Redshift cluster, and why.
 struct Layout {
     /// `None` for DISTSTYLE ALL.
@@ -300,6 +321,23 @@ pub fn tables(dialect: Dialect) -> String {
         &["PRIMARY KEY (lock_id)".to_string()],
         &lock_layout,
     );
+    let failures_layout = Layout {
+        dist_key: None,
+        sort_key: &["batch_id"],
+        why: "Quarantined batches, one row each with the latest reason: a few rows, read \
+              beside the ledger to show each batch's state.",
+    };
+    if dialect == Dialect::Redshift {
+        comment(&mut out, failures_layout.why);
+    }
+    create_table(
+        &mut out,
+        dialect,
+        FAILURES_TABLE,
+        &FAILURES,
+        &["PRIMARY KEY (batch_id)".to_string()],
+        &failures_layout,
+    );
     comment(
         &mut out,
         "Its one row, added once: running this again adds none.",
@@ -374,11 +412,9 @@ fn create_table(
         if !nullable {
             line.push_str(" NOT NULL");
         }
-        if *col == "loaded_at" {
-            line.push_str(match dialect {
-                Dialect::Redshift => " DEFAULT GETDATE()",
-                Dialect::Postgres => " DEFAULT (now() AT TIME ZONE 'utc')",
-            });
+        if matches!(*col, "loaded_at" | "failed_at" | "first_failed_at") {
+            line.push(' ');
+            line.push_str(&now_utc("DEFAULT", dialect));
         }
         if dialect == Dialect::Redshift {
             // The leading sort key column stays raw: compressing it makes
@@ -406,6 +442,15 @@ fn create_table(
         let _ = write!(out, "\nSORTKEY ({})", layout.sort_key.join(", "));
     }
     out.push_str(";\n\n");
+}
+
+/// `DEFAULT` (or any keyword) followed by the database's current time in
+/// UTC, without zone: what the ledger's times are.
+pub(crate) fn now_utc(keyword: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Redshift => format!("{keyword} GETDATE()"),
+        Dialect::Postgres => format!("{keyword} (now() AT TIME ZONE 'utc')"),
+    }
 }
 
 fn comment(out: &mut String, text: &str) {
@@ -516,6 +561,33 @@ pub fn ddl(dialect: Dialect) -> String {
     );
     out.push_str(&tables(dialect));
     out.push_str(VIEWS_SQL);
+    out
+}
+
+/// The schema as single statements, in order, without comments or
+/// semicolons: what a runner that takes one statement at a time sends (the
+/// Redshift Data API, a worker's driver). The same text as [`ddl`].
+pub fn statements(dialect: Dialect) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in ddl(dialect).lines() {
+        let trimmed = line.trim();
+        // Whole-line comments go; a statement never ends inside one.
+        if trimmed.is_empty() || trimmed.starts_with("--") {
+            continue;
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(line.trim_end());
+        // The generated DDL and sql/views.sql end each statement, and only
+        // a statement, with a semicolon at the end of a line.
+        if let Some(done) = current.strip_suffix(';') {
+            out.push(done.to_string());
+            current.clear();
+        }
+    }
+    debug_assert!(current.is_empty(), "the schema ends with a statement");
     out
 }
 

@@ -7,6 +7,7 @@
 
 #[path = "../common/rows.rs"]
 mod rows;
+mod warehouse;
 
 use cafe_etl::wasm;
 use js_sys::{Object, Reflect, Uint8Array};

@@ -820,3 +820,93 @@ export function generatedExport(bytes, { store = 'chesterfield', seed = 1 } = {}
   }
   return file;
 }
+
+// ---------------------------------------------------------------------------
+// PostgreSQL for the loader's tests: the database scripts/test-worker sets up
+// (CAFE_ETL_TEST_POSTGRES, as scripts/test-warehouse makes it), one schema per test
+// file, spoken to with psql (the real client) from here and with the worker's own
+// runner from workerd.
+
+/** The base URL of the test database, or null when there is none. */
+export function postgresBase() {
+  return process.env.CAFE_ETL_TEST_POSTGRES || null;
+}
+
+/** A URL of the test database whose search_path is `schema`. */
+export function schemaUrl(schema, base = postgresBase()) {
+  const sep = base.includes('?') ? '&' : '?';
+  return `${base}${sep}options=-csearch_path%3D${schema}`;
+}
+
+/** Runs SQL with psql (ON_ERROR_STOP); returns the rows as arrays of text fields. */
+export function psql(url, sql) {
+  const r = spawnSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-F', '\t', '-d', url], { input: sql, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`psql: ${r.stderr.trim()}`);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.split('\t'));
+}
+
+/** A fresh schema `name` (dropped first if there); `{schema, url, sql(text), drop()}`. */
+export function freshSchema(name) {
+  const base = postgresBase();
+  if (!base) throw new Error('CAFE_ETL_TEST_POSTGRES is not set (scripts/test-worker sets it)');
+  psql(base, `DROP SCHEMA IF EXISTS ${name} CASCADE; CREATE SCHEMA ${name};`);
+  const url = schemaUrl(name, base);
+  return {
+    schema: name,
+    url,
+    sql: (text) => psql(url, text),
+    drop: () => psql(base, `DROP SCHEMA IF EXISTS ${name} CASCADE;`),
+  };
+}
+
+/**
+ * A psql session kept open (for a lock held across the worker's load): `run(sql)`
+ * sends statements, `close()` ends the session (committing nothing left open).
+ */
+export function psqlSession(url) {
+  const child = spawn('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-At', '-d', url], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  return {
+    child,
+    output: () => out,
+    /** Sends SQL and waits until psql printed `marker` (a SELECT of it ends `sql`). */
+    async run(sql) {
+      const marker = `done_${randomBytes(4).toString('hex')}`;
+      child.stdin.write(`${sql}\nSELECT '${marker}';\n`);
+      const until = Date.now() + 20_000;
+      while (!out.includes(marker)) {
+        if (child.exitCode !== null) throw new Error(`psql session ended: ${out}`);
+        if (Date.now() > until) throw new Error(`psql session: no answer to ${sql}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    async close() {
+      child.stdin.end('\\q\n');
+      await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 3000))]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+/** Runs `cafe-etl transform` on several files into one staging root; returns it. */
+export function cliTransformAll(files, customerKeySecret) {
+  const out = tmpDir('cli-all-');
+  const r = spawnSync(cliPath(), ['transform', '--customer-key-secret-env', 'CAFE_TEST_CUSTOMER_KEY', '--out', out, ...files], {
+    env: { ...process.env, CAFE_TEST_CUSTOMER_KEY: customerKeySecret },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0 && r.status !== 1) throw new Error(`cafe-etl transform: exit ${r.status}\n${r.stderr}`);
+  return out;
+}
+
+/** Runs `cafe-etl load` of a staging root into the database at `url`. */
+export function cliLoad(root, url) {
+  const r = spawnSync(cliPath(), ['load', '--root', root], { env: { ...process.env, CAFE_ETL_POSTGRES: url }, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`cafe-etl load: exit ${r.status}\n${r.stderr}`);
+  return r.stdout;
+}

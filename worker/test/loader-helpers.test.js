@@ -6,7 +6,7 @@ import './harness.js'; // initialises the wasm module lib.js re-exports
 import { indexKeys, ConfigError } from '../src/lib.js';
 import { loaderConfig, retryDelaySeconds } from '../src/loader/config.js';
 import { commitsDayPrefix, loaderKeys, parseCommitKey } from '../src/loader/keys.js';
-import { classify, safeReason } from '../src/loader/consumer.js';
+import { classify, safeCode, safeReason } from '../src/loader/consumer.js';
 import { WarehouseError, isWarehouseError } from '../src/loader/errors.js';
 import { S3Error } from '../src/s3.js';
 
@@ -110,4 +110,17 @@ test('WarehouseError takes both forms the loader uses, with the same fields', ()
     assert.ok(e instanceof Error && isWarehouseError(e));
     assert.deepEqual(e.toJSON(), { code, transient, message });
   }
+});
+
+test('failure codes fit load_failures: lowercase letters, digits and _', () => {
+  const cases = [
+    ['23514', '23514'],
+    ['P0001', 'p0001'],
+    ['missing_object', 'missing_object'],
+    ['Throttling-Exception', 'throttling_exception'],
+    ['', 'error'],
+    [undefined, 'error'],
+    ['x'.repeat(80), 'x'.repeat(64)],
+  ];
+  for (const [code, want] of cases) assert.equal(safeCode(code), want, String(code));
 });

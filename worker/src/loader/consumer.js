@@ -315,10 +315,22 @@ async function recordLoaded(c, item, loadedAt, planId) {
  * that the queue's retries and dead-letter queue, not a quarantine, deal with it.
  */
 export function classify(e, c) {
-  if (isWarehouseError(e)) return new WarehouseError(e.code, safeReason(e.message, c), { transient: e.transient });
+  if (isWarehouseError(e)) return new WarehouseError(safeCode(e.code), safeReason(e.message, c), { transient: e.transient });
   if (e instanceof S3Error) return WarehouseError.transient('s3_error', safeReason(`the bucket failed ${e.publicMessage(c.cfg.prefix)}`, c));
   if (e instanceof ConfigError) return WarehouseError.transient('misconfigured', safeReason(`the worker is misconfigured: ${e.message}`, c));
   return WarehouseError.transient('internal_error', safeReason(`the loader failed: ${String(e?.message ?? e)}`, c));
+}
+
+/**
+ * A code as `load_failures` keeps it: lowercase letters, digits and `_`, 1 to 64
+ * (a SQLSTATE such as `P0001` becomes `p0001`).
+ */
+export function safeCode(code) {
+  const s = String(code ?? '')
+    .toLowerCase()
+    .replace(/[^a-z0-9_]+/g, '_')
+    .slice(0, 64);
+  return s || 'error';
 }
 
 /**
