@@ -141,7 +141,11 @@ export interface TokenClaims { kid: string; store: string; expires: number; }
 /** Thrown by `verifyToken`, `checkStores`, `checkAccessConfig`, `mintToken`:
  *  an `Error` whose `code` is `malformed`, `unknown_kid`, `bad_signature`,
  *  `expired`, `too_long`, `revoked`, `empty_secret` (tokens), `wrong_store`,
- *  `store_not_registered` (stores) or `config` (the settings themselves). */
+ *  `store_not_registered` (stores) or `config` (the settings themselves).
+ *  Thrown by `loadPlan`, `warehouseSchema`, `quarantineStatements`,
+ *  `ledgerQuery` with `bad_marker`, `mixed_customer_keys`,
+ *  `statement_too_long`, `bad_batch_id`, `bad_failure`, `too_many_ids` or
+ *  `config`: each a permanent refusal (the same input fails again). */
 export interface CodedError extends Error { code: string; }
 
 export interface TransformResult {
@@ -671,52 +675,75 @@ struct ManifestOutput {
     body: String,
 }
 
-fn plan_error(message: impl std::fmt::Display) -> JsError {
-    JsError::new(&warehouse::Error::new(warehouse::Phase::Plan, message.to_string()).to_string())
+/// A warehouse error as a `CodedError`: its stable code (`config` when it
+/// has none), the core's text.
+fn core_error(e: warehouse::Error) -> JsValue {
+    coded(e.code().unwrap_or("config"), &e.to_string())
 }
 
-fn dialect(name: &str) -> Result<warehouse::Dialect, JsError> {
-    name.parse().map_err(plan_error)
+/// A bad argument of a warehouse export, in `phase`: code `config`.
+fn input_error(phase: warehouse::Phase, message: impl std::fmt::Display) -> JsValue {
+    core_error(warehouse::Error::new(phase, message.to_string()))
+}
+
+fn plan_input(message: impl std::fmt::Display) -> JsValue {
+    input_error(warehouse::Phase::Plan, message)
+}
+
+fn dialect(name: &str) -> Result<warehouse::Dialect, JsValue> {
+    name.parse().map_err(plan_input)
+}
+
+/// An optional text setting: absent or empty is unset.
+fn setting(value: Option<String>) -> Option<String> {
+    value.filter(|s| !s.is_empty())
 }
 
 /// The statements of one load of `batches` for `dialect`, the very ones
-/// `cafe-etl load` runs: see `LoadPlanInput` and `LoadPlan`. Throws an
-/// `Error` with the core's text (`plan error: ...`) for a marker that is not
-/// a batch report, batches of different customer-key secrets, an unknown
-/// dialect, Redshift without `s3`, a statement that cannot fit.
+/// `cafe-etl load` runs: see `LoadPlanInput` and `LoadPlan`. Throws a
+/// `CodedError` with the core's text (`plan error: ...`): `bad_marker` (a
+/// marker that is not a batch report), `mixed_customer_keys` (batches of
+/// different customer-key secrets), `statement_too_long`, `config` (an
+/// unknown dialect, Redshift without `s3`, input of the wrong shape).
 #[wasm_bindgen(js_name = loadPlan, unchecked_return_type = "LoadPlan")]
 pub fn load_plan(
     #[wasm_bindgen(unchecked_param_type = "LoadPlanInput")] input: JsValue,
-) -> Result<JsValue, JsError> {
+) -> Result<JsValue, JsValue> {
     let input: LoadPlanInput = serde_wasm_bindgen::from_value(input)
-        .map_err(|e| plan_error(format!("loadPlan input: {e}")))?;
+        .map_err(|e| plan_input(format!("loadPlan input: {e}")))?;
     let dialect = dialect(&input.dialect)?;
     if input.batches.is_empty() {
-        return Err(plan_error("no batch to load"));
+        return Err(plan_input("no batch to load"));
     }
     let mut batches = Vec::with_capacity(input.batches.len());
     for (i, b) in input.batches.into_iter().enumerate() {
-        let json = serde_json::to_vec(&b.marker).map_err(plan_error)?;
+        let json = serde_json::to_vec(&b.marker).map_err(plan_input)?;
         let sizes = b
             .sizes
             .map(|s| [s.stores, s.products, s.transactions, s.basket_items]);
-        let batch = warehouse::Batch::from_marker(&json, 0, sizes)
-            .map_err(|problem| plan_error(format!("the marker of batch {} {problem}", i + 1)))?;
+        let batch = warehouse::Batch::from_marker(&json, 0, sizes).map_err(|problem| {
+            core_error(
+                warehouse::Error::new(
+                    warehouse::Phase::Plan,
+                    format!("the marker of batch {} {problem}", i + 1),
+                )
+                .with_code("bad_marker"),
+            )
+        })?;
         batches.push(batch);
     }
     // One customer-key secret per plan, the rule `cafe-etl load-plan`
     // applies; the warehouse's own is checked by the load itself.
-    warehouse::keys::check(&[], &batches, warehouse::Phase::Plan)
-        .map_err(|e| JsError::new(&e.to_string()))?;
+    warehouse::keys::check(&[], &batches, warehouse::Phase::Plan).map_err(core_error)?;
     let s3 = match input.s3 {
         None => None,
         Some(s) => {
-            let mut t = warehouse::S3Target::new(&s.url).map_err(plan_error)?;
-            if let Some(role) = &s.iam_role {
-                t = t.with_iam_role(role).map_err(plan_error)?;
+            let mut t = warehouse::S3Target::new(&s.url).map_err(plan_input)?;
+            if let Some(role) = setting(s.iam_role) {
+                t = t.with_iam_role(&role).map_err(plan_input)?;
             }
-            if let Some(region) = &s.region {
-                t = t.with_region(region).map_err(plan_error)?;
+            if let Some(region) = setting(s.region) {
+                t = t.with_region(&region).map_err(plan_input)?;
             }
             Some(t)
         }
@@ -727,14 +754,12 @@ pub fn load_plan(
     };
     if let Some(n) = input.max_statement_bytes {
         if !(n.is_finite() && n >= 1.0) {
-            return Err(plan_error("maxStatementBytes is not a positive number"));
+            return Err(plan_input("maxStatementBytes is not a positive number"));
         }
         options.max_statement_bytes = n as usize;
     }
     let plan = warehouse::Plan::new(batches);
-    let statements = plan
-        .statements(dialect, &options)
-        .map_err(|e| JsError::new(&e.to_string()))?;
+    let statements = plan.statements(dialect, &options).map_err(core_error)?;
     let manifests = match (dialect, &s3) {
         (warehouse::Dialect::Redshift, Some(s3)) => plan
             .manifests(s3)
@@ -753,49 +778,47 @@ pub fn load_plan(
         manifests,
         statements,
     };
-    to_js(&out)
+    Ok(to_js(&out)?)
 }
 
 /// The warehouse schema as single statements (tables, the ledger, the
 /// lock and `load_failures` tables, the views), each safe to run again.
+/// Throws a `CodedError` (`config`) for an unknown dialect.
 #[wasm_bindgen(js_name = warehouseSchema, unchecked_return_type = "string[]")]
 pub fn warehouse_schema(
     #[wasm_bindgen(unchecked_param_type = "WarehouseDialect")] dialect_name: &str,
-) -> Result<JsValue, JsError> {
-    to_js(&warehouse::schema::statements(dialect(dialect_name)?))
+) -> Result<JsValue, JsValue> {
+    Ok(to_js(&warehouse::schema::statements(dialect(
+        dialect_name,
+    )?))?)
 }
 
 /// The statements that record a quarantined batch in `load_failures` (one
 /// row per batch: recording it again updates that row), to run in one
-/// transaction. Throws for a bad batch id or code (`load error: ...`).
+/// transaction. Throws a `CodedError` (`load error: ...`): `bad_batch_id`,
+/// `bad_failure` (a code or reason that will not do), `config`.
 #[wasm_bindgen(js_name = quarantineStatements, unchecked_return_type = "string[]")]
 pub fn quarantine_statements(
     #[wasm_bindgen(unchecked_param_type = "LoadFailure")] failure: JsValue,
     #[wasm_bindgen(unchecked_param_type = "WarehouseDialect")] dialect_name: &str,
-) -> Result<JsValue, JsError> {
-    let f: warehouse::Failure = serde_wasm_bindgen::from_value(failure).map_err(|e| {
-        JsError::new(
-            &warehouse::Error::new(warehouse::Phase::Load, format!("failure: {e}")).to_string(),
-        )
-    })?;
-    let sql = warehouse::quarantine_statements(&f, dialect(dialect_name)?)
-        .map_err(|e| JsError::new(&e.to_string()))?;
-    to_js(&sql)
+) -> Result<JsValue, JsValue> {
+    let f: warehouse::Failure = serde_wasm_bindgen::from_value(failure)
+        .map_err(|e| input_error(warehouse::Phase::Load, format!("failure: {e}")))?;
+    let sql = warehouse::quarantine_statements(&f, dialect(dialect_name)?).map_err(core_error)?;
+    Ok(to_js(&sql)?)
 }
 
 /// A query giving `batch_id, loaded_at` of those of `batchIds` in the
-/// ledger. Throws for an id that is not one (`load error: ...`).
+/// ledger. Throws a `CodedError` (`load error: ...`): `bad_batch_id`,
+/// `too_many_ids` (over 2,000), `config`.
 #[wasm_bindgen(js_name = ledgerQuery)]
 pub fn ledger_query(
     #[wasm_bindgen(unchecked_param_type = "string[]")] batch_ids: JsValue,
     #[wasm_bindgen(unchecked_param_type = "WarehouseDialect")] dialect_name: &str,
-) -> Result<String, JsError> {
-    let ids: Vec<String> = serde_wasm_bindgen::from_value(batch_ids).map_err(|e| {
-        JsError::new(
-            &warehouse::Error::new(warehouse::Phase::Load, format!("batch ids: {e}")).to_string(),
-        )
-    })?;
-    warehouse::ledger_query(&ids, dialect(dialect_name)?).map_err(|e| JsError::new(&e.to_string()))
+) -> Result<String, JsValue> {
+    let ids: Vec<String> = serde_wasm_bindgen::from_value(batch_ids)
+        .map_err(|e| input_error(warehouse::Phase::Load, format!("batch ids: {e}")))?;
+    warehouse::ledger_query(&ids, dialect(dialect_name)?).map_err(core_error)
 }
 
 /// The Redshift Data API's limits the statements are made for.

@@ -11,7 +11,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
-use cafe_etl::warehouse::{postgres as wpg, schema, Plan, VIEWS};
+use cafe_etl::warehouse::{self, postgres as wpg, schema, Dialect, Failure, Plan, VIEWS};
 use cafe_etl::{marker_key, Table};
 use postgres::{Client, NoTls, SimpleQueryMessage};
 use sqlparser::ast::{CopySource, CopyTarget, Statement};
@@ -1613,4 +1613,63 @@ fn insights_says_why_the_customers_view_is_empty() {
     load(&db.url, &root, &[]);
     let (shown, _) = customers_view();
     assert!(!shown.contains("why:"), "{shown}");
+}
+
+#[test]
+fn quarantine_keeps_one_row_per_batch_and_the_ledger_query_names_loaded_ones() {
+    let Some(mut db) = fresh_db("quarantine_keeps_one_row_per_batch") else {
+        return;
+    };
+    let c = &mut db.client;
+    // The schema one statement at a time, as the worker's runners send it.
+    for sql in schema::statements(Dialect::Postgres) {
+        c.batch_execute(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let (_dir, root) = staged_fixture();
+    load(&db.url, &root, &[]);
+    let loaded = rows(c, "SELECT batch_id FROM loaded_batches ORDER BY batch_id")[0][0].clone();
+
+    let poison = "0123456789abcdef0123456789abcdef";
+    let mut failure = Failure {
+        batch_id: poison.into(),
+        store: Some("King's Lynn".into()),
+        code: "copy_failed".into(),
+        reason: "a row the warehouse refused".into(),
+    };
+    let quarantine = |c: &mut Client, f: &Failure| {
+        let mut tx = c.transaction().unwrap();
+        for sql in warehouse::quarantine_statements(f, Dialect::Postgres).unwrap() {
+            tx.batch_execute(&sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+        tx.commit().unwrap();
+    };
+    quarantine(c, &failure);
+    failure.code = "missing_object".into();
+    failure.reason = "a table object of the batch is missing".into();
+    failure.store = None;
+    quarantine(c, &failure);
+    assert_eq!(
+        rows(
+            c,
+            "SELECT batch_id, store, code, reason, attempts, first_failed_at <= failed_at \
+             FROM load_failures"
+        ),
+        table(&[&[
+            poison,
+            "King's Lynn",
+            "missing_object",
+            "a table object of the batch is missing",
+            "2",
+            "t"
+        ]])
+    );
+
+    let q =
+        warehouse::ledger_query(&[loaded.clone(), poison.to_string()], Dialect::Postgres).unwrap();
+    let found = rows(c, &q);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0][0], loaded);
+    assert!(found[0][1].starts_with("20"), "loaded_at {:?}", found[0][1]);
 }

@@ -129,9 +129,12 @@ pub fn sql(args: SqlArgs) -> Result<Outcome, String> {
 }
 
 pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome, String> {
-    let mut s3 = S3Target::new(&args.s3_url)?.with_iam_role(&args.iam_role)?;
+    let mut s3 = S3Target::new(&args.s3_url)
+        .map_err(|e| format!("--s3-url: {e}"))?
+        .with_iam_role(&args.iam_role)
+        .map_err(|e| format!("--iam-role: {e}"))?;
     if let Some(r) = &args.region {
-        s3 = s3.with_region(r)?;
+        s3 = s3.with_region(r).map_err(|e| format!("--region: {e}"))?;
     }
     let since = args.since.as_deref().map(parse_since).transpose()?;
     let loaded: HashSet<String> = match &args.loaded {

@@ -53,7 +53,8 @@ fn batch_id_checked(id: &str) -> Result<(), Error> {
                 "a batch id is 32 lowercase hex digits; got {} characters that are not one",
                 id.chars().count()
             ),
-        ))
+        )
+        .with_code("bad_batch_id"))
     }
 }
 
@@ -87,14 +88,16 @@ pub fn quarantine_statements(failure: &Failure, dialect: Dialect) -> Result<Vec<
         return Err(Error::new(
             Phase::Load,
             "a failure code is 1 to 64 lowercase letters, digits or _",
-        ));
+        )
+        .with_code("bad_failure"));
     }
     let reason = plain(&failure.reason, MAX_REASON_BYTES);
     if reason.trim().is_empty() {
         return Err(Error::new(
             Phase::Load,
             "a quarantined batch needs a reason in plain words",
-        ));
+        )
+        .with_code("bad_failure"));
     }
     let text = |s: &str| sql_literal(&Value::Text(s.to_string()), dialect);
     let id = text(&failure.batch_id);
@@ -130,7 +133,8 @@ pub fn ledger_query(batch_ids: &[String], dialect: Dialect) -> Result<String, Er
                 "{} batch ids in one ledger query; at most {MAX_LEDGER_QUERY_IDS}",
                 batch_ids.len()
             ),
-        ));
+        )
+        .with_code("too_many_ids"));
     }
     let mut ids = Vec::with_capacity(batch_ids.len());
     for id in batch_ids {
@@ -192,6 +196,12 @@ mod tests {
                         assert!(sql.iter().skip(1).all(|s| s.contains(ID)));
                     }
                     (Err(e), Some(want)) => {
+                        let code = if want.contains("hex") {
+                            "bad_batch_id"
+                        } else {
+                            "bad_failure"
+                        };
+                        assert_eq!(e.code(), Some(code), "{e}");
                         let msg = e.to_string();
                         assert!(
                             msg.starts_with("load error: ") && msg.contains(want),
@@ -239,8 +249,10 @@ mod tests {
             .contains("WHERE 1 = 0"));
         let e = ledger_query(&[ID.into(), "x' OR '1'='1".into()], Dialect::Postgres).unwrap_err();
         assert!(e.to_string().contains("32 lowercase hex digits"), "{e}");
+        assert_eq!(e.code(), Some("bad_batch_id"));
         let many = vec![ID.to_string(); MAX_LEDGER_QUERY_IDS + 1];
-        assert!(ledger_query(&many, Dialect::Postgres).is_err());
+        let e = ledger_query(&many, Dialect::Postgres).unwrap_err();
+        assert_eq!(e.code(), Some("too_many_ids"));
         let most = vec![ID.to_string(); MAX_LEDGER_QUERY_IDS];
         assert!(
             ledger_query(&most, Dialect::Redshift).unwrap().len()

@@ -35,24 +35,24 @@ pub fn check(loaded: &[String], planned: &[Batch], phase: Phase) -> Result<(), E
         (0, 0) => return Ok(()),
         (0, 1) => in_plan.into_iter().next(),
         (0, n) => {
-            return Err(Error::new(
+            return Err(mixed(Error::new(
                 phase,
                 format!(
                     "the batches to load were staged with {n} different customer-key secrets \
                      (key ids {}): one customer would count as several; {restage}",
                     in_plan.into_iter().collect::<Vec<_>>().join(", ")
                 ),
-            ))
+            )))
         }
         (n, _) => {
-            return Err(Error::new(
+            return Err(mixed(Error::new(
                 phase,
                 format!(
                 "the warehouse already holds customer keys of {n} different secrets (key ids {}); \
                      it accepts one: reload it from batches restaged with one secret",
                 in_warehouse.into_iter().collect::<Vec<_>>().join(", ")
             ),
-            ))
+            )))
         }
     };
     let target = target.expect("one key id");
@@ -84,7 +84,7 @@ pub fn check(loaded: &[String], planned: &[Batch], phase: Phase) -> Result<(), E
         named.push(format!("and {} more", wrong.len() - NAMED));
     }
     let batches = if wrong.len() == 1 { "batch" } else { "batches" };
-    Err(Error::new(
+    Err(mixed(Error::new(
         phase,
         format!(
             "the warehouse's customer keys have key id {target}, so {} {batches} cannot join it: {}; \
@@ -92,7 +92,12 @@ pub fn check(loaded: &[String], planned: &[Batch], phase: Phase) -> Result<(), E
             wrong.len(),
             named.join(", ")
         ),
-    ))
+    )))
+}
+
+/// The code of every refusal here.
+fn mixed(e: Error) -> Error {
+    e.with_code("mixed_customer_keys")
 }
 
 /// The key ids that are keys: not `none`, not unknown.
@@ -161,6 +166,7 @@ mod tests {
                     let msg = e.to_string();
                     assert!(msg.contains(want), "{msg}");
                     assert!(msg.starts_with("load error: "), "{msg}");
+                    assert_eq!(e.code(), Some("mixed_customer_keys"));
                     assert!(msg.contains("restage") || msg.contains("reload"), "{msg}");
                 }
                 (got, want) => panic!("{loaded:?} {planned:?}: {got:?}, expected {want:?}"),

@@ -69,6 +69,7 @@ impl fmt::Display for Phase {
 pub struct Error {
     phase: Phase,
     message: String,
+    code: Option<&'static str>,
 }
 
 impl Error {
@@ -77,7 +78,20 @@ impl Error {
         Error {
             phase,
             message: message.into(),
+            code: None,
         }
+    }
+
+    /// The same error with a stable code (`bad_batch_id`, ...), for a
+    /// program to act on without reading the text.
+    pub fn with_code(mut self, code: &'static str) -> Error {
+        self.code = Some(code);
+        self
+    }
+
+    /// The stable code, when the error has one.
+    pub fn code(&self) -> Option<&'static str> {
+        self.code
     }
 
     /// The phase that failed.

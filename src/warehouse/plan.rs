@@ -1,7 +1,7 @@
 //! Which batches a load takes, and the statements that load them.
 //!
 //! A batch is known by its marker, `batches/<id>.json` (its report, which
-//! the stage writes last): natively [`super::scan`] reads a staging folder,
+//! the stage writes last): natively `scan` reads a staging folder,
 //! in the edge worker the marker comes from the bucket. A [`Plan`] is a set
 //! of batches and one list of [`Step`]s, the same for both dialects; only
 //! how the rows get into the temporary tables differs, and
@@ -223,10 +223,10 @@ impl S3Target {
     pub fn new(url: &str) -> Result<S3Target, String> {
         let rest = url
             .strip_prefix("s3://")
-            .ok_or_else(|| format!("--s3-url {url:?} should start with s3://"))?;
+            .ok_or_else(|| format!("the S3 URL {url:?} should start with s3://"))?;
         let bucket = rest.split('/').next().unwrap_or("");
         if bucket.is_empty() {
-            return Err(format!("--s3-url {url:?} has no bucket"));
+            return Err(format!("the S3 URL {url:?} has no bucket"));
         }
         // The URL goes into SQL string literals and JSON.
         if url
@@ -234,7 +234,7 @@ impl S3Target {
             .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '\'' | '"' | '\\'))
         {
             return Err(format!(
-                "--s3-url {url:?} has a quote, backslash or space; S3 keys here never do"
+                "the S3 URL {url:?} has a quote, backslash or space; S3 keys here never do"
             ));
         }
         Ok(S3Target {
@@ -254,7 +254,7 @@ impl S3Target {
                     .any(|c| c.is_whitespace() || c.is_control() || c == '\'' || c == '\\'))
         {
             return Err(format!(
-                "--iam-role {role:?} should be an IAM role ARN (arn:aws:iam::...:role/...) or default"
+                "the IAM role {role:?} should be an IAM role ARN (arn:aws:iam::...:role/...) or default"
             ));
         }
         self.iam_role = (role != "default").then(|| role.to_string());
@@ -269,7 +269,7 @@ impl S3Target {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
             return Err(format!(
-                "--region {region:?} should be an AWS region like eu-west-2"
+                "the region {region:?} should be an AWS region like eu-west-2"
             ));
         }
         self.region = Some(region.to_string());
@@ -610,7 +610,8 @@ impl Plan {
                     statement_label(long.sql()),
                     long.sql().len()
                 ),
-            ));
+            )
+            .with_code("statement_too_long"));
         }
         Ok(out)
     }
@@ -639,7 +640,8 @@ impl Plan {
                         b.id(),
                         head.len() + row.len()
                     ),
-                ));
+                )
+                .with_code("statement_too_long"));
             }
             if !rows.is_empty() && head.len() + rows.len() + 2 + row.len() > max {
                 out.push(format!("{head}{rows}"));
@@ -673,6 +675,7 @@ impl Plan {
                         Phase::Plan,
                         "a Redshift load needs the S3 URL of the staging root (s3://bucket/prefix)",
                     )
+                    .with_code("config")
                 })?;
                 format!(
                     "COPY {target}\nFROM '{manifest}'\nIAM_ROLE {role}\nMANIFEST\n\
@@ -1256,6 +1259,7 @@ pub(crate) mod tests {
             )
             .unwrap_err();
         assert!(e.to_string().contains("bytes, more than the"), "{e}");
+        assert_eq!(e.code(), Some("statement_too_long"));
     }
 
     #[test]

@@ -2,11 +2,32 @@
 //! `quarantineStatements`, `ledgerQuery`): what the edge worker runs is what
 //! the core makes for `cafe-etl load`, for batches the binding staged.
 
-use super::{files, js_error_message, options, real_files, to_json};
+use super::{files, get, options, real_files, to_json};
 use cafe_etl::warehouse::{self, Batch, Dialect, Plan, S3Target, StatementOptions};
 use cafe_etl::wasm;
 use serde_json::{json, Value};
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
+
+/// The code and message of a `CodedError`, checking that JavaScript sees
+/// an `Error` with a code.
+fn coded(err: JsValue) -> (String, String) {
+    assert!(
+        err.is_instance_of::<js_sys::Error>(),
+        "a JS Error, got {err:?}"
+    );
+    let code = get(&err, "code").as_string().expect("a code");
+    let e: js_sys::Error = err.unchecked_into();
+    (code, String::from(e.message()))
+}
+
+/// The message of a `CodedError` with `code`.
+#[track_caller]
+fn message_with_code(err: JsValue, code: &str) -> String {
+    let (got, message) = coded(err);
+    assert_eq!(got, code, "{message}");
+    message
+}
 
 /// The real exports staged by the binding, each as its `loadPlan` batch
 /// (marker and sizes) and the core's [`Batch`] of the same marker bytes.
@@ -162,7 +183,7 @@ fn load_plan_chunks_the_planned_batches_by_bytes() {
     let rows: usize = chunked.iter().map(|s| s.lines().count() - 1).sum();
     assert_eq!(rows, 3);
     // Too small for any statement: refused, with the core's words.
-    let msg = js_error_message(out(Some(200)).err().unwrap());
+    let msg = message_with_code(out(Some(200)).err().unwrap(), "statement_too_long");
     assert!(msg.starts_with("plan error: "), "{msg}");
     assert!(msg.contains("bytes"), "{msg}");
 }
@@ -176,59 +197,80 @@ fn bad_input_is_refused_with_the_cores_text() {
     no_id.as_object_mut().unwrap().remove("batch_id");
     let mut pii_in_a_count = marker.clone();
     pii_in_a_count["rows_read"] = "Ann Example".into();
-    // (input, start of the message)
+    // (input, code, start of the message)
     let cases = [
         (
             json!({ "batches": [{ "marker": no_id }], "dialect": "postgresql" }),
+            "bad_marker",
             "plan error: the marker of batch 1 is not a batch report: missing field `batch_id`",
         ),
         (
             json!({ "batches": [{ "marker": pii_in_a_count }], "dialect": "postgresql" }),
+            "bad_marker",
             "plan error: the marker of batch 1 is not a batch report: invalid type",
         ),
         (
             json!({ "batches": [{ "marker": "not a report" }], "dialect": "postgresql" }),
+            "bad_marker",
             "plan error: the marker of batch 1 is not a batch report",
         ),
         (
             json!({ "batches": [{ "marker": marker }], "dialect": "mysql" }),
+            "config",
             "plan error: unknown dialect \"mysql\"",
         ),
         (
             json!({ "batches": [], "dialect": "postgresql" }),
+            "config",
             "plan error: no batch to load",
         ),
         (
             json!({ "batches": [{ "marker": marker }], "dialect": "redshift" }),
+            "config",
             "plan error: a Redshift load needs the S3 URL",
         ),
         (
             json!({ "batches": [{ "marker": marker }], "dialect": "redshift",
                     "s3": { "url": "https://bucket/x" } }),
-            "plan error: --s3-url \"https://bucket/x\" should start with s3://",
+            "config",
+            "plan error: the S3 URL \"https://bucket/x\" should start with s3://",
         ),
         (
             json!({ "batches": [good[0].0, keyed[1].0], "dialect": "postgresql" }),
+            "mixed_customer_keys",
             "plan error: the warehouse's customer keys have key id",
         ),
     ];
-    for (input, want) in cases {
-        let msg = js_error_message(wasm::load_plan(options(input.clone())).err().unwrap());
+    for (input, code, want) in cases {
+        let msg = message_with_code(wasm::load_plan(options(input.clone())).err().unwrap(), code);
         assert!(msg.starts_with(want), "{msg}\nfor {input}");
         assert!(!msg.contains("Ann"), "{msg}");
     }
+    // Empty settings are unset, as the worker's variables are.
+    let input = json!({ "batches": [{ "marker": marker }], "dialect": "redshift",
+                        "s3": { "url": "s3://b/p/", "iamRole": "", "region": "" } });
+    let plan = to_json(&wasm::load_plan(options(input)).unwrap());
+    assert!(plan["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["sql"]
+            .as_str()
+            .unwrap()
+            .contains("FROM 's3://b/p/manifests/")));
     // The customer-key rule is the one `cafe-etl load-plan` applies.
     let batches = vec![good[0].1.clone(), keyed[1].1.clone()];
     let core = warehouse::keys::check(&[], &batches, warehouse::Phase::Plan)
         .unwrap_err()
         .to_string();
-    let msg = js_error_message(
+    let msg = coded(
         wasm::load_plan(options(
             json!({ "batches": [good[0].0, keyed[1].0], "dialect": "postgresql" }),
         ))
         .err()
         .unwrap(),
-    );
+    )
+    .1;
     assert_eq!(msg, core);
 }
 
@@ -272,20 +314,22 @@ fn schema_quarantine_and_ledger_query_are_the_cores() {
         );
     }
     let bad_id = json!({ "batch_id": "Ann Example", "code": "copy_failed", "reason": "x" });
-    let msg = js_error_message(
+    let msg = message_with_code(
         wasm::quarantine_statements(options(bad_id), "postgresql")
             .err()
             .unwrap(),
+        "bad_batch_id",
     );
     assert!(msg.starts_with("load error: a batch id is 32"), "{msg}");
     assert!(!msg.contains("Ann"), "{msg}");
-    let msg = js_error_message(
+    let msg = message_with_code(
         wasm::ledger_query(options(json!(["x' OR 1=1"])), "redshift")
             .err()
             .unwrap(),
+        "bad_batch_id",
     );
     assert!(msg.starts_with("load error: a batch id is 32"), "{msg}");
-    let msg = js_error_message(wasm::warehouse_schema("oracle").err().unwrap());
+    let msg = message_with_code(wasm::warehouse_schema("oracle").err().unwrap(), "config");
     assert!(msg.starts_with("plan error: unknown dialect"), "{msg}");
     let limits = to_json(&wasm::data_api_limits().unwrap());
     assert_eq!(

@@ -182,6 +182,68 @@ export class S3 {
     return a.status === 404 ? null : { ...a, key };
   }
 
+  /**
+   * The object's body as a stream, for reading an object too large to hold (a
+   * table object on its way into a warehouse COPY), or null if it does not exist.
+   * The request is retried as `request` does until the answer's headers arrive;
+   * the body is then the caller's to read at its own pace (it is not timed: a
+   * COPY under backpressure may take it slowly), and a connection lost while
+   * reading it errors the stream. Returns `{status, headers, body}`.
+   */
+  async open(key) {
+    const url = this.url(key);
+    const { attempts, totalMs, timeoutMs } = this.retry;
+    const deadline = Date.now() + totalMs;
+    const emptyHash = await sha256Hex(new Uint8Array(0));
+    let reason = 'no attempt made';
+    let lastStatus = null;
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) break;
+      const controller = new AbortController();
+      const limit = Math.min(timeoutMs, remaining);
+      const timer = setTimeout(() => controller.abort(), limit);
+      this.stats.requests++;
+      if (attempt > 0) this.stats.retries++;
+      try {
+        const signed = await this.client.sign(url, { method: 'GET', headers: { 'x-amz-content-sha256': emptyHash } });
+        const res = await fetch(signed, { signal: controller.signal });
+        if (res.status === 200) {
+          // Only the wait for the headers is timed: the body is read at the
+          // reader's pace. (An abort after this point would error the body.)
+          clearTimeout(timer);
+          return { status: res.status, headers: res.headers, body: res.body, key };
+        }
+        const text = await res.text();
+        if (res.status === 404) return null;
+        lastStatus = res.status;
+        reason = `S3 answered ${res.status}`;
+        if (!retryable(res.status)) {
+          const code = xmlTag(text, 'Code');
+          reason = `${reason} ${code ?? ''}`.trim();
+          throw new S3Error(`GET ${key}: ${reason}`, { status: res.status, key, op: 'reading', reason, code });
+        }
+      } catch (e) {
+        if (e instanceof S3Error) throw e;
+        reason = controller.signal.aborted ? `no answer within ${limit} ms` : 'the connection failed';
+        lastStatus = null;
+      } finally {
+        clearTimeout(timer);
+      }
+      if (attempt + 1 >= attempts) break;
+      const delay = backoffDelay(attempt, this.retry);
+      if (Date.now() + delay >= deadline) break;
+      await sleep(delay);
+    }
+    throw new S3Error(`GET ${key}: ${reason} (gave up after retrying)`, {
+      status: lastStatus,
+      attempts,
+      key,
+      op: 'reading',
+      reason: `${reason} (gave up after retrying)`,
+    });
+  }
+
   /** The object's headers, or null if it does not exist. */
   async head(key) {
     const a = await this.expect(`HEAD ${key}`, 'HEAD', this.url(key), { ok: [200, 404], key, op: 'checking' });

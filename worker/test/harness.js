@@ -210,6 +210,16 @@ function bundle() {
   return built;
 }
 
+/** wrangler.toml's compatibility date and flags, as Miniflare takes them. */
+export function wranglerCompatibility() {
+  const toml = fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8');
+  const flags = /^compatibility_flags\s*=\s*\[([^\]]*)\]/m.exec(toml)?.[1] ?? '';
+  return {
+    compatibilityDate: /^compatibility_date = "([^"]+)"/m.exec(toml)[1],
+    compatibilityFlags: [...flags.matchAll(/"([^"]+)"/g)].map((m) => m[1]),
+  };
+}
+
 /** The [vars] of wrangler.toml, so the tests run the configuration that ships. */
 export function wranglerVars() {
   const toml = fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8');
@@ -266,7 +276,7 @@ export async function startWorker({ bindings, port = 0, host = '127.0.0.1', queu
     modules: true,
     scriptPath,
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
-    compatibilityDate: /compatibility_date = "([^"]+)"/.exec(fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8'))[1],
+    ...wranglerCompatibility(),
     bindings: { ...wranglerVars(), ...bindings },
     ...queueOptions(queues),
     host,
@@ -672,7 +682,17 @@ export async function upload(url, token, name, bytes, { sha256 = true, headers =
   else if (typeof sha256 === 'string') h['x-content-sha256'] = sha256;
   const target = method === 'POST' ? `${url}/v1/uploads` : `${url}/v1/uploads/${encodeURIComponent(name)}`;
   if (method === 'POST') h['x-file-name'] = name;
-  const res = await fetch(target, { method, headers: h, body: bytes });
+  let res;
+  try {
+    res = await fetch(target, { method, headers: h, body: bytes });
+  } catch (e) {
+    // A kept-alive connection that the server closed while it sat idle fails before
+    // any answer (undici: UND_ERR_SOCKET "other side closed"); a browser sends an
+    // idempotent request again on a fresh connection then, and so does this (a PUT
+    // of the same bytes is the same batch). Any other failure is the test's.
+    if (method !== 'PUT' || !['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE'].includes(e?.cause?.code)) throw e;
+    res = await fetch(target, { method, headers: h, body: bytes });
+  }
   const text = await res.text();
   let body = null;
   try {
@@ -909,4 +929,162 @@ export function cliLoad(root, url) {
   const r = spawnSync(cliPath(), ['load', '--root', root], { env: { ...process.env, CAFE_ETL_POSTGRES: url }, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`cafe-etl load: exit ${r.status}\n${r.stderr}`);
   return r.stdout;
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL for the loader's tests: a fresh database per test file on the local
+// cluster that scripts/test-worker starts, and a TCP proxy in front of it that can
+// cut connections. The worker reaches it through cloudflare:sockets on workerd.
+
+/**
+ * A fresh database on the test cluster, dropped by `stop()`. The cluster and a role
+ * allowed to create databases come from CAFE_ETL_WORKER_POSTGRES (postgres://user:
+ * password@127.0.0.1:port/db), which scripts/test-worker sets up. Returns {url,
+ * database, port, query(sql, params) (rows as objects), stop()}.
+ */
+export async function startPostgres() {
+  const base = process.env.CAFE_ETL_WORKER_POSTGRES;
+  if (!base) throw new Error('CAFE_ETL_WORKER_POSTGRES is not set: run the tests with scripts/test-worker, which starts PostgreSQL');
+  const { default: pg } = await import('pg');
+  const database = `cafe_w_${secret(6)}`;
+  const admin = new URL(base);
+  admin.pathname = '/postgres';
+  const run = async (url, sql, params) => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      return (await c.query(sql, params)).rows;
+    } finally {
+      await c.end();
+    }
+  };
+  await run(admin.toString(), `CREATE DATABASE ${database}`);
+  const url = new URL(base);
+  url.pathname = `/${database}`;
+  return {
+    url: url.toString(),
+    database,
+    host: url.hostname,
+    port: Number(url.port || 5432),
+    /** The URL of the same database through another host:port (a proxy). */
+    via(port) {
+      const u = new URL(url);
+      u.host = `127.0.0.1:${port}`;
+      return u.toString();
+    },
+    query: (sql, params) => run(url.toString(), sql, params),
+    async stop() {
+      await run(admin.toString(), `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch(() => {});
+    },
+  };
+}
+
+/**
+ * A TCP proxy in front of a server (PostgreSQL) that can drop every connection it
+ * carries (`cut()`), or drop them once `cutAfterBytes` bytes have gone from client
+ * to server (mid-COPY). `forwarded` counts those bytes.
+ */
+export class TcpProxy {
+  constructor(target) {
+    this.target = target; // {host, port}
+    this.sockets = new Set();
+    this.forwarded = 0;
+    this.cutAfterBytes = Infinity;
+    this.server = net.createServer((client) => this.handle(client));
+  }
+
+  async listen() {
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+    this.port = this.server.address().port;
+    return this;
+  }
+
+  handle(client) {
+    const upstream = net.connect(this.target.port, this.target.host);
+    for (const s of [client, upstream]) {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+      s.on('error', () => {});
+    }
+    client.on('data', (d) => {
+      this.forwarded += d.length;
+      if (this.forwarded >= this.cutAfterBytes) return this.cut();
+      upstream.write(d);
+    });
+    upstream.on('data', (d) => client.write(d));
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  }
+
+  /** Drops every connection at once (as a crashed server or a lost network would). */
+  cut() {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  async close() {
+    this.cut();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+/**
+ * Builds a test-only entry (a module under worker/test/) with wrangler.toml's
+ * settings into worker/dist-test, and runs it on workerd through Miniflare.
+ * Returns {url, stop(), logs, stdout}.
+ */
+export async function startEntry(entry, bindings = {}) {
+  const r = spawnSync(
+    path.join(WORKER_DIR, 'node_modules', '.bin', 'wrangler'),
+    ['deploy', '--dry-run', '--outdir', 'dist-test', entry],
+    { cwd: WORKER_DIR, env: { ...process.env, ...QUIET_WRANGLER }, encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`wrangler deploy --dry-run ${entry} failed:\n${r.stdout}\n${r.stderr}`);
+  const { Miniflare, Log, LogLevel } = await import('miniflare');
+  const logs = [];
+  const stdout = [];
+  const mf = new Miniflare({
+    modules: true,
+    scriptPath: path.join(WORKER_DIR, 'dist-test', path.basename(entry)),
+    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
+    ...wranglerCompatibility(),
+    bindings,
+    host: '127.0.0.1',
+    port: 0,
+    log: new Log(LogLevel.WARN),
+    cf: false,
+    handleRuntimeStdio(out, err) {
+      for (const [stream, sink] of [
+        [out, process.stdout],
+        [err, process.stderr],
+      ]) {
+        stream.on('data', (d) => {
+          for (const line of String(d).split('\n').filter(Boolean)) {
+            stdout.push(line);
+            try {
+              logs.push(JSON.parse(line));
+            } catch {
+              if (process.env.WORKER_TEST_VERBOSE || stream === err) sink.write(`[workerd] ${line}\n`);
+            }
+          }
+        });
+      }
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, '');
+  return {
+    url,
+    logs,
+    stdout,
+    async stop() {
+      await mf.dispose();
+    },
+  };
+}
+
+/** Puts a local file (or bytes) into the bucket under `key`. */
+export async function putObject(s3, key, fileOrBytes) {
+  const body = typeof fileOrBytes === 'string' ? fs.readFileSync(fileOrBytes) : fileOrBytes;
+  const r = await s3.client.fetch('PUT', key, '', { body });
+  if (r.status !== 200) throw new Error(`PUT ${key}: ${r.status} ${await r.text()}`);
 }

@@ -268,7 +268,7 @@ async function load(c, items) {
   for (const m of plan.manifests ?? []) {
     await c.s3.put(`${c.cfg.prefix}${m.key}`, encoder.encode(m.body), { 'content-type': 'application/json' });
   }
-  await c.runner.apply(plan.statements, { s3: c.s3, prefix: c.cfg.prefix });
+  await c.runner.apply(plan.statements, { s3: c.s3, prefix: c.cfg.prefix, planId: plan.planId });
   const inLedger = await ledger(c, items.map((i) => i.batchId));
   const notListed = items.filter((i) => !inLedger.has(i.batchId));
   if (notListed.length) {

@@ -4,8 +4,16 @@
 // (WAREHOUSE_URL, or the HYPERDRIVE binding); redshift.js to the Redshift Data API.
 
 import { ConfigError } from '../lib.js';
+import { createRedshift, redshiftConfig } from './redshift.js';
 
-const FACTORIES = {};
+/** A runner's own events (retries, polls) as log lines of the loader. */
+function runnerLog(warehouse) {
+  return (fields) => console.log(JSON.stringify({ event: 'warehouse', warehouse, ...fields }));
+}
+
+const FACTORIES = {
+  redshift: (env) => createRedshift({ cfg: redshiftConfig(env), log: runnerLog('redshift') }),
+};
 
 /** A connected runner for `warehouse` (`postgresql` or `redshift`). */
 export async function openRunner(warehouse, env) {
