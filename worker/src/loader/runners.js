@@ -4,6 +4,7 @@
 // (WAREHOUSE_URL, or the HYPERDRIVE binding); redshift.js to the Redshift Data API.
 
 import { ConfigError } from '../lib.js';
+import { createPostgres, postgresConnectionString } from './postgres.js';
 import { createRedshift, redshiftConfig } from './redshift.js';
 
 /** A runner's own events (retries, polls) as log lines of the loader. */
@@ -12,6 +13,7 @@ function runnerLog(warehouse) {
 }
 
 const FACTORIES = {
+  postgresql: (env) => createPostgres({ connectionString: postgresConnectionString(env), log: runnerLog('postgresql') }),
   redshift: (env) => createRedshift({ cfg: redshiftConfig(env), log: runnerLog('redshift') }),
 };
 
