@@ -842,21 +842,9 @@ export function generatedExport(bytes, { store = 'chesterfield', seed = 1 } = {}
 }
 
 // ---------------------------------------------------------------------------
-// PostgreSQL for the loader's tests: the database scripts/test-worker sets up
-// (CAFE_ETL_TEST_POSTGRES, as scripts/test-warehouse makes it), one schema per test
-// file, spoken to with psql (the real client) from here and with the worker's own
-// runner from workerd.
-
-/** The base URL of the test database, or null when there is none. */
-export function postgresBase() {
-  return process.env.CAFE_ETL_TEST_POSTGRES || null;
-}
-
-/** A URL of the test database whose search_path is `schema`. */
-export function schemaUrl(schema, base = postgresBase()) {
-  const sep = base.includes('?') ? '&' : '?';
-  return `${base}${sep}options=-csearch_path%3D${schema}`;
-}
+// psql and the CLI for the loader's tests (test/loader.test.js): psql (the real
+// client) reads and locks the warehouse from the test's side while the worker's own
+// runner loads it from workerd; the databases come from startPostgres below.
 
 /** Runs SQL with psql (ON_ERROR_STOP); returns the rows as arrays of text fields. */
 export function psql(url, sql) {
@@ -866,20 +854,6 @@ export function psql(url, sql) {
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => l.split('\t'));
-}
-
-/** A fresh schema `name` (dropped first if there); `{schema, url, sql(text), drop()}`. */
-export function freshSchema(name) {
-  const base = postgresBase();
-  if (!base) throw new Error('CAFE_ETL_TEST_POSTGRES is not set (scripts/test-worker sets it)');
-  psql(base, `DROP SCHEMA IF EXISTS ${name} CASCADE; CREATE SCHEMA ${name};`);
-  const url = schemaUrl(name, base);
-  return {
-    schema: name,
-    url,
-    sql: (text) => psql(url, text),
-    drop: () => psql(base, `DROP SCHEMA IF EXISTS ${name} CASCADE;`),
-  };
 }
 
 /**

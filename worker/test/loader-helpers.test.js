@@ -6,7 +6,7 @@ import './harness.js'; // initialises the wasm module lib.js re-exports
 import { indexKeys, ConfigError } from '../src/lib.js';
 import { loaderConfig, retryDelaySeconds } from '../src/loader/config.js';
 import { commitsDayPrefix, loaderKeys, parseCommitKey } from '../src/loader/keys.js';
-import { classify, safeCode, safeReason } from '../src/loader/consumer.js';
+import { classify, safeCode, safeReason } from '../src/loader/classify.js';
 import { WarehouseError, isWarehouseError } from '../src/loader/errors.js';
 import { S3Error } from '../src/s3.js';
 

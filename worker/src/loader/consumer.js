@@ -14,18 +14,16 @@
 // the whole loop.
 
 import * as core from '../../../pkg/cafe_etl.js';
-import { ConfigError, encoder, parseConfig } from '../lib.js';
-import { S3, S3Error } from '../s3.js';
+import { encoder, parseConfig } from '../lib.js';
+import { S3 } from '../s3.js';
 import { loaderConfig, retryDelaySeconds } from './config.js';
-import { isWarehouseError, WarehouseError } from './errors.js';
+import { classify } from './classify.js';
+import { WarehouseError } from './errors.js';
 import { BATCH_ID, LOADED_TABLES, loaderKeys } from './keys.js';
 import { openRunner } from './runners.js';
 
 /** S3 reads of a group's markers and sizes run this many at a time. */
 const READS_IN_FLIGHT = 8;
-
-/** Longest reason kept in `load_failures` and `failures/<batch_id>.json`. */
-const MAX_REASON_CHARS = 400;
 
 /** Warehouses whose schema this isolate has applied (once per isolate). */
 const schemaApplied = new Set();
@@ -306,46 +304,6 @@ async function recordLoaded(c, item, loadedAt, planId) {
     warehouse: c.dialect,
   };
   await c.s3.put(loaderKeys(c.cfg.prefix, item.batchId).loaded, encoder.encode(JSON.stringify(body)), { 'content-type': 'application/json' });
-}
-
-/**
- * Transient or not, with a code and words safe to store and show. A WarehouseError is
- * taken as it is; S3 still failing after its retries, and the worker's own
- * configuration, are transient (no batch is at fault); anything else (a bug) too, so
- * that the queue's retries and dead-letter queue, not a quarantine, deal with it.
- */
-export function classify(e, c) {
-  if (isWarehouseError(e)) return new WarehouseError(safeCode(e.code), safeReason(e.message, c), { transient: e.transient });
-  if (e instanceof S3Error) return WarehouseError.transient('s3_error', safeReason(`the bucket failed ${e.publicMessage(c.cfg.prefix)}`, c));
-  if (e instanceof ConfigError) return WarehouseError.transient('misconfigured', safeReason(`the worker is misconfigured: ${e.message}`, c));
-  return WarehouseError.transient('internal_error', safeReason(`the loader failed: ${String(e?.message ?? e)}`, c));
-}
-
-/**
- * A code as `load_failures` keeps it: lowercase letters, digits and `_`, 1 to 64
- * (a SQLSTATE such as `P0001` becomes `p0001`).
- */
-export function safeCode(code) {
-  const s = String(code ?? '')
-    .toLowerCase()
-    .replace(/[^a-z0-9_]+/g, '_')
-    .slice(0, 64);
-  return s || 'error';
-}
-
-/**
- * A reason with no bucket, prefix, key, URL or connection string in it, on one line,
- * at most MAX_REASON_CHARS. (Runners already give messages without personal data or
- * secrets; this is the last guard before the text is stored.)
- */
-export function safeReason(text, c) {
-  let s = String(text ?? '').replace(/\s+/g, ' ').trim();
-  s = s.replace(/\b(?:s3|postgres(?:ql)?|https?):\/\/\S+/gi, '<url>');
-  const bucket = c?.cfg?.s3?.bucket;
-  if (bucket) s = s.split(bucket).join('<bucket>');
-  s = s.replace(/\S*\/[0-9a-f]{32}\.(?:csv\.gz|json)\b/g, '<object>');
-  if (s.length > MAX_REASON_CHARS) s = s.slice(0, MAX_REASON_CHARS - 1) + '…';
-  return s || 'the load failed';
 }
 
 function ack(item) {
