@@ -636,7 +636,10 @@ struct LoadPlanInput {
 
 #[derive(Deserialize)]
 struct LoadPlanBatch {
-    marker: serde_json::Value,
+    // Kept a JS value and read as its JSON text by the core's one marker
+    // reader, as natively from the file: no second JSON model in wasm.
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    marker: JsValue,
     #[serde(default)]
     sizes: Option<TableSizes>,
 }
@@ -717,7 +720,11 @@ pub fn load_plan(
     }
     let mut batches = Vec::with_capacity(input.batches.len());
     for (i, b) in input.batches.into_iter().enumerate() {
-        let json = serde_json::to_vec(&b.marker).map_err(plan_input)?;
+        let json: String = js_sys::JSON::stringify(&b.marker)
+            .ok()
+            .and_then(|s| s.as_string())
+            .unwrap_or_default();
+        let json = json.into_bytes();
         let sizes = b
             .sizes
             .map(|s| [s.stores, s.products, s.transactions, s.basket_items]);

@@ -937,7 +937,7 @@ pub fn statement_label(sql: &str) -> String {
     let mut words = Vec::new();
     for w in sql.split_whitespace() {
         let w = w.trim_end_matches(',');
-        words.push(w.to_lowercase());
+        words.push(w.to_ascii_lowercase());
         if w.bytes().any(|b| b.is_ascii_lowercase()) {
             break;
         }

@@ -956,7 +956,8 @@ export async function startPostgres() {
 /**
  * A TCP proxy in front of a server (PostgreSQL) that can drop every connection it
  * carries (`cut()`), or drop them once `cutAfterBytes` bytes have gone from client
- * to server (mid-COPY). `forwarded` counts those bytes.
+ * to server (mid-COPY), or stop moving them without closing anything (`stall()`,
+ * or once `stallAfterBytes` have gone). `forwarded` counts those bytes.
  */
 export class TcpProxy {
   constructor(target) {
@@ -964,6 +965,7 @@ export class TcpProxy {
     this.sockets = new Set();
     this.forwarded = 0;
     this.cutAfterBytes = Infinity;
+    this.stallAfterBytes = Infinity;
     this.server = net.createServer((client) => this.handle(client));
   }
 
@@ -985,10 +987,26 @@ export class TcpProxy {
       this.forwarded += d.length;
       if (this.forwarded >= this.cutAfterBytes) return this.cut();
       upstream.write(d);
+      if (this.forwarded >= this.stallAfterBytes) this.stall();
     });
     upstream.on('data', (d) => client.write(d));
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
+  }
+
+  /**
+   * Stops reading from every connection and never closes them: a network that
+   * silently drops everything, or a server that stopped reading. Until `resume()`.
+   */
+  stall() {
+    this.stalled = true;
+    for (const s of this.sockets) s.pause();
+  }
+
+  resume() {
+    this.stalled = false;
+    this.stallAfterBytes = Infinity;
+    for (const s of this.sockets) s.resume();
   }
 
   /** Drops every connection at once (as a crashed server or a lost network would). */

@@ -36,7 +36,7 @@ async function database() {
 }
 const TABLES = ['stores', 'products', 'transactions', 'basket_items'];
 
-/** Eleven exports of different branches and days: real ones first, generated ones to fill. */
+/** Twelve exports of different branches and days: real ones first, generated ones to fill. */
 function pickFiles(n) {
   const real = [...realFiles('current'), ...realFiles('legacy-2020')];
   // Spread over the corpus (sorted by branch, then day): many branches, no day twice.
@@ -100,13 +100,13 @@ describe('from staged to loaded', { skip: SKIP }, () => {
       },
       queues: false,
     });
-    const names = 'ABCDEFGHIJK'.split('');
+    const names = 'ABCDEFGHIJKL'.split('');
     const picked = pickFiles(names.length);
     for (const [i, n] of names.entries()) {
       files[n] = picked[i];
       ids[n] = await batchIdOf(fs.readFileSync(picked[i]));
     }
-    assert.equal(new Set(Object.values(ids)).size, names.length, 'eleven different files');
+    assert.equal(new Set(Object.values(ids)).size, names.length, 'twelve different files');
   });
 
   after(async () => {
@@ -314,6 +314,37 @@ describe('from staged to loaded', { skip: SKIP }, () => {
       wh.sql('ALTER TABLE transactions DROP CONSTRAINT IF EXISTS test_refuses_one_batch');
     }
     await assertSameAsCli();
+  });
+
+  test('a sweep leaves a batch committed less than SWEEP_MIN_AGE_SECONDS ago to its own message', async () => {
+    // A worker with wrangler.toml's own sweep settings (60 s), loading the same warehouse.
+    const w = await startWorker({
+      bindings: {
+        S3_ENDPOINT: stack.s3.endpoint,
+        S3_BUCKET: stack.s3.bucket,
+        S3_ACCESS_KEY_ID: stack.s3.accessKeyId,
+        S3_SECRET_ACCESS_KEY: stack.s3.secretAccessKey,
+        UPLOAD_SECRETS: `k1=${stack.uploadSecret}`,
+        CUSTOMER_KEY_SECRET: stack.customerKeySecret,
+        WAREHOUSE: 'postgresql',
+        WAREHOUSE_URL: wh.url,
+      },
+    });
+    try {
+      assert.equal((await send(quiet.url, 'L')).status, 200);
+      await w.scheduled();
+      const line = await waitFor('the sweep line', () => w.logs.find((l) => l.event === 'sweep'));
+      // L is neither loaded nor quarantined, yet not enqueued: it is young. Older
+      // batches (this file's run may be shorter than a minute) are all loaded or
+      // quarantined, so nothing else is enqueued either.
+      assert.equal(line.enqueued, 0, JSON.stringify(line));
+      assert.ok(line.young >= 1);
+      assert.equal(line.young + line.candidates, 12);
+      assert.equal(line.candidates, line.loaded + line.quarantined + line.uncommitted);
+      assert.equal(await stack.s3.client.head(loadsKey('L')), null);
+    } finally {
+      await w.stop();
+    }
   });
 
   test('no name or card number of the uploaded files is in any log line or loader object', async () => {

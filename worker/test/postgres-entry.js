@@ -1,6 +1,6 @@
 // A test-only worker (never deployed: wrangler.toml's `main` is src/index.js) that
 // runs the PostgreSQL runner on workerd, as the queue consumer does, so that the
-// tests drive it over HTTP: POST / with {statements, prefix?, connectionString?} runs one load on one
+// tests drive it over HTTP: POST / with {statements, connectionString?, stallMs?} runs one load on one
 // connection and answers {rows, copied}, or {error: {name, code, transient,
 // message}} with status 500.
 import { createPostgres, postgresConnectionString } from '../src/loader/postgres.js';
@@ -10,7 +10,7 @@ export default {
   async fetch(request, env) {
     // `connectionString` overrides the binding (the tests of a refused connection
     // and of a wrong password).
-    const { statements, connectionString } = await request.json();
+    const { statements, connectionString, stallMs } = await request.json();
     // As the worker reads S3_PREFIX (src/lib.js parseConfig): the root, then a slash.
     const root = String(env.S3_PREFIX ?? '').replace(/^\/+|\/+$/g, '');
     const prefix = root === '' ? '' : `${root}/`;
@@ -30,6 +30,7 @@ export default {
       s3,
       prefix,
       log: (o) => lines.push(o),
+      ...(stallMs ? { stallMs } : {}),
     });
     try {
       const { rows, copied } = await runner.apply(statements);

@@ -1,7 +1,8 @@
 // The PostgreSQL runner (src/loader/postgres.js) on workerd, through
 // cloudflare:sockets, against a real PostgreSQL and a real S3 (s3s-fs): a test-only
 // entry (test/postgres-entry.js) runs each load as the queue consumer does. Real
-// batches staged by the CLI load into the same rows as `cafe-etl load` gives; a
+// batches staged by the CLI, planned by the core (wasm `loadPlan`), load into the
+// same rows as `cafe-etl load` gives; a
 // large table object streams with bounded memory; failures roll back and come out
 // as WarehouseErrors of the right kind, never with the password.
 import { after, before, test } from 'node:test';
@@ -26,6 +27,7 @@ import {
   tmpDir,
   workerdPids,
 } from './harness.js';
+import { ledgerQuery, loadPlan, warehouseSchema } from '../../pkg/cafe_etl.js';
 
 const MiB = 2 ** 20;
 const PREFIX = 'staging/';
@@ -71,13 +73,6 @@ async function load(statements, extra = {}) {
   return { status: r.status, body };
 }
 
-/** The CLI's DDL for PostgreSQL, as one statement string. */
-function ddl() {
-  const r = spawnSync(cliPath(), ['sql', 'ddl', '--dialect', 'postgres'], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  return r.stdout;
-}
-
 /** Stages real exports with the CLI (one customer-key secret) and puts the layout into the bucket. */
 async function stageReal(files) {
   const root = tmpDir('stage-');
@@ -117,33 +112,91 @@ const copyInto = (table, keys) => ({
   keys,
 });
 
-test('a real batch loads through workerd into the same rows as `cafe-etl load` gives', async () => {
-  const files = realFiles('current').slice(0, 1);
-  assert.equal(files.length, 1, 'a real export is there');
+/** The markers of a staged folder, as the consumer reads them from the bucket. */
+function markers(root) {
+  const dir = path.join(root, 'batches');
+  return fs.readdirSync(dir).sort().map((f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')));
+}
+
+/** The ledger's rows without their load time. */
+async function ledgerRows(url) {
+  const { default: pgClient } = await import('pg');
+  const c = new pgClient.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const { rows } = await c.query('SELECT * FROM loaded_batches ORDER BY batch_id');
+    return rows.map(({ loaded_at, ...rest }) => JSON.stringify(rest));
+  } finally {
+    await c.end();
+  }
+}
+
+test('real batches load with the core\'s statements (wasm loadPlan) into the same rows as `cafe-etl load` gives, once', async () => {
+  const files = realFiles('current').filter((f, i, all) => i % Math.max(1, Math.floor(all.length / 4)) === 0).slice(0, 4);
+  assert.ok(files.length >= 2, 'real exports are there');
   const { root, ids } = await stageReal(files);
-  const statements = [
-    { kind: 'sql', sql: ddl() },
-    ...TABLES.map((t) => copyInto(t, ids.map((id) => `${t}/${id}.csv.gz`))),
-    { kind: 'sql', sql: 'SELECT count(*)::int AS transactions, sum(total_price)::text AS revenue FROM transactions' },
-  ];
-  const r = await load(statements);
+  const schema = await load(warehouseSchema('postgresql'));
+  assert.equal(schema.status, 200, JSON.stringify(schema.body));
+  const plan = loadPlan({ batches: markers(root).map((marker) => ({ marker })), dialect: 'postgresql' });
+  assert.deepEqual([...plan.batchIds].sort(), [...ids].sort());
+  assert.ok(plan.statements.some((st) => st.kind === 'copy'), 'the plan copies');
+  const r = await load(plan.statements);
   assert.equal(r.status, 200, JSON.stringify(r.body));
   for (const t of TABLES) {
-    const lines = gunzipSync(fs.readFileSync(path.join(root, t, `${ids[0]}.csv.gz`))).toString('utf8').split('\n').filter(Boolean);
-    assert.equal(r.body.copied[t], lines.length, `${t}: every staged row copied`);
+    let lines = 0;
+    for (const id of ids) lines += gunzipSync(fs.readFileSync(path.join(root, t, `${id}.csv.gz`))).toString('utf8').split('\n').filter(Boolean).length;
+    assert.equal(r.body.copied[t], lines, `${t}: every staged row copied`);
   }
-  assert.equal(r.body.rows.length, 1);
-  assert.equal(r.body.rows[0].transactions, r.body.copied.transactions, 'the last statement\'s rows come back as objects');
 
   // The native loader, on the same staged folder, into another database.
   const native = await startPostgres();
   try {
     const cli = spawnSync(cliPath(), ['load', '--root', root], { env: { ...process.env, CAFE_ETL_POSTGRES: native.url }, encoding: 'utf8' });
     assert.equal(cli.status, 0, cli.stderr);
-    assert.deepEqual(await tableRows(pg.url), await tableRows(native.url));
+    const cliTables = await tableRows(native.url);
+    assert.ok(cliTables.transactions.length > 0);
+    assert.deepEqual(await tableRows(pg.url), cliTables);
+    assert.deepEqual(await ledgerRows(pg.url), await ledgerRows(native.url));
+
+    // The same plan again (a redelivered message): nothing is loaded twice.
+    const again = await load([...warehouseSchema('postgresql'), ...plan.statements]);
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.deepEqual(await tableRows(pg.url), cliTables);
+    assert.deepEqual(await ledgerRows(pg.url), await ledgerRows(native.url));
   } finally {
     await native.stop();
   }
+
+  // The ledger query's rows come back as objects.
+  const ledger = await load([ledgerQuery([...ids, '0'.repeat(32)], 'postgresql')]);
+  assert.equal(ledger.status, 200, JSON.stringify(ledger.body));
+  assert.deepEqual(ledger.body.rows.map((row) => row.batch_id.trim()).sort(), [...ids].sort());
+  assert.ok(ledger.body.rows.every((row) => row.loaded_at), 'each with its load time');
+});
+
+test('a real plan whose one batch has a row the warehouse refuses loads nothing of any batch', async () => {
+  const files = realFiles('current').slice(-3);
+  const { root, ids } = await stageReal(files);
+  assert.equal((await load(warehouseSchema('postgresql'))).status, 200);
+  // A staged transactions object whose last row has a time PostgreSQL refuses (as a
+  // hand-edited or damaged object would).
+  const victim = ids[ids.length - 1];
+  const text = gunzipSync(fs.readFileSync(path.join(root, 'transactions', `${victim}.csv.gz`))).toString('utf8');
+  const rows = text.split('\n').filter(Boolean);
+  const cells = rows[rows.length - 1].split(',');
+  cells[2] = '2021-13-45 25:61:00';
+  rows[rows.length - 1] = cells.join(',');
+  await putObject(s3, `${PREFIX}transactions/${victim}.csv.gz`, gzipSync(rows.join('\n') + '\n'));
+  const before = await tableRows(pg.url);
+  const ledgerBefore = await ledgerRows(pg.url);
+  const plan = loadPlan({ batches: markers(root).map((marker) => ({ marker })), dialect: 'postgresql' });
+  const r = await load(plan.statements);
+  assert.equal(r.status, 500);
+  assert.equal(r.body.error.transient, false, r.body.error.message);
+  assert.match(r.body.error.code, /^22/);
+  assert.match(r.body.error.message, /^copying transactions: /);
+  assert.deepEqual(await tableRows(pg.url), before, 'no row of any batch of the plan');
+  assert.deepEqual(await ledgerRows(pg.url), ledgerBefore, 'no batch in the ledger');
 });
 
 /** A gzip CSV object of `n` rows `i,label` from `start`, put at `key`; returns its bytes. */
@@ -240,6 +293,35 @@ test('a connection lost mid-COPY is transient, and the server rolls the load bac
     await new Promise((res) => setTimeout(res, 100));
   }
   assert.deepEqual(left, [{ n: 0 }]);
+});
+
+test('a connection that stops moving without closing fails the load as transient, within the stall limit', async () => {
+  await freshTable('stall');
+  await numbers('stall/big.csv.gz', 0, 300_000);
+  proxy.forwarded = 0;
+  proxy.stallAfterBytes = 256 * 1024;
+  const t0 = performance.now();
+  let r;
+  try {
+    r = await load(["INSERT INTO stall VALUES (-1, 'before the copy')", copyInto('stall', ['stall/big.csv.gz'])], { stallMs: 3_000 });
+  } finally {
+    proxy.resume();
+    proxy.cut(); // the stalled connection, as the network would end it some day
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  assert.equal(r.status, 500);
+  assert.deepEqual({ code: r.body.error.code, transient: r.body.error.transient }, { code: 'timeout', transient: true }, r.body.error.message);
+  assert.match(r.body.error.message, /^copying stall: no progress for 3 s/);
+  assert.ok(seconds < 15, `failed after ${seconds.toFixed(1)} s`);
+  let left;
+  for (let i = 0; i < 50; i++) {
+    left = await pg.query('SELECT count(*)::int AS n FROM stall');
+    if (left[0].n === 0) break;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  assert.deepEqual(left, [{ n: 0 }], 'nothing of the load is left');
+  // The runner connects afresh for the next load.
+  assert.equal((await load(['SELECT 1'])).status, 200);
 });
 
 test('a refused connection and a wrong password are transient, and neither message holds the password', async () => {

@@ -14,118 +14,21 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { S3Error } from '../s3.js';
 import { WarehouseError } from './errors.js';
+import { classify, redactor, statementLabel } from './postgres-errors.js';
 import { PacedSocket } from './socket.js';
 
-/**
- * The connection string of the warehouse from the worker's environment: the
- * Hyperdrive binding's (production: `HYPERDRIVE`, a pooled, nearby connection to
- * the database) or else the `WAREHOUSE_URL` secret (the local stack). Null when
- * neither is set.
- */
-export function postgresConnectionString(env) {
-  const hyperdrive = env.HYPERDRIVE?.connectionString;
-  if (typeof hyperdrive === 'string' && hyperdrive !== '') return hyperdrive;
-  const url = env.WAREHOUSE_URL;
-  return typeof url === 'string' && url !== '' ? url : null;
-}
+export { postgresConnectionString } from './postgres-errors.js';
 
-// SQLSTATE classes and codes after which the same load may succeed later: the
-// connection (08), a transaction that lost a race (40001 serialization, 40P01
-// deadlock), resources (53: too many connections, out of memory, disk full),
-// an operator or a timeout (57: shutdown, cannot connect now, query canceled),
-// a lock not available (55P03), system errors (58). Also the warehouse's own
-// set-up (28: authentication; 3D000: no such database): not the batch's fault,
-// so never a reason to quarantine it; the retries and the dead-letter queue
-// bound them. Everything else (22 data, 23 constraints, 42 syntax or a missing
-// table, ...) fails the same way every time.
-const TRANSIENT_CLASSES = new Set(['08', '53', '57', '58', '28']);
-const TRANSIENT_CODES = new Set(['40001', '40P01', '55P03', '3D000']);
+/** How long closing a connection may take before it is left to the runtime. */
+const END_WAIT_MS = 2_000;
 
-/** Whether a SQLSTATE names a failure that may go away. */
-export function transientSqlState(code) {
-  if (typeof code !== 'string' || code.length !== 5) return false;
-  return TRANSIENT_CODES.has(code) || TRANSIENT_CLASSES.has(code.slice(0, 2));
-}
-
-/**
- * A message with the connection's secrets taken out: the connection string,
- * its password (as written and decoded) and its user:password part. Every
- * message the runner gives passes through this, whatever made it.
- */
-export function redactor(connectionString) {
-  const secrets = new Set();
-  if (connectionString) {
-    secrets.add(connectionString);
-    try {
-      const u = new URL(connectionString);
-      if (u.password) {
-        secrets.add(`${u.username}:${u.password}`);
-        secrets.add(u.password);
-        secrets.add(decodeURIComponent(u.password));
-      }
-    } catch {
-      /* not a URL (key=value form): the whole string is still taken out */
-    }
-    const kv = /(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)/i.exec(connectionString);
-    if (kv) secrets.add(kv[1].replace(/^'|'$/g, ''));
-  }
-  const list = [...secrets].filter((s) => s.length >= 1).sort((a, b) => b.length - a.length);
-  return (text) => {
-    let out = String(text ?? '');
-    for (const s of list) out = out.split(s).join('***');
-    return out;
-  };
-}
-
-/** A connection-level failure, in words (no address, no credentials). */
-function connectionReason(e) {
-  const code = e?.code;
-  const text = String(e?.message ?? e ?? '');
-  if (code === 'ECONNREFUSED' || /refused|cannot connect/i.test(text)) return 'the connection was refused';
-  if (code === 'ECONNRESET' || /reset/i.test(text)) return 'the connection was reset';
-  if (/timeout|timed out/i.test(text)) return 'no answer in time';
-  if (/terminated|closed|ended|end of stream|not queryable/i.test(text)) return 'the connection was lost';
-  return 'the connection failed';
-}
-
-/** A statement named for a message: its first words (`merge into stores`). */
-export function statementLabel(sql) {
-  const words = [];
-  for (const w of String(sql).trim().split(/\s+/)) {
-    const word = w.replace(/[,;(].*$/, '');
-    if (!word) break;
-    words.push(word.toLowerCase());
-    if (/[a-z]/.test(word) || words.length >= 4) break;
-  }
-  return words.join(' ');
-}
-
-/**
- * Any failure of a load as a WarehouseError: the server's errors by their
- * SQLSTATE, S3's and the connection's by their kind. `context` says what was
- * being done (`copying transactions`).
- */
-export function classify(e, context, redact = (s) => s) {
-  if (e instanceof WarehouseError) return e;
-  if (e instanceof S3Error) {
-    // Still failing after the S3 client's retries (5xx, timeouts), or refused
-    // (credentials): the object is there, so the load may succeed later.
-    return new WarehouseError(redact(`${context}: reading a staged object: ${e.reason}`), { code: 's3', transient: true });
-  }
-  const sqlstate = typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : null;
-  if (sqlstate && e?.severity) {
-    let text = e.message;
-    if (e.detail) text += ` (${e.detail})`;
-    if (e.where) text += `; ${e.where}`;
-    if (e.hint) text += `; hint: ${e.hint}`;
-    return new WarehouseError(redact(`${context}: ${text} [${sqlstate}]`), { code: sqlstate, transient: transientSqlState(sqlstate) });
-  }
-  if (e?.code === 'Z_DATA_ERROR' || e?.code === 'Z_BUF_ERROR' || e?.code === 'ERR_ZLIB_INITIALIZATION_FAILED' || /incorrect header check|invalid (block|stored|distance)|unexpected end of file/i.test(String(e?.message))) {
-    return new WarehouseError(redact(`${context}: a staged object is not valid gzip`), { code: 'corrupt_object', transient: false });
-  }
-  return new WarehouseError(redact(`${context}: ${connectionReason(e)}`), { code: 'connection', transient: true });
+/** Ends a client; a connection that died may never acknowledge it: wait a little, no more. */
+async function endQuietly(c) {
+  let timer;
+  const waited = new Promise((resolve) => (timer = setTimeout(resolve, END_WAIT_MS)));
+  await Promise.race([c.end().catch(() => {}), waited]);
+  clearTimeout(timer);
 }
 
 /**
@@ -133,15 +36,19 @@ export function classify(e, context, redact = (s) => s) {
  * `postgresConnectionString`); `s3`: the worker's S3 client (src/s3.js) the
  * staged objects are read with, and `prefix` the staging root inside the bucket
  * (both may also be given to each `apply`); `log`: takes one object per event
- * worth a log line. One connection, opened by the first `apply` and closed by
- * `close()`: one load.
+ * worth a log line; `connectTimeoutMs`: the wait for a connection; `stallMs`: how
+ * long a COPY may go without a byte moving before the load fails (transient,
+ * `timeout`). One connection, opened by the first `apply` and closed by `close()`:
+ * one load.
  */
-export function createPostgres({ connectionString, s3 = null, prefix = '', log = () => {}, connectTimeoutMs = 10_000 } = {}) {
+export function createPostgres({ connectionString, s3 = null, prefix = '', log = () => {}, connectTimeoutMs = 10_000, stallMs = 60_000 } = {}) {
   const redact = redactor(connectionString);
   let client = null;
   // The connection's own failure, reported by pg as an 'error' event (a socket
   // closed between queries); the next query fails with it too.
   let broken = null;
+  // A COPY that stopped moving: the connection cannot be used again.
+  let stuck = false;
 
   async function connect() {
     if (client && !broken) return client;
@@ -167,7 +74,7 @@ export function createPostgres({ connectionString, s3 = null, prefix = '', log =
     try {
       await c.connect();
     } catch (e) {
-      await c.end().catch(() => {});
+      await endQuietly(c);
       throw classify(e, 'connecting to PostgreSQL', redact);
     }
     client = c;
@@ -177,7 +84,7 @@ export function createPostgres({ connectionString, s3 = null, prefix = '', log =
   async function drop() {
     const c = client;
     client = null;
-    if (c) await c.end().catch(() => {});
+    if (c) await endQuietly(c);
   }
 
   /**
@@ -208,11 +115,41 @@ export function createPostgres({ connectionString, s3 = null, prefix = '', log =
         const gunzip = createGunzip();
         const piped = pipeline(Readable.fromWeb(obj.body), gunzip);
         piped.catch(() => {}); // surfaces through the iteration below
-        yield* gunzip;
+        for await (const chunk of gunzip) {
+          progressed = Date.now();
+          yield chunk;
+        }
         await piped;
       }
     }
-    await pipeline(Readable.from(objects(), { objectMode: false }), stream);
+    // A connection that neither moves nor closes (a network that drops packets
+    // silently, a server that stopped reading) and an S3 body that stops coming
+    // would hold the load for ever: no byte in `stallMs` fails it. The COPY
+    // cannot be cancelled on such a connection (its CopyFail waits for an answer
+    // that will not come), so the connection is dropped: the server rolls back
+    // when it notices.
+    let progressed = Date.now();
+    let watchdog;
+    const stalled = new Promise((_, reject) => {
+      const check = () => {
+        if (Date.now() - progressed >= stallMs) {
+          reject(new WarehouseError(`copying ${table}: no progress for ${Math.round(stallMs / 1000)} s`, { code: 'timeout', transient: true }));
+        } else {
+          watchdog = setTimeout(check, Math.min(1_000, stallMs));
+        }
+      };
+      watchdog = setTimeout(check, Math.min(1_000, stallMs));
+    });
+    const copied = pipeline(Readable.from(objects(), { objectMode: false }), stream);
+    copied.catch(() => {}); // when the watchdog wins, the pipeline's end is nobody's
+    try {
+      await Promise.race([copied, stalled]);
+    } catch (e) {
+      if (e instanceof WarehouseError && e.code === 'timeout') stuck = true;
+      throw e;
+    } finally {
+      clearTimeout(watchdog);
+    }
     return stream.rowCount ?? 0;
   }
 
@@ -257,7 +194,7 @@ export function createPostgres({ connectionString, s3 = null, prefix = '', log =
         return { rows, copied };
       } catch (e) {
         const error = classify(broken && !(e instanceof WarehouseError) ? broken : e, context, redact);
-        if (client && !broken) {
+        if (client && !broken && !stuck) {
           try {
             await c.query('ROLLBACK');
           } catch (r) {
@@ -265,7 +202,8 @@ export function createPostgres({ connectionString, s3 = null, prefix = '', log =
             await drop();
           }
         } else {
-          // A lost connection: the server rolls the transaction back itself.
+          // A lost or stuck connection: the server rolls the transaction back itself.
+          stuck = false;
           await drop();
         }
         throw error;

@@ -145,7 +145,7 @@ export function safeErrorText(text) {
   let t = String(text ?? '')
     .replace(/s3:\/\/[^\s'",;)]*/gi, 's3://…')
     .replace(/arn:aws[a-z-]*:[^\s'",;)]*/gi, 'arn:…')
-    .replace(/\b(?:AKIA|ASIA)[A-Z0-9]{12,}\b/g, '…')
+    .replace(/(?:AKIA|ASIA)[A-Z0-9]{16}/g, '…')
     .replace(/(aws_access_key_id|aws_secret_access_key|secret_access_key|session_token|token|password|credentials)(\s*[=:]\s*|\s+)'?[^\s';]+'?/gi, '$1=…')
     .replace(/\s+/g, ' ')
     .trim();
@@ -291,12 +291,14 @@ async function sha256Hex(text) {
  * The Redshift runner (the loader's runner interface, see worker/README.md):
  * `{ dialect: 'redshift', apply(statements, opts), close() }`.
  *
- * `cfg`: `redshiftConfig(env)`'s result; `log`: takes one object per event worth a
+ * `cfg`: `redshiftConfig(env)`'s result (or `env`: the worker's environment); `log`: takes one object per event worth a
  * log line; `fetch`: the fetch to use (tests); `limits`: the Data API's limits
  * (default: the core's `dataApiLimits()`); `random`: for the backoff jitter (tests).
  */
-export function createRedshift({ cfg, log = () => {}, fetch: fetchImpl = globalThis.fetch, limits = null, random = Math.random } = {}) {
-  if (!cfg || typeof cfg !== 'object') throw misconfigured('the Redshift runner needs its configuration (redshiftConfig(env))');
+export function createRedshift({ cfg, env, log = () => {}, fetch: fetchImpl = globalThis.fetch, limits = null, random = Math.random } = {}) {
+  // `cfg` is redshiftConfig(env)'s result; the worker's env itself (as `env`, or as
+  // `cfg`) is read the same way, so a caller cannot skip the checks.
+  if (!cfg || typeof cfg.endpoint !== 'string') cfg = redshiftConfig(env ?? cfg ?? {});
   const aws = new AwsClient({
     accessKeyId: cfg.accessKeyId,
     secretAccessKey: cfg.secretAccessKey,
@@ -413,7 +415,19 @@ export function createRedshift({ cfg, log = () => {}, fetch: fetchImpl = globalT
         throw WarehouseError.transient('unavailable', 'the Redshift Data API answered BatchExecuteStatement without a statement id');
       }
       log({ msg: 'redshift batch submitted', statement_id: id, statements: sqls.length, plan_id: planId });
-      let done = await waitFor(id, started + cfg.waitMs);
+      // From here the batch runs whatever happens to our calls: a call that fails now
+      // says nothing about the batches, so it is transient whatever its kind (the
+      // rerun is a no-op for whatever did commit).
+      const afterSubmit = (e) => {
+        if (e?.transient === false) {
+          log({ msg: 'redshift call failed after submit', statement_id: id, code: e.code });
+          return WarehouseError.transient(e.code, `${e.message} (after the load was submitted; it will be tried again)`);
+        }
+        return e;
+      };
+      let done = await waitFor(id, started + cfg.waitMs).catch((e) => {
+        throw afterSubmit(e);
+      });
       if (!done) {
         // Past the wait: cancel it, so it does not commit later behind the consumer's
         // back and hold the load lock; the next attempt runs the plan again, and
@@ -460,7 +474,9 @@ export function createRedshift({ cfg, log = () => {}, fetch: fetchImpl = globalT
         const resultId = last?.Id ?? `${id}:${list.length}`;
         let token;
         do {
-          const page = await call('GetStatementResult', token ? { Id: resultId, NextToken: token } : { Id: resultId });
+          const page = await call('GetStatementResult', token ? { Id: resultId, NextToken: token } : { Id: resultId }).catch((e) => {
+            throw afterSubmit(e);
+          });
           rows = rows.concat(decodeRecords(page.ColumnMetadata, page.Records));
           token = page.NextToken || null;
         } while (token);
