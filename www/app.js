@@ -539,7 +539,11 @@ function renderUploadResult(container, u) {
   const p = document.createElement('p');
   p.textContent = res.duplicate
     ? `Already staged earlier (batch ${rep.batch_id || ''}): nothing was written again.`
-    : `Staged in the bucket: ${plural(rep.rows_staged ?? 0, 'row')}, ${count.format(rep.rows_rejected ?? 0)} rejected, in ${plural(keys.length, 'file')} (batch ${rep.batch_id || ''}). The warehouse loads them at its next load.`;
+    : `Staged in the bucket: ${plural(rep.rows_staged ?? 0, 'row')}, ${count.format(rep.rows_rejected ?? 0)} rejected, in ${plural(keys.length, 'file')} (batch ${rep.batch_id || ''}).`;
+  const next = document.createElement('span');
+  next.dataset.testid = 'load-expectation';
+  next.textContent = ` ${loadSentence(res)}`;
+  p.append(next);
   container.replaceChildren(p);
   if (keys.length) {
     const details = document.createElement('details');
@@ -554,6 +558,28 @@ function renderUploadResult(container, u) {
     details.append(summary, ul);
     container.append(details);
   }
+}
+
+/** About how long, in minutes, for people ("about 1 minute", "about 11 minutes"). */
+function aboutMinutes(seconds) {
+  return `about ${plural(Math.max(1, Math.ceil(seconds / 60)), 'minute')}`;
+}
+
+/**
+ * What happens next to an uploaded batch, from the upload service's answer: its state
+ * when it is known (a duplicate), else the service's own expectation (`load`: from
+ * its queue and sweep settings), else the old words (a service that does not load).
+ */
+function loadSentence(res) {
+  if (res.state === 'loaded') return `It is in the warehouse (loaded ${localTime(res.loaded_at)}).`;
+  if (res.state === 'failed') return `The warehouse could not load it: ${res.reason}. The other batches keep loading.`;
+  const load = res.load;
+  if (load && load.warehouse && load.expected_within_seconds) {
+    return `The warehouse loads it within ${aboutMinutes(load.expected_within_seconds)}` +
+      (load.at_latest_seconds ? ` (at the latest ${aboutMinutes(load.at_latest_seconds)}, if the first try is missed)` : '') +
+      '; "List staged batches" below shows when it is loaded.';
+  }
+  return 'The warehouse loads them at its next load.';
 }
 
 function setUpload(entry, patch) {
@@ -598,6 +624,7 @@ async function upload(entry) {
   if (outcome.ok) {
     setUpload(entry, { phase: 'done', response: outcome.body, message: '' });
     announce(`${entry.file.name}: uploaded.`);
+    if (outcome.body?.load?.warehouse) followLoading(outcome.body.load.at_latest_seconds);
   } else {
     setUpload(entry, { phase: 'error', message: outcome.message });
     announce(`${entry.file.name}: ${outcome.message}`);
@@ -657,9 +684,14 @@ function httpMessage(status, body, text) {
 
 // ---------------------------------------------------------- staged batches
 
-elements.listBatches.addEventListener('click', listBatches);
+elements.listBatches.addEventListener('click', () => listBatches());
 
-async function listBatches() {
+/**
+ * Lists the branch's staged batches with their states; returns them (null on a
+ * failure). `quiet`: a refresh (while following a load) keeps the table shown
+ * until the answer is there.
+ */
+async function listBatches(quiet = false) {
   const base = workerBase();
   const show = (message, cls = '') => {
     const p = document.createElement('p');
@@ -671,7 +703,7 @@ async function listBatches() {
     show('Set the upload service address and the branch token first.', 'error');
     return;
   }
-  show('Asking the upload service…');
+  if (!quiet || !elements.batches.querySelector('table')) show('Asking the upload service…');
   let res;
   try {
     res = await fetch(`${base}/v1/batches`, { headers: { Authorization: `Bearer ${state.settings.token}` } });
@@ -702,6 +734,7 @@ async function listBatches() {
     ['rows_rejected', 'Rejected', (v) => count.format(v)],
     ['revenue_pence', 'Revenue', (v) => money.format(v / 100)],
     ['batch_id', 'Batch id', (v) => v],
+    ['state', 'State', (v, b) => stateText(b, body.load)],
   ].filter(([key]) => batches.some((b) => b && typeof b === 'object' && b[key] !== undefined && b[key] !== null));
   const table = document.createElement('table');
   const caption = document.createElement('caption');
@@ -720,12 +753,21 @@ async function listBatches() {
   const tbody = document.createElement('tbody');
   for (const b of batches) {
     const tr = document.createElement('tr');
-    const values = columns.length
-      ? columns.map(([key, , format]) => (b[key] === undefined || b[key] === null ? '' : format(b[key])))
-      : [typeof b === 'string' ? b : JSON.stringify(b)];
-    for (const v of values) {
+    tr.dataset.testid = 'batch-row';
+    if (b && typeof b.batch_id === 'string') tr.dataset.batchId = b.batch_id;
+    if (!columns.length) {
       const td = document.createElement('td');
-      td.textContent = String(v);
+      td.textContent = typeof b === 'string' ? b : JSON.stringify(b);
+      tr.append(td);
+    }
+    for (const [key, , format] of columns) {
+      const td = document.createElement('td');
+      td.textContent = b[key] === undefined || b[key] === null ? '' : String(format(b[key], b));
+      if (key === 'state') {
+        td.dataset.testid = 'batch-state';
+        td.dataset.state = String(b.state);
+        td.className = `state state-${b.state}`;
+      }
       tr.append(td);
     }
     tbody.append(tr);
@@ -735,6 +777,38 @@ async function listBatches() {
   wrap.className = 'table-wrap';
   wrap.append(table);
   elements.batches.replaceChildren(wrap);
+  return batches;
+}
+
+/**
+ * A batch's state in words: waiting (where the service loads; else just staged),
+ * loaded (when), or not loaded (why, as the loader said it).
+ */
+function stateText(b, load) {
+  if (b.state === 'loaded') return b.loaded_at ? `Loaded ${localTime(b.loaded_at)}` : 'Loaded';
+  if (b.state === 'failed') return `Not loaded: ${b.reason || 'the warehouse refused it'}`;
+  if (b.state === 'staged') return load && load.warehouse ? 'Waiting to load' : 'Staged';
+  return String(b.state);
+}
+
+/** Seconds between two refreshes of the list while an upload waits to be loaded. */
+const FOLLOW_EVERY_SECONDS = 5;
+let following = null;
+
+/**
+ * After an upload to a service that loads, the list of staged batches refreshes
+ * itself until no batch is waiting, for at most the service's `at_latest_seconds`.
+ */
+function followLoading(atLatestSeconds) {
+  clearTimeout(following?.timer);
+  const until = Date.now() + Math.max(60, atLatestSeconds || 0) * 1000;
+  const tick = async () => {
+    const batches = await listBatches(true).catch(() => null);
+    const waiting = Array.isArray(batches) && batches.some((b) => b && b.state === 'staged');
+    if (waiting && Date.now() < until) following = { timer: setTimeout(tick, FOLLOW_EVERY_SECONDS * 1000) };
+    else following = null;
+  };
+  following = { timer: setTimeout(tick, 0) };
 }
 
 // ------------------------------------------------------------------ utils

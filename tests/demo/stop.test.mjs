@@ -31,7 +31,17 @@ function within(promise, ms) {
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
-/** Three ports nobody listens on now. */
+/** Whether PostgreSQL's server programs are there, as scripts/demo looks for them. */
+function postgresInstalled() {
+  try {
+    execFileSync('sh', ['-c', 'command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `n` ports nobody listens on now. */
 async function freePorts(n) {
   const servers = [];
   for (let i = 0; i < n; i++) {
@@ -107,8 +117,9 @@ async function once(signal, n, env, ports) {
   const { script, members } = demoTree(make.pid);
   assert.ok(script, `${what}: no demo script under make`);
   for (const p of members) started.add(p.sid);
-  // s3s-fs, wrangler (+ workerd) and the page's server.
-  assert.ok(members.length >= 3, `${what}: ${members.length} service processes: ${members.map((p) => p.args).join('; ')}`);
+  // s3s-fs, PostgreSQL (its postmaster and its own processes), wrangler (+
+  // workerd) and the page's server.
+  assert.ok(members.length >= 3 + (ports.length > 3 ? 1 : 0), `${what}: ${members.length} service processes: ${members.map((p) => p.args).join('; ')}`);
   for (const p of ports) assert.ok(await listening(p), `${what}: port ${p} is not listening while up`);
 
   const stop = Date.now();
@@ -141,13 +152,16 @@ async function once(signal, n, env, ports) {
 test(`make demo stops cleanly, ${cycles} times by SIGINT to its group and ${cycles} by SIGTERM to make`, { timeout: cycles * 2 * 200_000 }, async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cafe-etl-demo-stop-'));
   try {
-    const ports = await freePorts(3);
+    // The fourth is the warehouse's (a private PostgreSQL cluster) where
+    // PostgreSQL is installed; without it the demo stages only.
+    const ports = await freePorts(postgresInstalled() ? 4 : 3);
     const env = {
       ...process.env,
       DEMO_DIR: dir,
       DEMO_S3_PORT: String(ports[0]),
       DEMO_WORKER_PORT: String(ports[1]),
       DEMO_WWW_PORT: String(ports[2]),
+      DEMO_PG_PORT: String(ports[3] ?? 0),
     };
     const times = [];
     for (let i = 1; i <= cycles; i++) {

@@ -139,6 +139,29 @@ describe('upload to the edge worker', { skip: reason }, () => {
     }
   });
 
+  test("the list shows each batch's state in words: loaded (when), not loaded (why), staged", async () => {
+    // The loader's records, as the queue consumer writes them (the consumer itself
+    // runs in tests/e2e/loading.test.mjs); this stack loads nothing (WAREHOUSE empty).
+    const loaded = checkJson(path.dirname(CURRENT), path.basename(CURRENT)).batch_id;
+    const failed = checkJson(path.dirname(BAD), path.basename(BAD)).batch_id;
+    const loadedAt = '2026-12-01T08:15:00.000Z';
+    const put = (key, body) => stack.s3.client.fetch('PUT', key, '', { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    await put(`${stack.prefix}loads/${loaded}.json`, { batch_id: loaded, store: 'chesterfield', state: 'loaded', loaded_at: loadedAt, plan_id: 'p', warehouse: 'postgresql' });
+    await put(`${stack.prefix}failures/${failed}.json`, {
+      batch_id: failed, store: 'chesterfield', state: 'failed', failed_at: loadedAt, code: 'copy_failed', reason: 'the warehouse refused a row of the transactions table',
+    });
+    await page.locator('#branch-token').fill(harness.cliToken(stack.uploadSecret, 'chesterfield'));
+    await page.locator('[data-testid="list-batches"]').click();
+    const state = (id) => page.locator(`[data-testid="batch-row"][data-batch-id="${id}"] [data-testid="batch-state"]`);
+    await state(loaded).waitFor();
+    const local = await page.evaluate((t) => new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(t)), loadedAt);
+    assert.equal(await state(loaded).textContent(), `Loaded ${local}`);
+    assert.equal(await state(loaded).getAttribute('data-state'), 'loaded');
+    assert.equal(await state(failed).textContent(), 'Not loaded: the warehouse refused a row of the transactions table');
+    assert.equal(await state(failed).getAttribute('data-state'), 'failed');
+    await page.screenshot({ path: path.join(outDir, 'page-batch-states.png'), fullPage: true });
+  });
+
   test('refusals from the worker are shown in plain words', async () => {
     const card = await drop(CURRENT);
     // A token for another store: 403, nothing staged.

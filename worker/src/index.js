@@ -38,6 +38,7 @@ import {
 } from './lib.js';
 import { Limiter, TableObject } from './commit.js';
 import { concat, S3, S3Error } from './s3.js';
+import { backlog, batchState, loadExpectation, loadingConfig } from './status.js';
 import { announce, committedAt } from './loader/producer.js';
 import { consume } from './loader/consumer.js';
 import { sweep } from './loader/sweep.js';
@@ -472,7 +473,10 @@ async function handleUpload(request, cfg, fileName, log) {
       log.rows_staged = report.rows_staged;
       log.rows_rejected = report.rows_rejected;
       log.bytes = report.bytes;
-      return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [] });
+      // Where this worker loads, whether the batch is loaded yet (two GETs at most);
+      // without a warehouse a duplicate costs the marker lookup only.
+      const loadState = cfg.loading.warehouse ? await batchState(s3, cfg.prefix, batchId) : {};
+      return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [], load: loadExpectation(cfg.loading), ...loadState });
     }
 
     release ??= await takeTurn(cfg, log);
@@ -573,7 +577,7 @@ async function stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, bod
     // (the cron sweep finds the batch in the commits index).
     await announce(cfg.loadQueue, { batch_id: batchId, store, committed_at: new Date(committedMs).toISOString() }, log);
     log.multipart = [...objects.values()].filter((o) => o.multipart).length;
-    return json(200, { batch_id: batchId, duplicate: false, store, report, keys });
+    return json(200, { batch_id: batchId, duplicate: false, store, report, keys, load: loadExpectation(cfg.loading) });
   } catch (e) {
     // No marker from this upload: abort the open multipart uploads (invisible anyway).
     // Committed table objects stay (see TableObject.discard): a batch without its
@@ -623,12 +627,15 @@ async function handleList(request, cfg, url, log) {
     for (let i = 0; i < ids.length && batches.length < limit; i += 8) {
       const group = ids.slice(i, i + 8);
       scanned += group.length;
-      const got = await Promise.all(group.map(({ id }) => s3.get(batchKeys(cfg.prefix, id).at(-1))));
-      got.forEach((obj, j) => {
+      // The marker and the loader's objects of each batch, eight batches at a time.
+      const got = await Promise.all(
+        group.map(({ id }) => Promise.all([s3.get(batchKeys(cfg.prefix, id).at(-1)), batchState(s3, cfg.prefix, id)])),
+      );
+      got.forEach(([obj, loadState], j) => {
         if (!obj || batches.length >= limit) return;
         const report = parseReport(obj);
         if (markerStore(obj, report) !== store) return;
-        batches.push(batchSummary(cfg, report, { key: obj.key, lastModified: group[j].at }, store));
+        batches.push({ ...batchSummary(cfg, report, { key: obj.key, lastModified: group[j].at }, store), ...loadState });
       });
       if (batches.length >= limit && i + 8 < ids.length) more = true;
     }
@@ -636,6 +643,7 @@ async function handleList(request, cfg, url, log) {
   log.outcome = 'listed';
   return json(200, {
     store,
+    load: loadExpectation(cfg.loading),
     bucket: cfg.s3.bucket,
     prefix: cfg.prefix,
     batches,
@@ -678,8 +686,42 @@ async function handleBatch(request, cfg, batchId, log) {
   const report = parseReport(obj);
   if (markerStore(obj, report) !== store) throw new HttpError(403, 'wrong_store', `batch ${batchId} is not one of store ${store}'s`);
   log.outcome = 'read';
-  return json(200, { batch_id: batchId, store, report, keys });
+  return json(200, { batch_id: batchId, store, report, keys, ...(await batchState(s3, cfg.prefix, batchId)) });
 }
+
+/**
+ * The `loading` field of /healthz: the warehouse this worker loads (null: none) and,
+ * from the commits index and the loader's objects, the backlog (numbers only, see
+ * status.js `backlog`). Computed at most once per HEALTH_BACKLOG_CACHE_SECONDS per isolate, with
+ * few quick S3 attempts: a health check must answer even when the bucket does not
+ * (`backlog` is then null and `backlog_error` says so).
+ */
+async function loadingHealth(cfg) {
+  const loading = cfg.loading;
+  const now = Date.now();
+  if (!health.promise || now - health.at >= loading.backlogCacheMs) {
+    health.at = now;
+    const s3 = new S3(cfg.s3, { ...cfg.retry, attempts: 2, totalMs: 3_000, timeoutMs: 3_000 });
+    health.promise = backlog(s3, cfg.prefix, { now, lookbackDays: loading.lookbackDays, known: health.known }).then(
+      (b) => ({ backlog: b }),
+      (e) => {
+        console.error(JSON.stringify({ event: 'health', outcome: 'backlog_error', error: String(e?.message ?? e).slice(0, 300) }));
+        health.at = 0; // the next call tries again
+        return { backlog: null, backlog_error: 'the staging bucket could not be read' };
+      },
+    );
+  }
+  return {
+    warehouse: loading.warehouse,
+    expected_within_seconds: loading.expectedSeconds,
+    at_latest_seconds: loading.latestSeconds,
+    sweep_every_minutes: loading.sweepMinutes,
+    ...(await health.promise),
+  };
+}
+
+/** The isolate's last backlog (shared by concurrent health checks) and the batches known loaded. */
+const health = { at: 0, promise: null, known: new Map() };
 
 function route(method, path) {
   if (path === '/healthz') return { name: 'health', methods: ['GET', 'HEAD'] };
@@ -725,6 +767,7 @@ async function handle(request, env) {
   try {
     wasm();
     cfg = parseConfig(env);
+    cfg.loading = loadingConfig(env);
     cfg.loadQueue = env.LOAD_QUEUE ?? null;
   } catch (e) {
     console.error(JSON.stringify({ event: 'config', outcome: 'error', error: e.message }));
@@ -746,7 +789,13 @@ async function handle(request, env) {
     wasm();
     return json(
       200,
-      { ok: true, core: coreVersion(), max_upload_bytes: cfg.maxUploadBytes, buffer_limit_bytes: cfg.bufferLimitBytes },
+      {
+        ok: true,
+        core: coreVersion(),
+        max_upload_bytes: cfg.maxUploadBytes,
+        buffer_limit_bytes: cfg.bufferLimitBytes,
+        loading: await loadingHealth(cfg),
+      },
       cors,
     );
   }
