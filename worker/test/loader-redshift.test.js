@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { batchIdOf, realFiles, startStack, upload } from './harness.js';
+import { batchIdOf, cliGenerate, cliTransform, putObject, realFiles, startStack, upload } from './harness.js';
 import { startStandin } from './standin.js';
 import { mintToken, storeSlug } from '../src/lib.js';
 
@@ -128,10 +128,34 @@ describe('from staged to loaded, Redshift through the consumer', () => {
     assert.equal(rec.store, storeOf(files.A));
     assert.ok(ids.A in log.ledger, "the stand-in's ledger holds the batch");
     assert.ok(Number.isFinite(Date.parse(rec.loaded_at)), rec.loaded_at);
+    // The warehouse's customer key ids were read (the core's query) before the plan.
+    const keyReads = log.requests.filter((r) => r.action === 'BatchExecuteStatement' && r.body.Sqls.length === 1 && /^SELECT DISTINCT customer_key_id FROM loaded_batches/.test(r.body.Sqls[0]));
+    assert.ok(keyReads.length >= 1, 'the key ids query was sent');
+    assert.ok(log.requests.indexOf(keyReads[0]) < log.requests.indexOf(loads[0]), 'before the load');
     const ledgerReads = log.requests.filter((r) => r.action === 'BatchExecuteStatement' && r.body.Sqls.length === 1 && r.body.Sqls[0].includes(ids.A) && /^SELECT batch_id, loaded_at FROM loaded_batches/.test(r.body.Sqls[0]));
     assert.ok(ledgerReads.length >= 2, 'the ledger was read before and after the load');
     const logged = stack.worker.stdout.join('\n');
     for (const s of [standin.secretAccessKey, SECRET_ARN, ROLE_ARN]) assert.ok(!logged.includes(s), 'no credential or ARN in the log');
+  });
+
+  test('a batch staged with another customer-key secret than the warehouse\'s is quarantined, not loaded', async () => {
+    // M: staged by the CLI under another secret, put in the bucket, announced by a message.
+    const dir = cliGenerate(['--stores', '1', '--days', '1', '--seed', '978', '--transactions-per-day', '100']);
+    files.M = path.join(dir, fs.readdirSync(dir).find((f) => f.endsWith('.csv')));
+    ids.M = await batchIdOf(fs.readFileSync(files.M));
+    const out = cliTransform(files.M, 'another demo secret, not the worker\'s');
+    for (const t of TABLES) await putObject(stack.s3, `${stack.prefix}${t}/${ids.M}.csv.gz`, path.join(out, t, `${ids.M}.csv.gz`));
+    await putObject(stack.s3, `${stack.prefix}batches/${ids.M}.json`, path.join(out, 'batches', `${ids.M}.json`));
+    const producer = await stack.worker.mf.getQueueProducer('LOAD_QUEUE');
+    await producer.send({ batch_id: ids.M, store: storeOf(files.M), committed_at: new Date().toISOString() });
+    const failure = await waitFor('failures/ of M', () => json(`${stack.prefix}failures/${ids.M}.json`));
+    assert.equal(failure.code, 'mixed_customer_keys', JSON.stringify(failure));
+    assert.match(failure.reason, /staged with another customer-key secret/);
+    const log = await standin.log();
+    assert.ok(!(ids.M in log.ledger));
+    assert.ok(!log.requests.some((r) => r.action === 'BatchExecuteStatement' && r.body.Sqls.some((q) => q.includes(ids.M) && /^COPY |^INSERT INTO tmp_plan_batches/.test(q))), 'no load of M was submitted');
+    // The stand-in answered the key-id query with A's key: the warehouse's.
+    assert.deepEqual(new Set(Object.values(log.key_ids ?? {})).size, 1);
   });
 
   test('a failing COPY quarantines the batch: failures/, load_failures statements, the dead-letter queue', async () => {
