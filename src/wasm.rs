@@ -162,8 +162,8 @@ export type TokenErrorCode =
 /** Why a file's stores break the one-store-per-branch rule. */
 export type StoreErrorCode = "wrong_store" | "store_not_registered";
 
-/** Why `loadPlan`, `warehouseSchema`, `quarantineStatements` or
- *  `ledgerQuery` refuse: each a permanent refusal (the same input fails
+/** Why `loadPlan`, `warehouseSchema`, `quarantineStatements`,
+ *  `ledgerQuery` or `loadedKeyIdsQuery` refuse: each a permanent refusal (the same input fails
  *  again). */
 export type WarehouseErrorCode =
   | "bad_marker" | "mixed_customer_keys" | "statement_too_long" | "bad_batch_id"
@@ -208,6 +208,10 @@ export interface LoadPlanInput {
   s3?: { url: string; iamRole?: string; region?: string };
   /** The longest statement, in bytes (default: the Data API's 100,000). */
   maxStatementBytes?: number;
+  /** The warehouse's customer key ids (the rows of `loadedKeyIdsQuery`):
+   *  batches of another secret are refused with `mixed_customer_keys`, as
+   *  `cafe-etl load` refuses them. Absent: one secret per plan only. */
+  loadedKeyIds?: string[];
 }
 
 /** One statement of a load. All run in order in ONE transaction. A `copy`
@@ -790,6 +794,8 @@ struct LoadPlanInput {
     s3: Option<S3Input>,
     #[serde(default)]
     max_statement_bytes: Option<f64>,
+    #[serde(default)]
+    loaded_key_ids: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -897,9 +903,26 @@ pub fn load_plan(
         })?;
         batches.push(batch);
     }
-    // One customer-key secret per plan, the rule `cafe-etl load-plan`
-    // applies; the warehouse's own is checked by the load itself.
-    warehouse::keys::check(&[], &batches, warehouse::Phase::Plan).map_err(core_error)?;
+    // One customer-key secret per warehouse, the rule `cafe-etl load`
+    // applies: the caller gives the warehouse's key ids (the rows of
+    // `loadedKeyIdsQuery`); none, and it is `cafe-etl load-plan`'s rule
+    // (one secret per plan).
+    if let Some(bad) = input
+        .loaded_key_ids
+        .iter()
+        .find(|k| !k.is_empty() && !crate::clean::is_customer_key_id(k))
+    {
+        let shown: String = bad
+            .chars()
+            .take(20)
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        return Err(plan_input(format!(
+            "loadedKeyIds: {shown:?} is not a customer key id (16 hex digits or none)"
+        )));
+    }
+    warehouse::keys::check(&input.loaded_key_ids, &batches, warehouse::Phase::Plan)
+        .map_err(core_error)?;
     let s3 = match input.s3 {
         None => None,
         Some(s) => {
@@ -984,6 +1007,18 @@ pub fn ledger_query(
     let ids: Vec<String> = serde_wasm_bindgen::from_value(batch_ids)
         .map_err(|e| input_error(warehouse::Phase::Load, format!("batch ids: {e}")))?;
     warehouse::ledger_query(&ids, dialect(dialect_name)?).map_err(core_error)
+}
+
+/// The query giving the warehouse's customer key ids (one column,
+/// `customer_key_id`), the one `cafe-etl load` runs: its rows are
+/// `loadPlan`'s `loadedKeyIds`. Throws a `CodedError` (`config`) for an
+/// unknown dialect.
+#[wasm_bindgen(js_name = loadedKeyIdsQuery)]
+pub fn loaded_key_ids_query(
+    #[wasm_bindgen(unchecked_param_type = "WarehouseDialect")] dialect_name: &str,
+) -> Result<String, JsValue> {
+    dialect(dialect_name)?;
+    Ok(warehouse::keys::loaded_key_ids_query())
 }
 
 /// The Redshift Data API's limits the statements are made for.

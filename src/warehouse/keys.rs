@@ -9,12 +9,22 @@
 //! whole, with the command that restages them. No row's key is ever
 //! rewritten: the load's `MERGE` leaves a loaded transaction's key alone.
 
+use super::schema::LEDGER_TABLE;
 use super::{Batch, Error, Phase};
 use crate::clean::NO_CUSTOMER_KEY;
 use std::collections::BTreeSet;
 
 /// Batches named in a refusal; the rest are counted.
 const NAMED: usize = 5;
+
+/// The query giving the warehouse's loaded key ids for [`check`]: one
+/// column, `customer_key_id`, one row per distinct id of the ledger
+/// (`none` included; batches loaded before the column existed are left
+/// out). The same text for both dialects; `cafe-etl load` and the worker's
+/// consumer (through wasm) both run it, so the rule has one input.
+pub fn loaded_key_ids_query() -> String {
+    format!("SELECT DISTINCT customer_key_id FROM {LEDGER_TABLE} WHERE customer_key_id IS NOT NULL")
+}
 
 /// Checks that the planned batches may join a warehouse whose ledger holds
 /// `loaded` key ids (one per loaded batch, or the distinct ones; `none` and

@@ -95,12 +95,7 @@ pub fn loaded_batch_ids(client: &mut Client) -> Result<HashSet<String>, Error> {
 /// batches loaded before the column existed are left out).
 pub fn loaded_key_ids(client: &mut Client) -> Result<Vec<String>, Error> {
     let rows = client
-        .query(
-            &format!(
-                "SELECT DISTINCT customer_key_id FROM {LEDGER_TABLE} WHERE customer_key_id IS NOT NULL"
-            ),
-            &[],
-        )
+        .query(&super::keys::loaded_key_ids_query(), &[])
         .map_err(|e| db_error(Phase::Load, "reading the ledger's customer key ids", &e))?;
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }

@@ -338,3 +338,64 @@ fn schema_quarantine_and_ledger_query_are_the_cores() {
                 "maxBatchStatements": warehouse::DATA_API_MAX_BATCH_STATEMENTS })
     );
 }
+
+#[wasm_bindgen_test]
+fn load_plan_refuses_batches_of_another_secret_than_the_warehouses() {
+    let keyed = staged(Some("a demo secret of the worker"));
+    let other = staged(Some("another demo secret"));
+    let key = |b: &Batch| b.report.customer_key_id.clone();
+    let (ours, theirs) = (key(&keyed[0].1), key(&other[0].1));
+    assert_ne!(ours, theirs);
+    for name in ["postgresql", "redshift"] {
+        assert_eq!(
+            wasm::loaded_key_ids_query(name).unwrap(),
+            warehouse::keys::loaded_key_ids_query()
+        );
+    }
+    let plan = |batches: Value, loaded: Value| {
+        wasm::load_plan(options(json!({
+            "batches": batches, "dialect": "postgresql", "loadedKeyIds": loaded
+        })))
+    };
+    // (batches, the warehouse's key ids, refused)
+    for (batches, loaded, refused) in [
+        (json!([keyed[0].0]), json!([ours, "none"]), false),
+        (json!([keyed[0].0]), json!([]), false),
+        (json!([other[0].0]), json!([]), false),
+        (json!([other[0].0]), json!(["none"]), false),
+        (json!([other[0].0]), json!([ours]), true),
+        (json!([keyed[0].0, other[1].0]), json!([ours]), true),
+    ] {
+        match (plan(batches.clone(), loaded.clone()), refused) {
+            (Ok(_), false) => {}
+            (Err(e), true) => {
+                let msg = message_with_code(e, "mixed_customer_keys");
+                // The core's very text, as `cafe-etl load` gives it.
+                let planned: Vec<Batch> = batches
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| {
+                        let m = serde_json::to_vec(&b["marker"]).unwrap();
+                        Batch::from_marker(&m, 0, None).unwrap()
+                    })
+                    .collect();
+                let ids: Vec<String> = serde_json::from_value(loaded.clone()).unwrap();
+                let core = warehouse::keys::check(&ids, &planned, warehouse::Phase::Plan)
+                    .unwrap_err()
+                    .to_string();
+                assert_eq!(msg, core);
+                assert!(msg.contains("restage"), "{msg}");
+            }
+            (got, want) => panic!("{batches} {loaded}: {got:?}, refused expected {want}"),
+        }
+    }
+    // A key id that is not one is refused, not matched.
+    let msg = message_with_code(
+        plan(json!([keyed[0].0]), json!(["x' OR 1=1"]))
+            .err()
+            .unwrap(),
+        "config",
+    );
+    assert!(msg.starts_with("plan error: loadedKeyIds:"), "{msg}");
+}

@@ -15,6 +15,7 @@ import {
   batchIdOf,
   cliGenerate,
   cliLoad,
+  cliTransform,
   cliTransformAll,
   personalData,
   psql,
@@ -23,9 +24,10 @@ import {
   startPostgres,
   startStack,
   startWorker,
+  putObject,
   upload,
 } from './harness.js';
-import { mintToken, storeSlug } from '../src/lib.js';
+import { indexKeys, mintToken, storeSlug } from '../src/lib.js';
 
 const SKIP = process.env.CAFE_ETL_WORKER_POSTGRES ? false : 'CAFE_ETL_WORKER_POSTGRES is not set: run scripts/test-worker, which starts PostgreSQL';
 
@@ -345,6 +347,41 @@ describe('from staged to loaded', { skip: SKIP }, () => {
     } finally {
       await w.stop();
     }
+  });
+
+  test('a batch staged with another customer-key secret is quarantined, and the batch in its group loads', async () => {
+    // M: staged by the CLI under a secret that is not the worker's, its objects, marker
+    // and commits index entry put into the bucket as an upload would leave them.
+    const dir = cliGenerate(['--stores', '1', '--days', '1', '--seed', '977', '--transactions-per-day', '200']);
+    files.M = path.join(dir, fs.readdirSync(dir).find((f) => f.endsWith('.csv')));
+    ids.M = await batchIdOf(fs.readFileSync(files.M));
+    const out = cliTransform(files.M, 'another demo secret, not the worker\'s');
+    const marker = JSON.parse(fs.readFileSync(path.join(out, 'batches', `${ids.M}.json`), 'utf8'));
+    const ours = wh.sql('SELECT DISTINCT customer_key_id FROM loaded_batches').map((r) => r[0]);
+    assert.equal(ours.length, 1);
+    assert.notEqual(marker.customer_key_id, ours[0], 'staged with another secret');
+    for (const t of TABLES) await putObject(stack.s3, `${stack.prefix}${t}/${ids.M}.csv.gz`, path.join(out, t, `${ids.M}.csv.gz`));
+    await putObject(stack.s3, indexKeys(stack.prefix, storeOf(files.M), ids.M, Date.now() - 1000).commit, Buffer.alloc(0));
+    await putObject(stack.s3, `${stack.prefix}batches/${ids.M}.json`, path.join(out, 'batches', `${ids.M}.json`));
+    // L (left young by the test before) is swept with M: one group, refused as a
+    // whole, then each alone: L loads, M is quarantined.
+    const before = logs().length;
+    await stack.worker.scheduled();
+    const sweepLine = await waitFor('the sweep line', () => logs().slice(before).find((l) => l.event === 'sweep'));
+    assert.equal(sweepLine.enqueued, 2, JSON.stringify(sweepLine));
+    await loaded('L');
+    loadedFiles.push('L');
+    const failure = await waitFor('failures/ of M', () => json(failuresKey('M')));
+    assert.equal(failure.code, 'mixed_customer_keys', JSON.stringify(failure));
+    assert.match(failure.reason, /staged with another customer-key secret/);
+    assert.match(failure.reason, /restage it with the warehouse's secret/);
+    assert.deepEqual(wh.sql(`SELECT code, reason FROM load_failures WHERE batch_id = '${ids.M}'`), [[failure.code, failure.reason]]);
+    await waitFor('the dead-letter queue', () => logs().some((l) => l.event === 'dead_letter' && l.batch_id === ids.M && l.code === 'mixed_customer_keys'));
+    assert.equal(ledgerCount('M'), 0);
+    assert.equal(Number(wh.sql(`SELECT count(*) FROM transactions WHERE batch_id = '${ids.M}'`)[0][0]), 0);
+    // Still one secret's keys in the warehouse, and the CLI load's rows.
+    assert.deepEqual(wh.sql('SELECT DISTINCT customer_key_id FROM loaded_batches').map((r) => r[0]), ours);
+    await assertSameAsCli();
   });
 
   test('no name or card number of the uploaded files is in any log line or loader object', async () => {

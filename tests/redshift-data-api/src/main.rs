@@ -117,6 +117,8 @@ enum Effect {
     InsertValues {
         table: String,
         ids: Vec<String>,
+        /// Each row's `customer_key_id` value, when the insert names that column.
+        key_ids: Vec<Option<String>>,
         rows: usize,
     },
     /// `INSERT INTO loaded_batches … SELECT … FROM source`.
@@ -178,6 +180,9 @@ struct State {
     tokens: HashMap<String, (String, Map<String, Value>)>,
     /// batch id → loaded_at, as committed batches recorded them.
     ledger: BTreeMap<String, String>,
+    /// batch id → customer_key_id of the ledger's batches, when their
+    /// insert gave one (so the key-id query has a real answer).
+    key_ids: BTreeMap<String, String>,
     log: Vec<Logged>,
 }
 
@@ -755,6 +760,10 @@ fn analyse(sql: &str) -> (Option<String>, String, Effect) {
                 other => base_name(&other.to_string()),
             };
             let first_col = ins.columns.first().map(|c| base_name(&c.to_string()));
+            let key_col = ins
+                .columns
+                .iter()
+                .position(|c| base_name(&c.to_string()) == "customer_key_id");
             match ins.source.as_deref().map(|q| q.body.as_ref()) {
                 Some(SetExpr::Values(v)) if first_col.as_deref() == Some("batch_id") => {
                     Effect::InsertValues {
@@ -765,12 +774,22 @@ fn analyse(sql: &str) -> (Option<String>, String, Effect) {
                             .filter_map(|r| r.content.first())
                             .map(|e| unquote(&e.to_string()))
                             .collect(),
+                        key_ids: v
+                            .rows
+                            .iter()
+                            .map(|r| {
+                                key_col
+                                    .and_then(|i| r.content.get(i))
+                                    .map(|e| unquote(&e.to_string()))
+                            })
+                            .collect(),
                         rows: v.rows.len(),
                     }
                 }
                 Some(SetExpr::Values(v)) => Effect::InsertValues {
                     table,
                     ids: vec![],
+                    key_ids: vec![],
                     rows: v.rows.len(),
                 },
                 Some(SetExpr::Select(s)) if table == "loaded_batches" => {
@@ -922,14 +941,26 @@ impl State {
         }
         // Run the effects in order on a copy of the ledger; commit it at the end.
         let mut ledger = self.ledger.clone();
+        let mut key_ids = self.key_ids.clone();
         let mut tables: HashMap<String, Vec<String>> = HashMap::new();
+        let mut table_keys: HashMap<String, String> = HashMap::new();
         let loaded_at = timestamp_text(now);
         for s in b.subs.iter_mut() {
             s.status = "FINISHED";
             s.result_rows = 0;
             match &s.effect {
-                Effect::InsertValues { table, ids, rows } => {
+                Effect::InsertValues {
+                    table,
+                    ids,
+                    key_ids: keys,
+                    rows,
+                } => {
                     s.result_rows = *rows as i64;
+                    for (id, key) in ids.iter().zip(keys) {
+                        if let Some(k) = key.as_ref().filter(|k| k.as_str() != "NULL") {
+                            table_keys.insert(id.clone(), k.clone());
+                        }
+                    }
                     if table == "loaded_batches" {
                         for id in ids {
                             ledger
@@ -948,6 +979,11 @@ impl State {
                     s.result_rows =
                         ids.iter().filter(|id| !ledger.contains_key(*id)).count() as i64;
                     for id in ids {
+                        if !ledger.contains_key(&id) {
+                            if let Some(k) = table_keys.get(&id) {
+                                key_ids.insert(id.clone(), k.clone());
+                            }
+                        }
                         ledger.entry(id).or_insert_with(|| loaded_at.clone());
                     }
                 }
@@ -957,7 +993,12 @@ impl State {
                     ids,
                 } => {
                     let mut rows = Vec::new();
-                    if table == "loaded_batches" {
+                    if table == "loaded_batches" && columns.as_slice() == ["customer_key_id"] {
+                        // The distinct key ids of the ledger (the core's key-id query).
+                        let distinct: std::collections::BTreeSet<&String> =
+                            key_ids.values().collect();
+                        rows = distinct.into_iter().map(|k| vec![json!(k)]).collect();
+                    } else if table == "loaded_batches" {
                         for (id, at) in &ledger {
                             if !ids.is_empty() && !ids.contains(id) {
                                 continue;
@@ -985,6 +1026,7 @@ impl State {
             }
         }
         self.ledger = ledger;
+        self.key_ids = key_ids;
         b.status = "FINISHED";
     }
 }
@@ -1361,7 +1403,7 @@ fn control(st: &mut State, method: &str, path: &str, body: &[u8]) -> (u16, Value
                 .collect();
             (
                 200,
-                json!({"requests": st.log, "batches": batches, "ledger": st.ledger, "faults": st.faults}),
+                json!({"requests": st.log, "batches": batches, "ledger": st.ledger, "key_ids": st.key_ids, "faults": st.faults}),
             )
         }
         ("POST", "/_standin/faults") => match serde_json::from_slice::<Faults>(body) {
@@ -1377,6 +1419,7 @@ fn control(st: &mut State, method: &str, path: &str, body: &[u8]) -> (u16, Value
             st.order.clear();
             st.tokens.clear();
             st.ledger.clear();
+            st.key_ids.clear();
             st.log.clear();
             (200, json!({"reset": true}))
         }
@@ -1430,6 +1473,7 @@ fn main() {
         order: Vec::new(),
         tokens: HashMap::new(),
         ledger: BTreeMap::new(),
+        key_ids: BTreeMap::new(),
         log: Vec::new(),
     };
     let server = tiny_http::Server::http(("127.0.0.1", port))
@@ -1537,7 +1581,12 @@ mod tests {
             let (err, _, effect) = analyse(sql);
             assert_eq!(err.is_none(), *ok, "{sql}: {err:?}");
             match (*what, effect) {
-                ("insert", Effect::InsertValues { table, ids, rows }) => {
+                (
+                    "insert",
+                    Effect::InsertValues {
+                        table, ids, rows, ..
+                    },
+                ) => {
                     assert_eq!(table, "tmp_plan_batches");
                     assert_eq!(ids, vec!["0123456789abcdef0123456789abcdef"]);
                     assert_eq!(rows, 1);
@@ -1597,6 +1646,7 @@ mod signature_tests {
             order: Vec::new(),
             tokens: HashMap::new(),
             ledger: BTreeMap::new(),
+            key_ids: BTreeMap::new(),
             log: Vec::new(),
         }
     }

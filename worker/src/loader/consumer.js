@@ -220,6 +220,12 @@ async function ledger(c, ids) {
   return out;
 }
 
+/** The distinct customer key ids of the warehouse's ledger (the core's query). */
+async function loadedKeyIds(c) {
+  const { rows } = await c.runner.apply([core.loadedKeyIdsQuery(c.dialect)], { s3: c.s3, prefix: c.cfg.prefix });
+  return (rows ?? []).map((r) => String(r.customer_key_id ?? '')).filter((k) => k !== '');
+}
+
 async function loadGroup(c, items) {
   if (items.length === 0) return;
   try {
@@ -255,12 +261,27 @@ async function load(c, items) {
       region: c.env.REDSHIFT_REGION || c.cfg.s3.region,
     };
   }
+  // The warehouse's customer key ids, read afresh for each plan (a load alone after a
+  // group failed may be the first keyed one): the core refuses batches of another
+  // secret with the rule `cafe-etl load` applies (keys::check).
+  input.loadedKeyIds = await loadedKeyIds(c);
   let plan;
   try {
     plan = core.loadPlan(input);
   } catch (e) {
     // The core refuses the group (a broken batch, customer keys of another secret):
     // that will not change by retrying it.
+    if (e?.code === 'mixed_customer_keys') {
+      // Plain words for the stored reason (the core's text names files and the CLI
+      // command; the batch's own failure record needs neither). A group is retried
+      // batch by batch, so only the batches of another secret end with this.
+      throw WarehouseError.permanent(
+        'mixed_customer_keys',
+        items.length === 1
+          ? "the batch was staged with another customer-key secret than the warehouse's batches: restage it with the warehouse's secret (the worker's CUSTOMER_KEY_SECRET)"
+          : 'the batches were staged with different customer-key secrets',
+      );
+    }
     throw WarehouseError.permanent(typeof e?.code === 'string' ? e.code : 'plan_refused', String(e?.message ?? e));
   }
   for (const m of plan.manifests ?? []) {
