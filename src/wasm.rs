@@ -541,6 +541,13 @@ pub fn staging_keys(batch_id: &str) -> Vec<String> {
     crate::stage::batch_keys(batch_id)
 }
 
+/// The tables a load copies into the warehouse, in load order (every
+/// staged table but the rejects).
+#[wasm_bindgen(js_name = loadedTables, unchecked_return_type = "TableName[]")]
+pub fn loaded_tables() -> Result<JsValue, JsValue> {
+    to_js(&warehouse::schema::LOADED)
+}
+
 /// The table files of the staging layout, in commit order.
 #[wasm_bindgen(js_name = stagingTables, unchecked_return_type = "TableName[]")]
 pub fn staging_tables() -> Result<JsValue, JsValue> {

@@ -19,7 +19,7 @@ import { S3 } from '../s3.js';
 import { loaderConfig, retryDelaySeconds } from './config.js';
 import { classify } from './classify.js';
 import { WarehouseError } from './errors.js';
-import { BATCH_ID, LOADED_TABLES, loaderKeys } from './keys.js';
+import { isBatchId, loadedTables, loaderKeys } from './keys.js';
 import { openRunner } from './runners.js';
 
 /** S3 reads of a group's markers and sizes run this many at a time. */
@@ -42,7 +42,7 @@ export async function consume(batch, env) {
   if (isDeadLetterQueue(batch.queue)) {
     for (const m of batch.messages) {
       const b = m.body ?? {};
-      logLine({ event: 'dead_letter', batch_id: BATCH_ID.test(b.batch_id) ? b.batch_id : null, code: b.code ?? 'retries_exhausted', reason: b.reason ?? null });
+      logLine({ event: 'dead_letter', batch_id: isBatchId(b.batch_id) ? b.batch_id : null, code: b.code ?? 'retries_exhausted', reason: b.reason ?? null });
       m.ack();
     }
     return;
@@ -108,7 +108,7 @@ function groupMessages(messages) {
   const byId = new Map();
   for (const m of messages) {
     const b = m.body;
-    if (!b || typeof b !== 'object' || !BATCH_ID.test(b.batch_id ?? '')) {
+    if (!b || typeof b !== 'object' || !isBatchId(b.batch_id)) {
       logLine({ event: 'load', outcome: 'bad_message', message_id: m.id ?? null });
       m.ack();
       continue;
@@ -200,12 +200,13 @@ async function prepare(c, item) {
   // The store the upload recorded on the marker is the one that counts.
   item.store = obj.headers.get('x-amz-meta-store') || item.store;
   item.marker = marker;
-  const heads = await Promise.all(LOADED_TABLES.map((t) => c.s3.head(keys.tables[t])));
-  const missing = LOADED_TABLES.filter((t, i) => !heads[i]);
+  const tables = loadedTables();
+  const heads = await Promise.all(tables.map((t) => c.s3.head(keys.tables[t])));
+  const missing = tables.filter((t, i) => !heads[i]);
   if (missing.length) {
     throw WarehouseError.permanent('missing_object', `the ${missing.join(', ')} table file${missing.length > 1 ? 's' : ''} of the batch ${missing.length > 1 ? 'are' : 'is'} missing from the bucket`);
   }
-  item.sizes = Object.fromEntries(LOADED_TABLES.map((t, i) => [t, Number(heads[i].get('content-length') ?? 0)]));
+  item.sizes = Object.fromEntries(tables.map((t, i) => [t, Number(heads[i].get('content-length') ?? 0)]));
   return null;
 }
 
@@ -294,7 +295,7 @@ async function load(c, items) {
     throw WarehouseError.transient('not_in_ledger', 'the load committed but the ledger does not list the batch');
   }
   for (const item of items) await recordLoaded(c, item, inLedger.get(item.batchId), plan.planId);
-  const rows = Object.fromEntries(LOADED_TABLES.map((t) => [t, items.reduce((n, i) => n + Number(i.marker.tables?.[t] ?? 0), 0)]));
+  const rows = Object.fromEntries(loadedTables().map((t) => [t, items.reduce((n, i) => n + Number(i.marker.tables?.[t] ?? 0), 0)]));
   const lags = items
     .map((i) => Date.now() - Date.parse(i.committedAt))
     .filter(Number.isFinite)

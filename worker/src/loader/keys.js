@@ -4,19 +4,30 @@
 //   <prefix>manifests/<plan_id>/<table>.manifest   Redshift COPY manifests (keys from
 //                                      the core's loadPlan, relative to the prefix)
 
-/** A batch id: 32 lowercase hex digits (the first half of the file's SHA-256). */
-export const BATCH_ID = /^[0-9a-f]{32}$/;
+import * as core from '../../../pkg/cafe_etl.js';
+
+/** Whether `id` is a batch id (the core's rule). */
+export function isBatchId(id) {
+  return typeof id === 'string' && core.isBatchId(id);
+}
 
 /** The tables a load reads, in the core's order (rejects are never loaded). */
-export const LOADED_TABLES = ['stores', 'products', 'transactions', 'basket_items'];
+export function loadedTables() {
+  return core.loadedTables();
+}
 
-/** The keys of one batch the loader reads and writes. */
+/**
+ * The keys of one batch the loader reads and writes: the staging layout's
+ * from the core (its marker and loaded tables), the loader's own beside them.
+ */
 export function loaderKeys(prefix, batchId) {
+  const staged = {};
+  for (const key of core.stagingKeys(batchId)) staged[core.stagedObject(key)] = prefix + key;
   return {
-    marker: `${prefix}batches/${batchId}.json`,
+    marker: staged.marker,
     loaded: `${prefix}loads/${batchId}.json`,
     failed: `${prefix}failures/${batchId}.json`,
-    tables: Object.fromEntries(LOADED_TABLES.map((t) => [t, `${prefix}${t}/${batchId}.csv.gz`])),
+    tables: Object.fromEntries(loadedTables().map((t) => [t, staged[t]])),
   };
 }
 
@@ -30,8 +41,8 @@ export function commitsDayPrefix(prefix, ms) {
  * `<prefix>index/commits/<yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>`.
  */
 export function parseCommitKey(key) {
-  const m = /index\/commits\/(\d{4}-\d{2}-\d{2})\/(\d{2})-(\d{2})-(\d{2})\.(\d{3})Z-([0-9a-f]{32})$/.exec(key);
-  if (!m) return null;
+  const m = /index\/commits\/(\d{4}-\d{2}-\d{2})\/(\d{2})-(\d{2})-(\d{2})\.(\d{3})Z-([^/]+)$/.exec(key);
+  if (!m || !isBatchId(m[6])) return null;
   const at = Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}.${m[5]}Z`);
   return Number.isFinite(at) ? { batchId: m[6], at } : null;
 }
