@@ -19,7 +19,8 @@ export const MIN_PART_BYTES = 5 * MiB;
 /** A mistake in the worker's own configuration: answered 500, never retried. */
 export class ConfigError extends Error {}
 
-function intVar(env, name, fallback, min, max) {
+/** A whole-number setting from `min` to `max`, `fallback` when unset; ConfigError otherwise. */
+export function intVar(env, name, fallback, min, max) {
   const raw = env[name];
   if (raw === undefined || raw === null || raw === '') return fallback;
   const n = Number(raw);

@@ -6,7 +6,7 @@
 // has committed the batch, `<prefix>failures/<batch_id>.json` once it is quarantined.
 // The loader itself (queue consumer and sweep) is src/loader/; this module only reads.
 
-import { ConfigError } from './lib.js';
+import { intVar } from './lib.js';
 import { loaderConfig } from './loader/config.js';
 import { commitsDayPrefix, loaderKeys, parseCommitKey } from './loader/keys.js';
 
@@ -75,9 +75,9 @@ function httpTime(headers) {
  */
 export function loadingConfig(env) {
   const loader = loaderConfig(env);
-  const wait = wholeNumber(env, 'LOAD_QUEUE_WAIT_SECONDS', 30, 0, 60);
-  const sweep = wholeNumber(env, 'SWEEP_EVERY_MINUTES', 5, 1, 1440);
-  const cache = wholeNumber(env, 'HEALTH_BACKLOG_CACHE_SECONDS', BACKLOG_CACHE_SECONDS, 0, 3600);
+  const wait = intVar(env, 'LOAD_QUEUE_WAIT_SECONDS', 30, 0, 60);
+  const sweep = intVar(env, 'SWEEP_EVERY_MINUTES', 5, 1, 1440);
+  const cache = intVar(env, 'HEALTH_BACKLOG_CACHE_SECONDS', BACKLOG_CACHE_SECONDS, 0, 3600);
   const on = loader.warehouse !== null;
   return {
     warehouse: loader.warehouse,
@@ -97,15 +97,6 @@ export function loadingConfig(env) {
 /** The seconds allowed for one load once its group is formed, in the expectations. */
 const LOAD_RUN_SECONDS = 30;
 
-function wholeNumber(env, name, fallback, min, max) {
-  const raw = env[name];
-  if (raw === undefined || raw === null || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new ConfigError(`${name} is ${JSON.stringify(String(raw))}, expected a whole number from ${min} to ${max}`);
-  }
-  return n;
-}
 
 /** The `load` field of an upload's answer: what happens next to the batch. */
 export function loadExpectation(loading) {

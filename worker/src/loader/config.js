@@ -2,20 +2,11 @@
 // secrets), checked once per event. The S3 settings are the upload's (lib.js's
 // parseConfig); this adds the warehouse, the retry backoff and the sweep window.
 
-import { ConfigError } from '../lib.js';
+import { ConfigError, intVar } from '../lib.js';
 
 /** The warehouses a consumer can load (WAREHOUSE); empty: no loading. */
 export const WAREHOUSES = ['postgresql', 'redshift'];
 
-function intVar(env, name, fallback, min, max) {
-  const raw = env[name];
-  if (raw === undefined || raw === null || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new ConfigError(`${name} is ${JSON.stringify(String(raw))}, expected a whole number from ${min} to ${max}`);
-  }
-  return n;
-}
 
 /**
  * `{warehouse, retryBaseSeconds, retryCapSeconds, sweepLookbackDays, sweepMinAgeSeconds,
