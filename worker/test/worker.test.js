@@ -448,23 +448,33 @@ test('one JSON log line per upload, with ids and counts and no personal data', a
   assert.ok(lines.some((l) => l.outcome === 'unauthorized' && l.status === 401));
   // Nothing personal in the logs, in any object, or in the bodies of the answers.
   const logText = stack.worker.stdout.join('\n');
+  // Read 16 at a time: one by one, the corpus's thousand-odd objects took most of the test.
+  const keys = await allKeys();
   const objects = [];
-  for (const key of await allKeys()) {
-    const bytes = await stack.s3.client.get(key);
-    objects.push(key.endsWith('.gz') ? gunzipSync(bytes).toString('utf8') : Buffer.from(bytes).toString('utf8'));
+  for (let i = 0; i < keys.length; i += 16) {
+    const chunk = keys.slice(i, i + 16);
+    const bodies = await Promise.all(chunk.map((key) => stack.s3.client.get(key)));
+    chunk.forEach((key, j) => objects.push(key.endsWith('.gz') ? gunzipSync(bodies[j]).toString('utf8') : Buffer.from(bodies[j]).toString('utf8')));
   }
   const everything = logText + '\n' + objects.join('\n');
+  // A name is made of letters, spaces, dots, apostrophes and hyphens, a card of
+  // digits, so each occurrence lies inside one maximal run of those characters:
+  // searching the distinct runs is the same search as searching everything, on a
+  // far smaller text (the tables repeat their stores, products and ids).
+  const distinctRuns = (re) => [...new Set(everything.match(re) ?? [])].join('\n');
+  const nameText = distinctRuns(/[A-Za-z' .-]+/g);
+  const cardText = distinctRuns(/[0-9]+/g);
   let checked = 0;
   for (const bytes of filesSent) {
     const tmp = path.join(tmpDir('pii-'), 'sent.csv');
     fs.writeFileSync(tmp, bytes);
     const { names, cards } = personalData(tmp);
     for (const n of names) {
-      assert.ok(!everything.includes(n), `a customer name leaked: ${n} in ${everything.split('\n').find((l) => l.includes(n))}`);
+      assert.ok(!nameText.includes(n), `a customer name leaked: ${n} in ${everything.split('\n').find((l) => l.includes(n))}`);
       checked++;
     }
     for (const c of cards) {
-      assert.ok(!everything.includes(c), 'a card number leaked');
+      assert.ok(!cardText.includes(c), 'a card number leaked');
       checked++;
     }
   }
