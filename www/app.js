@@ -3,8 +3,11 @@
 //
 // The page never touches WebAssembly: the Web Worker (worker.js) reads each
 // file in chunks and answers with a report, so the page stays responsive on
-// a 1 GB file. Everything the page knows is in `state`; every element it
-// writes to is in `elements` (per file: `elements.cards`).
+// a 1 GB file. Two instances of it run side by side: one checks (the report),
+// the other computes the file's SHA-256 (the batch id and the upload's
+// X-Content-SHA256) at the same time, so the report never waits for the hash;
+// only the upload does. Everything the page knows is in `state`; every element
+// it writes to is in `elements` (per file: `elements.cards`).
 
 import { Engine } from './engine.js';
 import { horizontalBars, columns } from './charts.js';
@@ -42,8 +45,21 @@ const state = {
  * @property {string} error
  * @property {{text: string, severity: string}} filter
  * @property {boolean} sendValidOnly
- * @property {{phase: 'idle'|'hashing'|'sending'|'done'|'error', loaded: number, total: number, message: string, response: object|null}} upload
+ * @property {FileHash} hash
+ * @property {{phase: 'idle'|'sending'|'done'|'error', loaded: number, total: number, message: string, response: object|null}} upload
  * @property {boolean} downloading
+ */
+
+/**
+ * The file's SHA-256 and batch id (the core's `batchIdOfSha256`), from the
+ * hashing worker; `requestId` while it runs there.
+ * @typedef {object} FileHash
+ * @property {'pending'|'done'|'error'|'cancelled'} phase
+ * @property {number} bytes
+ * @property {string} sha256
+ * @property {string} batchId
+ * @property {string} message
+ * @property {number|null} requestId
  */
 
 const elements = {
@@ -61,7 +77,10 @@ const elements = {
   cards: new Map(),
 };
 
+/** Checks files (the report) and prepares the rejected rows. */
 const engine = new Engine();
+/** The same worker module, a second instance: hashes files while `engine` checks them. */
+const hasher = new Engine();
 
 // ---------------------------------------------------------------- settings
 
@@ -146,17 +165,20 @@ function addFiles(files) {
       key: state.nextKey++, file, phase: 'queued', bytes: 0, rows: 0, requestId: null,
       report: null, error: '', filter: { text: '', severity: 'all' }, sendValidOnly: false,
       upload: { phase: 'idle', loaded: 0, total: 0, message: '', response: null }, downloading: false,
+      hash: { phase: 'pending', bytes: 0, sha256: '', batchId: '', message: '', requestId: null },
     };
     state.files.push(entry);
     createCard(entry);
     checkFile(entry);
+    hashFile(entry);
   }
   announce(files.length === 1 ? `Checking ${files[0].name}…` : `Checking ${files.length} files…`);
 }
 
+/** The report, from the checking worker; without the SHA-256, which `hashFile` computes beside it. */
 async function checkFile(entry) {
   try {
-    const { report, refusal } = await engine.request('check', { file: entry.file }, {
+    const { report, refusal } = await engine.request('check', { file: entry.file, skipBatchId: true }, {
       onId: (id) => { entry.requestId = id; },
       onProgress: (p) => {
         entry.phase = 'reading';
@@ -174,11 +196,43 @@ async function checkFile(entry) {
   } catch (e) {
     entry.phase = e.cancelled ? 'cancelled' : 'error';
     entry.error = e.cancelled ? 'Stopped before the end: nothing was checked.' : `Could not check this file: ${e.message}`;
+    // A file that was not checked cannot be sent: its hash is not needed.
+    stop(entry);
     renderCard(entry);
     announce(`${entry.file.name}: ${entry.error}`);
   } finally {
     entry.requestId = null;
   }
+}
+
+/**
+ * The file's SHA-256 and batch id, from the hashing worker while the other
+ * checks: the report shows when the check is done, the batch id and the
+ * upload button when this is (whichever comes later gates the upload).
+ */
+async function hashFile(entry) {
+  const h = entry.hash;
+  try {
+    const { sha256, batchId } = await hasher.request('hash', { file: entry.file }, {
+      onId: (id) => { h.requestId = id; },
+      onProgress: (p) => {
+        h.bytes = p.bytes;
+        if (entry.report) renderUpload(entry);
+      },
+    });
+    Object.assign(h, { phase: 'done', sha256, batchId });
+  } catch (e) {
+    Object.assign(h, { phase: e.cancelled ? 'cancelled' : 'error', message: e.message });
+  } finally {
+    h.requestId = null;
+  }
+  renderHash(entry);
+}
+
+/** Stops what the workers still do for `entry`: its check and its hash. */
+function stop(entry) {
+  if (entry.requestId !== null) engine.cancel(entry.requestId);
+  if (entry.hash.requestId !== null) hasher.cancel(entry.hash.requestId);
 }
 
 function describe(entry) {
@@ -230,11 +284,9 @@ function createCard(entry) {
   card.severity.id = `${idBase}-severity`;
   card.confirm.id = `${idBase}-confirm`;
 
-  card.cancel.addEventListener('click', () => {
-    if (entry.requestId !== null) engine.cancel(entry.requestId);
-  });
+  card.cancel.addEventListener('click', () => stop(entry));
   card.remove.addEventListener('click', () => {
-    if (entry.requestId !== null) engine.cancel(entry.requestId);
+    stop(entry);
     state.files = state.files.filter((f) => f !== entry);
     elements.cards.delete(entry.key);
     node.remove();
@@ -297,6 +349,7 @@ function renderCard(entry) {
   if (!card) return;
   const busy = entry.phase === 'queued' || entry.phase === 'reading';
   card.root.dataset.phase = entry.phase;
+  card.root.dataset.hash = entry.hash.phase;
   card.cancel.hidden = !busy;
   card.readProgressWrap.hidden = !busy;
   card.error.hidden = !entry.error;
@@ -322,6 +375,25 @@ function renderCard(entry) {
   renderUpload(entry);
 }
 
+/** The hash arrived (or failed): the batch id in the summary, the upload button. */
+function renderHash(entry) {
+  const card = elements.cards.get(entry.key);
+  if (!card) return;
+  card.root.dataset.hash = entry.hash.phase;
+  if (entry.report) {
+    renderSummary(entry);
+    renderUpload(entry);
+  }
+}
+
+/** The batch id as the summary shows it, or what became of its hash. */
+function batchIdText(h) {
+  if (h.phase === 'done') return h.batchId;
+  if (h.phase === 'pending') return 'computing…';
+  if (h.phase === 'cancelled') return 'not computed (stopped)';
+  return `not known: ${h.message}`;
+}
+
 function renderSummary(entry) {
   const r = entry.report;
   const s = r.summary;
@@ -335,7 +407,7 @@ function renderSummary(entry) {
     ['Revenue', money.format(s.revenue_pence / 100), 'revenue'],
     ['Cash / card', `${count.format(s.cash_transactions)} / ${count.format(s.card_transactions)}`, 'payments'],
     ['From', s.first_at ? `${s.first_at} to ${s.last_at}` : '—', 'period'],
-    ['Batch id', r.batch_id, 'batch-id'],
+    ['Batch id', batchIdText(entry.hash), 'batch-id'],
   ];
   if (r.header_lines) items.splice(4, 0, ['Header lines skipped', count.format(r.header_lines), 'header-lines']);
   const dl = document.createElement('dl');
@@ -503,13 +575,19 @@ function uploadBlocker(entry) {
   if (r.refused) return 'This file cannot be sent.';
   if (r.rows_staged === 0) return 'No row of this file can be sent.';
   if (r.errors && !entry.sendValidOnly) return 'Some rows have errors: fix them and drop the file again, or tick the box to send the valid rows only.';
-  if (entry.upload.phase === 'hashing' || entry.upload.phase === 'sending') return 'Uploading…';
+  const h = entry.hash;
+  if (h.phase === 'pending') {
+    return `Computing the checksum the upload needs… ${Math.floor((h.bytes / Math.max(1, entry.file.size)) * 100)}%`;
+  }
+  if (h.phase !== 'done') return `The file's checksum could not be computed: ${h.message}. Remove the file and drop it again.`;
+  if (entry.upload.phase === 'sending') return 'Uploading…';
   return '';
 }
 
 function renderUpload(entry) {
   const r = entry.report;
   const card = elements.cards.get(entry.key);
+  if (!card || !r) return; // removed from the list, or not checked yet
   const showConfirm = !r.refused && r.errors > 0 && r.rows_staged > 0;
   card.confirmWrap.hidden = !showConfirm;
   card.confirmText.textContent = `Send the ${plural(r.rows_staged, 'valid row')} only; the ${plural(r.rows_rejected, 'rejected row')} ${r.rows_rejected === 1 ? 'goes' : 'go'} to the reject file (without names or card numbers), not into the tables.`;
@@ -517,7 +595,7 @@ function renderUpload(entry) {
   card.upload.disabled = !!blocker;
   card.upload.title = blocker;
   const u = entry.upload;
-  const busy = u.phase === 'hashing' || u.phase === 'sending';
+  const busy = u.phase === 'sending';
   card.uploadProgress.hidden = !busy;
   if (busy && u.total) card.uploadProgress.value = (u.loaded / u.total) * 100;
   card.uploadStatus.dataset.phase = u.phase;
@@ -602,22 +680,9 @@ async function upload(entry) {
     setUpload(entry, { phase: 'error', message: `"${state.settings.workerUrl}" is not a web address (expected e.g. http://127.0.0.1:8787).` });
     return;
   }
-  setUpload(entry, { phase: 'hashing', loaded: 0, total: entry.file.size, message: 'Computing the checksum…', response: null });
-  let sha256;
-  try {
-    const res = await engine.request('hash', { file: entry.file }, {
-      onProgress: (p) => setUpload(entry, { loaded: p.bytes, total: p.total }),
-    });
-    sha256 = res.sha256;
-    if (res.batchId !== entry.report.batch_id) {
-      throw new Error('the file changed since it was checked: remove it and drop it again');
-    }
-  } catch (e) {
-    setUpload(entry, { phase: 'error', message: `Not sent: ${e.message}.` });
-    announce(`${entry.file.name}: ${entry.upload.message}`);
-    return;
-  }
-  setUpload(entry, { phase: 'sending', loaded: 0, total: entry.file.size, message: `Sending to ${url.origin}…` });
+  // The button is enabled only once hashFile has the SHA-256: no second pass here.
+  const { sha256 } = entry.hash;
+  setUpload(entry, { phase: 'sending', loaded: 0, total: entry.file.size, message: `Sending to ${url.origin}…`, response: null });
   const outcome = await put(url, entry.file, sha256, (loaded, total) => setUpload(entry, {
     loaded, total, message: `Sending… ${Math.floor((loaded / Math.max(1, total)) * 100)}%`,
   }));

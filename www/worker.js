@@ -89,8 +89,9 @@ const handlers = {
   },
 
   /** Validates the file in one streaming pass: the report, and the core's sentence when it is refused. */
-  async check(id, { file }) {
-    const p = new Pipeline({ source: file.name, previewRows: 20 });
+  async check(id, data) {
+    const { file } = data;
+    const p = new Pipeline({ source: file.name, previewRows: 20, skipBatchId: !!data.skipBatchId });
     try {
       await eachChunk(id, file, (chunk) => p.push(chunk), () => ({ rows: p.rowsRead }));
       const { report } = p.finish();

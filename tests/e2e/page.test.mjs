@@ -72,6 +72,13 @@ async function done(page, file) {
   return c;
 }
 
+/** Waits for the card's hash (the second worker's SHA-256: batch id and upload header). */
+async function hashed(page, file) {
+  const c = card(page, file);
+  await c.and(page.locator('[data-hash="done"]')).waitFor({ timeout: 30_000 });
+  return c;
+}
+
 async function field(c, key) {
   return (await c.locator(`[data-testid="summary"] [data-field="${key}"] dd`).textContent()).trim();
 }
@@ -127,6 +134,7 @@ describe('the page', () => {
       assert.equal(await field(c, 'rows-read'), n(expected.rows_read), `${path.basename(file)} rows read`);
       assert.equal(await field(c, 'rows-staged'), n(expected.rows_staged), `${path.basename(file)} rows staged`);
       assert.equal(await field(c, 'rows-rejected'), n(expected.rows_rejected), `${path.basename(file)} rows rejected`);
+      await hashed(page, file);
       assert.equal(await field(c, 'batch-id'), expected.batch_id);
 
       // The charts: one bar per top product, per store, per hour with sales.
@@ -314,5 +322,94 @@ describe('the page', () => {
     assert.match(await c.locator('[data-testid="summary"]').textContent(), /cannot be sent: .*zip archive or an Excel workbook/);
     assert.equal(await c.locator('[data-testid="upload-button"]').isDisabled(), true);
     assert.equal(await c.locator('[data-testid="charts"]').isHidden(), true);
+  });
+});
+
+/**
+ * Before the page's scripts run: requests of the listed types posted to a Web
+ * Worker are held in the page until `release(type)`, so a test decides when
+ * the real worker gets them (a hash that "takes" as long as the test wants).
+ */
+function holdWorkerRequests() {
+  const post = Worker.prototype.postMessage;
+  const held = [];
+  window.holding = new Set();
+  window.heldCount = (type) => held.filter(([, m]) => m.type === type).length;
+  Worker.prototype.postMessage = function postMessage(message, transfer) {
+    if (message && window.holding.has(message.type)) {
+      held.push([this, message, transfer]);
+      return undefined;
+    }
+    return post.call(this, message, transfer);
+  };
+  window.release = (type) => {
+    window.holding.delete(type);
+    for (const [worker, message, transfer] of held.filter(([, m]) => m.type === type)) post.call(worker, message, transfer);
+    held.splice(0, held.length, ...held.filter(([, m]) => m.type !== type));
+  };
+}
+
+describe('the batch id is hashed beside the check, in a second worker', () => {
+  let server;
+  let browser;
+  let page;
+  const errors = [];
+
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser();
+    page = await browser.context.newPage();
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.addInitScript(holdWorkerRequests);
+    await page.goto(server.url);
+    await page.waitForFunction(() => document.documentElement.dataset.engine, null, { timeout: 15_000 });
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (server) await server.stop();
+  });
+
+  test('the report shows while the hash is held; the upload waits for the batch id', async () => {
+    await page.evaluate(() => window.holding.add('hash'));
+    await drop(page, [CURRENT]);
+    const c = await done(page, CURRENT);
+    // The report is complete although the hashing worker has not even been asked.
+    assert.equal(await page.evaluate(() => window.heldCount('hash')), 1);
+    assert.equal(await c.getAttribute('data-hash'), 'pending');
+    const expected = checkJson(REAL, path.basename(CURRENT));
+    assert.equal(await field(c, 'rows-read'), n(expected.rows_read));
+    assert.equal(await c.locator('[data-testid="preview"] tbody tr').count(), expected.preview.length);
+    assert.equal(await field(c, 'batch-id'), 'computing…');
+    const button = c.locator('[data-testid="upload-button"]');
+    assert.equal(await button.isDisabled(), true, 'no upload without the checksum');
+    assert.match(await c.locator('[data-testid="upload-status"]').textContent(), /Computing the checksum the upload needs/);
+
+    await page.evaluate(() => window.release('hash'));
+    await hashed(page, CURRENT);
+    assert.equal(await field(c, 'batch-id'), expected.batch_id);
+    assert.equal(await button.isEnabled(), true);
+    assert.equal(await c.locator('[data-testid="upload-status"]').textContent(), '');
+    assert.deepEqual(errors, []);
+  });
+
+  test('Stop cancels both the check and the hash; the workers serve the next file', async () => {
+    await page.evaluate(() => { window.holding.add('check'); window.holding.add('hash'); });
+    await drop(page, [BAD]);
+    const c = card(page, BAD);
+    await c.and(page.locator('[data-phase="queued"]')).waitFor();
+    await c.locator('[data-role="cancel"]').click();
+    await page.evaluate(() => { window.release('check'); window.release('hash'); });
+    // Each worker answers its request as cancelled (the page marks the hash
+    // 'cancelled' only on that answer), and nothing is reported.
+    await c.and(page.locator('[data-phase="cancelled"][data-hash="cancelled"]')).waitFor({ timeout: 15_000 });
+    assert.match(await c.locator('[data-role="error"]').textContent(), /Stopped before the end/);
+    assert.equal(await c.locator('[data-testid="summary"]').isHidden(), true);
+
+    await drop(page, [LEGACY]);
+    const next = await hashed(page, LEGACY);
+    await done(page, LEGACY);
+    assert.equal(await field(next, 'batch-id'), checkJson(REAL, path.basename(LEGACY)).batch_id);
+    assert.deepEqual(errors, []);
   });
 });
