@@ -4,7 +4,7 @@
 
 import { authenticate } from './auth.js';
 import { HttpError, json } from './http.js';
-import { batchKeys, parseStoreIndexKey, indexKeys } from './lib.js';
+import { batchKeys, parseStoreIndexKey, storeIndexPrefix } from './lib.js';
 import { markerStore, parseReport } from './marker.js';
 import { S3 } from './s3.js';
 import { backlog, batchState, loadExpectation } from './status.js';
@@ -25,7 +25,7 @@ export async function handleList(request, cfg, url, log) {
     throw new HttpError(400, 'bad_limit', 'limit must be a whole number from 1 to 500');
   }
   const s3 = new S3(cfg.s3, cfg.retry, log.s3);
-  const indexPrefix = indexKeys(cfg.prefix, store, '', 0).store.replace(/[^/]*$/, '');
+  const indexPrefix = storeIndexPrefix(cfg.prefix, store);
   const batches = [];
   const seen = new Set();
   let scanned = 0;
@@ -37,7 +37,7 @@ export async function handleList(request, cfg, url, log) {
     more = next !== null;
     const ids = [];
     for (const o of page.objects) {
-      const e = parseStoreIndexKey(o.key);
+      const e = parseStoreIndexKey(cfg.prefix, o.key);
       if (e && !seen.has(e.batchId)) {
         seen.add(e.batchId);
         ids.push({ id: e.batchId, at: e.at });

@@ -99,7 +99,8 @@ function checkRequest(request, cfg, fileName, input) {
     throw tooLarge(cfg.maxUploadBytes);
   }
   const claimed = request.headers.get('x-content-sha256');
-  if (claimed !== null && !/^[0-9a-fA-F]{64}$/.test(claimed.trim())) {
+  // The core's form of a SHA-256 (64 hex digits, either case): it has a batch id.
+  if (claimed !== null && batchIdOfSha256(claimed.trim()) === null) {
     throw new HttpError(400, 'bad_sha256', 'X-Content-SHA256 must be 64 hex digits (the SHA-256 of the whole body)');
   }
   return { length, claimed: claimed === null ? null : claimed.trim().toLowerCase() };
