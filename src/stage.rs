@@ -8,6 +8,8 @@
 //! <root>/basket_items/<batch_id>.csv.gz
 //! <root>/rejects/<batch_id>.csv.gz
 //! <root>/batches/<batch_id>.json      written last: the batch is complete
+//! <root>/index/stores/<store_slug>/<9999999999999 - unix_ms>-<batch_id>
+//! <root>/index/commits/<yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>
 //! ```
 //!
 //! Table files are gzip, UTF-8, RFC 4180, no header, ready for Redshift
@@ -171,6 +173,151 @@ impl Staged {
         };
         (!id.is_empty()).then_some(what)
     }
+}
+
+/// The folder of the batch index, beside the layout's tables and markers.
+const INDEX: &str = "index";
+
+/// The store index's keys hold `INVERTED_MS − commit time` (13 digits), so
+/// that a LIST, in key order, returns a store's batches newest first.
+const INVERTED_MS: u64 = 9_999_999_999_999;
+
+/// The two index entries a commit writes before its marker, relative to
+/// the root (README "Staging layout"): every batch whose marker exists has
+/// both; an entry without its marker is an upload that failed or is still
+/// committing, and readers skip it. A retried upload writes new entries
+/// for the same batch: readers dedupe by batch id.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IndexKeys {
+    /// `index/stores/<slug>/<inverted ms>-<batch_id>`: one store's
+    /// batches, newest first in LIST order.
+    pub store: String,
+    /// `index/commits/<yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>`: every
+    /// commit by UTC day and time, oldest first, for the loader's sweep.
+    pub commit: String,
+}
+
+/// Which index an entry is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    /// `index/stores/<slug>/…`.
+    Store,
+    /// `index/commits/<day>/…`.
+    Commit,
+}
+
+/// An index entry's key read back: which index, the batch and the commit
+/// time (Unix ms).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexEntry {
+    /// The index the key is in.
+    pub kind: IndexKind,
+    /// The committed batch.
+    pub batch_id: String,
+    /// When it was committed, Unix milliseconds.
+    pub unix_ms: u64,
+}
+
+/// The UTC date and time of a Unix ms, `None` past the index's range
+/// (year 2286).
+fn utc_of_ms(unix_ms: u64) -> Option<chrono::DateTime<chrono::Utc>> {
+    if unix_ms > INVERTED_MS {
+        return None;
+    }
+    chrono::DateTime::from_timestamp_millis(i64::try_from(unix_ms).ok()?)
+}
+
+/// The index entries of `batch_id`, committed at `unix_ms` by `store_slug`
+/// (the token's store); `None` past the index's time range (13 digits of
+/// milliseconds, year 2286).
+pub fn index_keys(store_slug: &str, batch_id: &str, unix_ms: u64) -> Option<IndexKeys> {
+    use chrono::Timelike;
+    let t = utc_of_ms(unix_ms)?;
+    Some(IndexKeys {
+        store: format!(
+            "{}{:013}-{batch_id}",
+            store_index_prefix(store_slug),
+            INVERTED_MS - unix_ms
+        ),
+        commit: format!(
+            "{}{:02}-{:02}-{:02}.{:03}Z-{batch_id}",
+            commits_day_prefix(unix_ms)?,
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.timestamp_subsec_millis()
+        ),
+    })
+}
+
+/// `index/stores/<slug>/`: the folder a store's entries are listed from.
+pub fn store_index_prefix(store_slug: &str) -> String {
+    format!("{INDEX}/stores/{store_slug}/")
+}
+
+/// `index/commits/<yyyy-mm-dd>/`: the folder of one UTC day's commits
+/// (the sweep lists one per day); `None` past the index's time range.
+pub fn commits_day_prefix(unix_ms: u64) -> Option<String> {
+    use chrono::Datelike;
+    let t = utc_of_ms(unix_ms)?;
+    Some(format!(
+        "{INDEX}/commits/{:04}-{:02}-{:02}/",
+        t.year(),
+        t.month(),
+        t.day()
+    ))
+}
+
+/// What an index key (relative to the root) records, or `None` for any
+/// other key: a key of either index whose batch id is one
+/// ([`crate::is_batch_id`]) and whose time is a real one.
+pub fn parse_index_key(key: &str) -> Option<IndexEntry> {
+    let rest = key.strip_prefix(INDEX)?.strip_prefix('/')?;
+    if let Some(rest) = rest.strip_prefix("stores/") {
+        let (slug, file) = rest.split_once('/')?;
+        let (inverted, batch_id) = file.split_once('-')?;
+        if slug.is_empty() || inverted.len() != 13 || !inverted.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let unix_ms = INVERTED_MS - inverted.parse::<u64>().ok()?;
+        return entry(IndexKind::Store, batch_id, unix_ms);
+    }
+    let rest = rest.strip_prefix("commits/")?;
+    // <yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>
+    let (day, file) = rest.split_once('/')?;
+    let (time, batch_id) = file.split_once("Z-")?;
+    let digits = |s: &str, n: usize| -> Option<u32> {
+        (s.len() == n && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    let mut d = day.split('-');
+    let (y, m, dd) = (d.next()?, d.next()?, d.next()?);
+    let (hms, ms) = time.split_once('.')?;
+    let mut t = hms.split('-');
+    let (h, mi, s) = (t.next()?, t.next()?, t.next()?);
+    if d.next().is_some() || t.next().is_some() {
+        return None;
+    }
+    let at = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(digits(y, 4)?).ok()?,
+        digits(m, 2)?,
+        digits(dd, 2)?,
+    )?
+    .and_hms_milli_opt(digits(h, 2)?, digits(mi, 2)?, digits(s, 2)?, digits(ms, 3)?)?
+    .and_utc()
+    .timestamp_millis();
+    entry(IndexKind::Commit, batch_id, u64::try_from(at).ok()?)
+}
+
+/// An entry, if `batch_id` is one and the time within the index's range.
+fn entry(kind: IndexKind, batch_id: &str, unix_ms: u64) -> Option<IndexEntry> {
+    (crate::is_batch_id(batch_id) && unix_ms <= INVERTED_MS).then(|| IndexEntry {
+        kind,
+        batch_id: batch_id.to_owned(),
+        unix_ms,
+    })
 }
 
 /// Appends one CSV field, quoted only when RFC 4180 needs it.
@@ -751,6 +898,88 @@ mod tests {
             let mut line = Vec::new();
             push_pence(&mut line, p);
             assert_eq!(String::from_utf8(line).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn index_keys_and_their_entries() {
+        let id = "0123456789abcdef0123456789abcdef";
+        // 2026-12-01T20:05:03.123Z
+        let at = 1_796_155_503_123;
+        let keys = index_keys("leeds", id, at).unwrap();
+        assert_eq!(keys.store, format!("index/stores/leeds/8203844496876-{id}"));
+        assert_eq!(
+            keys.commit,
+            format!("index/commits/2026-12-01/20-05-03.123Z-{id}")
+        );
+        assert!(keys.store.starts_with(&store_index_prefix("leeds")));
+        assert!(keys.commit.starts_with(&commits_day_prefix(at).unwrap()));
+        // The ends of the range: 13 digits either way.
+        assert_eq!(
+            index_keys("leeds", id, 0).unwrap().store,
+            format!("index/stores/leeds/9999999999999-{id}")
+        );
+        assert_eq!(
+            index_keys("leeds", id, INVERTED_MS).unwrap().store,
+            format!("index/stores/leeds/0000000000000-{id}")
+        );
+        assert_eq!(index_keys("leeds", id, INVERTED_MS + 1), None);
+        assert_eq!(commits_day_prefix(INVERTED_MS + 1), None);
+        let store = |unix_ms| {
+            Some(IndexEntry {
+                kind: IndexKind::Store,
+                batch_id: id.into(),
+                unix_ms,
+            })
+        };
+        let commit = |unix_ms| {
+            Some(IndexEntry {
+                kind: IndexKind::Commit,
+                batch_id: id.into(),
+                unix_ms,
+            })
+        };
+        for (key, want) in [
+            (keys.store.clone(), store(at)),
+            (keys.commit.clone(), commit(at)),
+            (format!("index/stores/a-b/9999999999999-{id}"), store(0)),
+            (
+                format!("index/commits/1970-01-01/00-00-00.000Z-{id}"),
+                commit(0),
+            ),
+            // Not an entry: another root, a short time, a bad id, no slug, a day
+            // or time that is none, a folder too many, another layout's key.
+            (format!("staging/{}", keys.store), None),
+            (format!("index/stores/leeds/9999-{id}"), None),
+            (format!("index/stores/leeds/+999999999999-{id}"), None),
+            ("index/stores/leeds/9999999999999-xyz".into(), None),
+            (
+                format!("index/stores/leeds/9999999999999-{}", id.to_uppercase()),
+                None,
+            ),
+            (format!("index/stores//9999999999999-{id}"), None),
+            (format!("index/stores/leeds/x/9999999999999-{id}"), None),
+            (format!("index/commits/2026-13-01/20-05-03.123Z-{id}"), None),
+            (format!("index/commits/2026-02-30/20-05-03.123Z-{id}"), None),
+            (format!("index/commits/2026-12-01/24-05-03.123Z-{id}"), None),
+            (format!("index/commits/2026-12-01/20-05-03Z-{id}"), None),
+            (
+                format!("index/commits/2026-12-01-01/20-05-03.123Z-{id}"),
+                None,
+            ),
+            (
+                format!("index/commits/2026-12-01/x/20-05-03.123Z-{id}"),
+                None,
+            ),
+            (
+                format!("index/commits/2026-12-01/20-05-03.123Z-{id}x"),
+                None,
+            ),
+            (format!("batches/{id}.json"), None),
+            ("index/".into(), None),
+            (String::new(), None),
+        ] {
+            assert_eq!(parse_index_key(&key), want, "{key}");
         }
     }
 

@@ -252,6 +252,25 @@ export interface DataApiLimits {
 
 /** A table file of the staging layout, in commit order. */
 export type TableName = "stores" | "products" | "transactions" | "basket_items" | "rejects";
+
+/** The two index entries of a commit, relative to the staging root (`indexKeys`). */
+export interface IndexKeys {
+  /** `index/stores/<slug>/<9999999999999 - unix_ms>-<batch_id>`: newest first in LIST order. */
+  store: string;
+  /** `index/commits/<yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>`: by UTC day and time. */
+  commit: string;
+}
+
+/** Which index an entry is in. */
+export type IndexKind = "store" | "commit";
+
+/** What an index key records (`indexEntry`). */
+export interface IndexEntry {
+  kind: IndexKind;
+  batchId: string;
+  /** The commit time, Unix milliseconds. */
+  unixMs: number;
+}
 "#;
 
 #[derive(Deserialize, Default)]
@@ -564,6 +583,54 @@ pub fn staged_object(key: &str) -> Result<JsValue, JsValue> {
         Some(crate::stage::Staged::Marker) => Ok(JsValue::from_str("marker")),
         None => Ok(JsValue::NULL),
     }
+}
+
+/// A commit time from JavaScript (a `Date.now()` number) as the index
+/// takes it: a whole number of Unix ms from 0 to 9999999999999 (13
+/// digits, year 2286), else a `config` error.
+fn index_ms(ms: f64) -> Result<u64, JsValue> {
+    if ms.is_finite() && ms >= 0.0 && ms.fract() == 0.0 {
+        // A whole f64 in range converts exactly; the layout checks the range.
+        let ms = ms as u64;
+        if crate::stage::commits_day_prefix(ms).is_some() {
+            return Ok(ms);
+        }
+    }
+    Err(js_error(&crate::Error::coded(
+        ErrorCode::Config,
+        format!("index: {ms} is not a time in Unix ms from 0 to 9999999999999"),
+    )))
+}
+
+/// The two index entries a commit writes before its marker (the staging
+/// layout's index, src/stage.rs), relative to the root: one store's
+/// batches newest first, and every commit by UTC day. The worker puts its
+/// bucket prefix before them.
+#[wasm_bindgen(js_name = indexKeys, unchecked_return_type = "IndexKeys")]
+pub fn index_keys(store_slug: &str, batch_id: &str, unix_ms: f64) -> Result<JsValue, JsValue> {
+    let ms = index_ms(unix_ms)?;
+    // In the index's range (`index_ms`), so never `None`.
+    to_js(&crate::stage::index_keys(store_slug, batch_id, ms))
+}
+
+/// `index/stores/<slug>/`: the folder a store's batches are listed from.
+#[wasm_bindgen(js_name = storeIndexPrefix)]
+pub fn store_index_prefix(store_slug: &str) -> String {
+    crate::stage::store_index_prefix(store_slug)
+}
+
+/// `index/commits/<yyyy-mm-dd>/`: the folder of one UTC day's commits.
+#[wasm_bindgen(js_name = commitsDayPrefix)]
+pub fn commits_day_prefix(unix_ms: f64) -> Result<String, JsValue> {
+    let ms = index_ms(unix_ms)?;
+    Ok(crate::stage::commits_day_prefix(ms).unwrap_or_default())
+}
+
+/// What an index key (relative to the root) records, or `null` for any
+/// other key (a reader skips it).
+#[wasm_bindgen(js_name = indexEntry, unchecked_return_type = "IndexEntry | null")]
+pub fn index_entry(key: &str) -> Result<JsValue, JsValue> {
+    crate::stage::parse_index_key(key).map_or(Ok(JsValue::NULL), |e| to_js(&e))
 }
 
 /// The parts of a report the refusal rule reads.

@@ -140,3 +140,26 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The index's keys read back to what was written, and their order is the
+    /// layout's promise: a store's newest first, the commits oldest first.
+    #[test]
+    fn index_keys_read_back_and_sort(
+        slug in "[a-z0-9]+(-[a-z0-9]+)*",
+        id in "[0-9a-f]{32}",
+        a in 0u64..=9_999_999_999_999,
+        b in 0u64..=9_999_999_999_999,
+    ) {
+        use cafe_etl::stage::{index_keys, parse_index_key, IndexKind};
+        let (ka, kb) = (index_keys(&slug, &id, a).unwrap(), index_keys(&slug, &id, b).unwrap());
+        for (key, kind) in [(&ka.store, IndexKind::Store), (&ka.commit, IndexKind::Commit)] {
+            let e = parse_index_key(key).unwrap();
+            prop_assert_eq!((e.kind, e.batch_id.as_str(), e.unix_ms), (kind, id.as_str(), a));
+        }
+        prop_assert_eq!(ka.store.cmp(&kb.store), b.cmp(&a));
+        prop_assert_eq!(ka.commit.cmp(&kb.commit), a.cmp(&b));
+    }
+}

@@ -7,6 +7,7 @@
 //! real run may not produce every value.
 #![cfg(not(target_arch = "wasm32"))]
 
+use cafe_etl::stage::IndexKind;
 use cafe_etl::token::{StoreRefusal, TokenError};
 use cafe_etl::{Code, ErrorCode, Format, Severity, Table};
 use std::collections::BTreeSet;
@@ -142,12 +143,13 @@ fn store_codes() -> BTreeSet<String> {
 
 #[test]
 fn declared_unions_are_the_rust_enums() {
-    let cases: [(&str, BTreeSet<String>); 7] = [
+    let cases: [(&str, BTreeSet<String>); 8] = [
         ("TokenErrorCode", token_reasons()),
         ("StoreErrorCode", store_codes()),
         ("IssueCode", names(all_issue_codes())),
         ("ErrorCode", names(ErrorCode::ALL)),
         ("TableName", names(Table::ALL)),
+        ("IndexKind", names([IndexKind::Store, IndexKind::Commit])),
         ("Severity", names([Severity::Error, Severity::Warning])),
         (
             "ReportFormat",

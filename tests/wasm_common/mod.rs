@@ -696,6 +696,32 @@ fn staging_keys_tables_and_key_kinds_are_the_cores_layout() {
 }
 
 #[wasm_bindgen_test]
+fn index_keys_are_the_cores() {
+    let id = "0123456789abcdef0123456789abcdef";
+    // 2026-12-01T20:05:03.123Z, a `Date.now()` number.
+    let at = 1_796_155_503_123.0;
+    let keys = to_json(&wasm::index_keys("leeds", id, at).unwrap());
+    let core = cafe_etl::stage::index_keys("leeds", id, 1_796_155_503_123).unwrap();
+    assert_eq!(keys, json!({ "store": core.store, "commit": core.commit }));
+    assert_eq!(
+        to_json(&wasm::index_entry(&core.commit).unwrap()),
+        json!({ "kind": "commit", "batchId": id, "unixMs": 1_796_155_503_123u64 })
+    );
+    assert!(wasm::index_entry("batches/x.json").unwrap().is_null());
+    assert_eq!(wasm::store_index_prefix("leeds"), "index/stores/leeds/");
+    assert_eq!(
+        wasm::commits_day_prefix(at).unwrap(),
+        "index/commits/2026-12-01/"
+    );
+    // Not a time the index holds: a `config` error, not a key.
+    for bad in [-1.0, 0.5, f64::NAN, 1e13] {
+        let (code, message) = js_error_code(wasm::index_keys("leeds", id, bad).unwrap_err());
+        assert_eq!(code, "config", "{bad}");
+        assert!(message.starts_with("config error: index:"), "{message}");
+    }
+}
+
+#[wasm_bindgen_test]
 fn batch_id_rules_are_the_cores() {
     let mut h = wasm::BatchHasher::new();
     h.update(b"some bytes").unwrap();

@@ -1,7 +1,7 @@
 // The table files of a batch on their way to S3 (multipart while the body is still
 // being read, one PUT otherwise), and the bound on parts in flight. The commit order
-// itself (tables, HEAD check, index, marker) is \`stage\` in index.js. Moved out of
-// index.js as it was; see worker/README.md, *Staging and the commit protocol*.
+// itself (tables, HEAD check, index, marker) is `commit` in upload.js; see
+// worker/README.md, *Staging and the commit protocol*.
 
 import { Chunks } from './s3.js';
 

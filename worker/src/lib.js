@@ -2,9 +2,10 @@
 // XML, CORS. No I/O here, so the tests import this module directly under Node. The
 // branch tokens, the store slug and the store rule are the core's (src/token.rs),
 // called through the wasm module: whoever calls parseConfig or reportStores has
-// initialised it first (src/index.js's wasm(); under Node, test/harness.js).
+// initialised it first (src/core.js's wasm(); under Node, test/harness.js).
 
-import { checkAccessConfig, stagedObject, stagingKeys, storeSlug } from '../../pkg/cafe_etl.js';
+import * as core from '../../pkg/cafe_etl.js';
+import { checkAccessConfig, indexEntry, stagedObject, stagingKeys, storeSlug } from '../../pkg/cafe_etl.js';
 
 /** The core's slug rule and a token minter (for tests and tools), re-exported. */
 export { mintToken, storeSlug } from '../../pkg/cafe_etl.js';
@@ -168,29 +169,38 @@ export function batchKeys(prefix, batchId) {
 /**
  * The index entries written with a batch's commit, before its marker (so every batch
  * whose marker exists has both; an entry whose marker is missing is an upload that
- * failed or is still committing, and readers skip it):
+ * failed or is still committing, and readers skip it), under the prefix: the core's
+ * layout (`indexKeys`, src/stage.rs), `{store, commit}`:
  *
  * - `<prefix>index/stores/<slug>/<inverted ms>-<batch_id>`: one store's batches, a
- *   LIST with the prefix returns them newest first (the inverted time is
- *   9999999999999 − Unix ms, 13 digits);
+ *   LIST with the prefix returns them newest first;
  * - `<prefix>index/commits/<yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>`: every commit by
  *   UTC day and time, oldest first, for a loader's sweep.
  *
  * A retried upload writes new entries for the same batch: readers dedupe by batch id.
  */
 export function indexKeys(prefix, store, batchId, ms) {
-  const inverted = String(9_999_999_999_999 - ms).padStart(13, '0');
-  const iso = new Date(ms).toISOString(); // 2026-12-01T20:05:03.123Z
-  return {
-    store: `${prefix}index/stores/${store}/${inverted}-${batchId}`,
-    commit: `${prefix}index/commits/${iso.slice(0, 10)}/${iso.slice(11, 23).replace(/:/g, '-')}Z-${batchId}`,
-  };
+  const keys = core.indexKeys(store, batchId, ms);
+  return { store: prefix + keys.store, commit: prefix + keys.commit };
+}
+
+/** The folder a store's index entries are listed from, under the prefix (the core's layout). */
+export function storeIndexPrefix(prefix, store) {
+  return prefix + core.storeIndexPrefix(store);
+}
+
+/**
+ * What an index key under the prefix records, `{kind: 'store' | 'commit', batchId,
+ * unixMs}` (the core's reading, `indexEntry`), or null for any other key.
+ */
+export function indexEntryOf(prefix, key) {
+  return typeof key === 'string' && key.startsWith(prefix) ? indexEntry(key.slice(prefix.length)) : null;
 }
 
 /** A per-store index key's batch id and commit time (ISO), or null for another key. */
-export function parseStoreIndexKey(key) {
-  const m = /\/(\d{13})-([0-9a-f]{32})$/.exec(key);
-  return m ? { batchId: m[2], at: new Date(9_999_999_999_999 - Number(m[1])).toISOString() } : null;
+export function parseStoreIndexKey(prefix, key) {
+  const e = indexEntryOf(prefix, key);
+  return e?.kind === 'store' ? { batchId: e.batchId, at: new Date(e.unixMs).toISOString() } : null;
 }
 
 /**
@@ -200,7 +210,7 @@ export function parseStoreIndexKey(key) {
 export function describeKey(prefix, key) {
   if (key === null) return 'the bucket listing';
   const rest = key.startsWith(prefix) ? key.slice(prefix.length) : key;
-  if (rest.startsWith('index/')) return 'the batch index';
+  if (indexEntry(rest)) return 'the batch index';
   const what = stagedObject(rest); // the core's layout: a table's name, 'marker' or null
   if (what === 'marker') return 'the batch marker';
   return what ? `the ${what} table file` : 'an object';

@@ -96,72 +96,78 @@ export class S3 {
   }
 
   /**
-   * One S3 request with retries: 5xx, 429, timeouts and dropped connections are
-   * retried with exponential backoff and full jitter, within `attempts` and `totalMs`.
-   * The answer's body is read inside each attempt, so a connection dropped mid-answer
-   * is retried too. Returns `{status, headers, body}` (body: ArrayBuffer) for any
-   * other status; throws S3Error when the retries are spent.
+   * One S3 request with retries (`retrying`): 5xx, 429, timeouts and dropped
+   * connections are retried. The answer's body is read inside each attempt, so a
+   * connection dropped mid-answer is retried too. Returns `{status, headers, body}`
+   * (body: ArrayBuffer) for any other status; throws S3Error when the retries are spent.
    */
   async request(what, method, url, { body = null, headers = {}, ok = [200], key = null, op = method } = {}) {
+    const payloadHash = body instanceof Chunks ? await body.sha256() : await sha256Hex(body ?? new Uint8Array(0));
+    // The attempt's timeout grows with the body (at least 1 MB/s is expected), so a
+    // large part on a slow link is not cut off and sent again for ever.
+    const extraMs = Math.ceil((body?.length ?? 0) / 1000);
+    return this.retrying(what, { key, op, extraMs }, async (signal) => {
+      const signed = await this.client.sign(url, {
+        method,
+        body: body instanceof Chunks ? body.stream() : body,
+        headers: { ...headers, 'x-amz-content-sha256': payloadHash },
+      });
+      const res = await fetch(signed, { signal });
+      const answer = { status: res.status, headers: res.headers, body: await res.arrayBuffer() };
+      if (!ok.includes(res.status) && retryable(res.status)) return new Retry(`S3 answered ${res.status}`, res.status);
+      // CompleteMultipartUpload may answer 200 with an <Error> body.
+      if (res.status === 200 && method === 'POST' && url.includes('uploadId=')) {
+        const text = new TextDecoder().decode(answer.body);
+        if (text.includes('<Error>')) return new Retry(`${xmlTag(text, 'Code') ?? 'error'} in a 200 answer`, null);
+      }
+      return answer;
+    });
+  }
+
+  /**
+   * The retry loop of every request: `attempt(signal, untime)` is called until it
+   * returns an answer (anything but a Retry), with exponential backoff and full
+   * jitter between attempts, within `attempts` and `totalMs`. Each attempt is timed
+   * (`timeoutMs` + `extraMs`, at most the time left; `untime()` stops its clock once
+   * only a body the caller reads at its own pace is left); a timeout or a thrown
+   * error (a dropped connection) is retried, an S3Error thrown on. Throws S3Error
+   * with the last attempt's reason when the retries are spent.
+   */
+  async retrying(what, { key, op, extraMs = 0 }, attempt) {
     const { attempts, totalMs, timeoutMs } = this.retry;
     const deadline = Date.now() + totalMs;
-    const payloadHash = body instanceof Chunks ? await body.sha256() : await sha256Hex(body ?? new Uint8Array(0));
-    let last = 'no attempt made';
-    let reason = 'no attempt made';
-    let lastStatus = null;
-    for (let attempt = 0; attempt < attempts; attempt++) {
+    let last = new Retry('no attempt made', null);
+    for (let n = 0; n < attempts; n++) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
       const controller = new AbortController();
-      // The attempt's timeout grows with the body (at least 1 MB/s is expected), so a
-      // large part on a slow link is not cut off and sent again for ever.
-      const limit = Math.min(timeoutMs + Math.ceil((body?.length ?? 0) / 1000), remaining);
+      const limit = Math.min(timeoutMs + extraMs, remaining);
       const timer = setTimeout(() => controller.abort(), limit);
       this.stats.requests++;
-      if (attempt > 0) this.stats.retries++;
+      if (n > 0) this.stats.retries++;
       try {
-        const signed = await this.client.sign(url, {
-          method,
-          body: body instanceof Chunks ? body.stream() : body,
-          headers: { ...headers, 'x-amz-content-sha256': payloadHash },
-        });
-        const res = await fetch(signed, { signal: controller.signal });
-        const answer = { status: res.status, headers: res.headers, body: await res.arrayBuffer() };
-        if (ok.includes(res.status) || !retryable(res.status)) {
-          // CompleteMultipartUpload may answer 200 with an <Error> body.
-          if (res.status === 200 && method === 'POST' && url.includes('uploadId=')) {
-            const text = new TextDecoder().decode(answer.body);
-            if (text.includes('<Error>')) {
-              reason = `${xmlTag(text, 'Code') ?? 'error'} in a 200 answer`;
-              last = `${what}: ${reason}`;
-              throw new RetryableAnswer(last);
-            }
-          }
-          return answer;
-        }
-        lastStatus = res.status;
-        reason = `S3 answered ${res.status}`;
-        last = `${what}: ${reason}`;
+        const answer = await attempt(controller.signal, () => clearTimeout(timer));
+        if (!(answer instanceof Retry)) return answer;
+        last = answer;
       } catch (e) {
-        if (!(e instanceof RetryableAnswer)) {
-          reason = controller.signal.aborted ? `no answer within ${limit} ms` : 'the connection failed';
-          last = `${what}: ${controller.signal.aborted ? reason : `connection failed (${e?.message ?? e})`}`;
-        }
-        lastStatus = null;
+        if (e instanceof S3Error) throw e;
+        last = controller.signal.aborted
+          ? new Retry(`no answer within ${limit} ms`, null)
+          : new Retry('the connection failed', null, `connection failed (${e?.message ?? e})`);
       } finally {
         clearTimeout(timer);
       }
-      if (attempt + 1 >= attempts) break;
-      const delay = backoffDelay(attempt, this.retry);
+      if (n + 1 >= attempts) break;
+      const delay = backoffDelay(n, this.retry);
       if (Date.now() + delay >= deadline) break;
       await sleep(delay);
     }
-    throw new S3Error(`${last} (gave up after retrying)`, {
-      status: lastStatus,
+    throw new S3Error(`${what}: ${last.detail} (gave up after retrying)`, {
+      status: last.status,
       attempts,
       key,
       op,
-      reason: `${reason} (gave up after retrying)`,
+      reason: `${last.reason} (gave up after retrying)`,
     });
   }
 
@@ -192,55 +198,22 @@ export class S3 {
    */
   async open(key) {
     const url = this.url(key);
-    const { attempts, totalMs, timeoutMs } = this.retry;
-    const deadline = Date.now() + totalMs;
     const emptyHash = await sha256Hex(new Uint8Array(0));
-    let reason = 'no attempt made';
-    let lastStatus = null;
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) break;
-      const controller = new AbortController();
-      const limit = Math.min(timeoutMs, remaining);
-      const timer = setTimeout(() => controller.abort(), limit);
-      this.stats.requests++;
-      if (attempt > 0) this.stats.retries++;
-      try {
-        const signed = await this.client.sign(url, { method: 'GET', headers: { 'x-amz-content-sha256': emptyHash } });
-        const res = await fetch(signed, { signal: controller.signal });
-        if (res.status === 200) {
-          // Only the wait for the headers is timed: the body is read at the
-          // reader's pace. (An abort after this point would error the body.)
-          clearTimeout(timer);
-          return { status: res.status, headers: res.headers, body: res.body, key };
-        }
-        const text = await res.text();
-        if (res.status === 404) return null;
-        lastStatus = res.status;
-        reason = `S3 answered ${res.status}`;
-        if (!retryable(res.status)) {
-          const code = xmlTag(text, 'Code');
-          reason = `${reason} ${code ?? ''}`.trim();
-          throw new S3Error(`GET ${key}: ${reason}`, { status: res.status, key, op: 'reading', reason, code });
-        }
-      } catch (e) {
-        if (e instanceof S3Error) throw e;
-        reason = controller.signal.aborted ? `no answer within ${limit} ms` : 'the connection failed';
-        lastStatus = null;
-      } finally {
-        clearTimeout(timer);
+    return this.retrying(`GET ${key}`, { key, op: 'reading' }, async (signal, untime) => {
+      const signed = await this.client.sign(url, { method: 'GET', headers: { 'x-amz-content-sha256': emptyHash } });
+      const res = await fetch(signed, { signal });
+      if (res.status === 200) {
+        // Only the wait for the headers is timed: the body is read at the
+        // reader's pace. (An abort after this point would error the body.)
+        untime();
+        return { status: res.status, headers: res.headers, body: res.body, key };
       }
-      if (attempt + 1 >= attempts) break;
-      const delay = backoffDelay(attempt, this.retry);
-      if (Date.now() + delay >= deadline) break;
-      await sleep(delay);
-    }
-    throw new S3Error(`GET ${key}: ${reason} (gave up after retrying)`, {
-      status: lastStatus,
-      attempts,
-      key,
-      op: 'reading',
-      reason: `${reason} (gave up after retrying)`,
+      const text = await res.text();
+      if (res.status === 404) return null;
+      if (retryable(res.status)) return new Retry(`S3 answered ${res.status}`, res.status);
+      const code = xmlTag(text, 'Code');
+      const reason = `S3 answered ${res.status} ${code ?? ''}`.trim();
+      throw new S3Error(`GET ${key}: ${reason}`, { status: res.status, key, op: 'reading', reason, code });
     });
   }
 
@@ -356,7 +329,17 @@ export class S3 {
   }
 }
 
-class RetryableAnswer extends Error {}
+/**
+ * An attempt's answer that is to be tried again: why (`reason`, in words for the
+ * client), the status (null: none, or no usable answer) and `detail` for the log line.
+ */
+class Retry {
+  constructor(reason, status, detail = reason) {
+    this.reason = reason;
+    this.status = status;
+    this.detail = detail;
+  }
+}
 
 /** One array of the chunks' bytes (one chunk is returned as it is). */
 export function concat(chunks, total) {

@@ -152,7 +152,7 @@ export async function backlog(s3, prefix, { now, lookbackDays, known = new Map()
       const page = await s3.list(day, next, pageKeys);
       next = page.truncated ? page.next : null;
       for (const o of page.objects) {
-        const e = parseCommitKey(o.key);
+        const e = parseCommitKey(prefix, o.key);
         if (!e || e.at < since || e.at > now) continue;
         // A retried upload indexes its batch twice: the first commit counts.
         if (!commits.has(e.batchId) || commits.get(e.batchId) > e.at) commits.set(e.batchId, e.at);

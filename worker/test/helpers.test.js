@@ -14,6 +14,7 @@ import {
   parseConfig,
   parseListObjects,
   parseStoreIndexKey,
+  storeIndexPrefix,
   reportStores,
   xmlTag,
 } from '../src/lib.js';
@@ -93,8 +94,12 @@ test('index keys: per store newest first by key order, all commits by day and ti
   const k = indexKeys('staging/', 'leeds', id(1), t);
   assert.equal(k.store, `staging/index/stores/leeds/8203844496876-${id(1)}`);
   assert.equal(k.commit, `staging/index/commits/2026-12-01/20-05-03.123Z-${id(1)}`);
-  assert.deepEqual(parseStoreIndexKey(k.store), { batchId: id(1), at: '2026-12-01T20:05:03.123Z' });
-  assert.equal(parseStoreIndexKey(`staging/batches/${id(1)}.json`), null);
+  assert.deepEqual(parseStoreIndexKey('staging/', k.store), { batchId: id(1), at: '2026-12-01T20:05:03.123Z' });
+  assert.equal(parseStoreIndexKey('staging/', `staging/batches/${id(1)}.json`), null);
+  assert.equal(parseStoreIndexKey('staging/', k.commit), null);
+  assert.equal(parseStoreIndexKey('other/', k.store), null);
+  assert.ok(k.store.startsWith(storeIndexPrefix('staging/', 'leeds')));
+  assert.equal(storeIndexPrefix('staging/', 'leeds'), 'staging/index/stores/leeds/');
   // Later commits sort first under the store, last under the day.
   const times = [t - 86_400_000, t - 1, t, t + 1, t + 3_600_000, Date.parse('2030-01-01T00:00:00Z')];
   const keys = times.map((ms, i) => indexKeys('', 'leeds', id(i), ms));
@@ -109,7 +114,7 @@ test('S3 keys in error bodies are words: no bucket, prefix or key', () => {
   const id = '0123456789abcdef0123456789abcdef';
   assert.equal(describeKey('p/q/', `p/q/batches/${id}.json`), 'the batch marker');
   assert.equal(describeKey('p/q/', `p/q/basket_items/${id}.csv.gz`), 'the basket_items table file');
-  assert.equal(describeKey('p/q/', `p/q/index/stores/leeds/1-${id}`), 'the batch index');
+  for (const k of Object.values(indexKeys('p/q/', 'leeds', id, 1))) assert.equal(describeKey('p/q/', k), 'the batch index');
   assert.equal(describeKey('p/q/', null), 'the bucket listing');
   assert.equal(describeKey('', 'elsewhere/x'), 'an object');
 });
@@ -167,7 +172,7 @@ test('the core throws Errors with stable codes, which the worker matches', () =>
   assert.deepEqual(thrown(() => p.push(Buffer.from('x'))), ['finished', 'config error: the pipeline is finished']);
   assert.equal(thrown(() => new Pipeline({ maxIssues: 'many' }))[0], 'config');
   // The worker's upload path matches the code, never the text.
-  const src = fs.readFileSync(path.join(WORKER_DIR, 'src', 'index.js'), 'utf8');
+  const src = fs.readFileSync(path.join(WORKER_DIR, 'src', 'upload.js'), 'utf8');
   assert.match(src, /e\?\.code === 'batch_id_mismatch'/);
   assert.doesNotMatch(src, /message\)?\.includes\(|msg\.includes\(/);
 });

@@ -27,11 +27,11 @@ test('a commits index key written at commit parses back to its batch and time', 
     for (const prefix of ['staging/', '']) {
       const key = indexKeys(prefix, 'leeds', ID, ms).commit;
       assert.ok(key.startsWith(commitsDayPrefix(prefix, ms)), key);
-      assert.deepEqual(parseCommitKey(key), { batchId: ID, at: ms });
+      assert.deepEqual(parseCommitKey(prefix, key), { batchId: ID, at: ms });
     }
   }
   for (const bad of [`staging/index/stores/leeds/9999-${ID}`, 'staging/index/commits/2026-12-01/20-05-03.123Z-xyz', '', 'staging/index/commits/2026-13-01/20-05-03.123Z-' + ID]) {
-    assert.equal(parseCommitKey(bad), null, bad);
+    assert.equal(parseCommitKey('staging/', bad), null, bad);
   }
 });
 
@@ -91,6 +91,10 @@ test('a reason never names the bucket, a key, a URL or a connection string', () 
     [`could not connect to postgres://user:pw@db:5432/cafe`, 'could not connect to <url>'],
     [`bucket cafe-staging refused`, 'bucket <bucket> refused'],
     [`object staging/transactions/${ID}.csv.gz\nis gone`, 'object <object> is gone'],
+    [`reading loads/${ID}.json: 503`, 'reading <object>: 503'],
+    // Only a batch's objects are keys to hide: a file name with no batch id stays.
+    ['parsing conf/settings.json failed', 'parsing conf/settings.json failed'],
+    [`reading x/${ID.toUpperCase()}.json`, `reading x/${ID.toUpperCase()}.json`],
     ['', 'the load failed'],
   ];
   for (const [text, want] of cases) assert.equal(safeReason(text, c), want);

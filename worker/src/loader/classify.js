@@ -5,6 +5,7 @@
 import { ConfigError } from '../lib.js';
 import { S3Error } from '../s3.js';
 import { isWarehouseError, WarehouseError } from './errors.js';
+import { isBatchId } from './keys.js';
 
 /** Longest reason kept in `load_failures` and `failures/<batch_id>.json`. */
 const MAX_REASON_CHARS = 400;
@@ -44,7 +45,8 @@ export function safeReason(text, c) {
   s = s.replace(/\b(?:s3|postgres(?:ql)?|https?):\/\/\S+/gi, '<url>');
   const bucket = c?.cfg?.s3?.bucket;
   if (bucket) s = s.split(bucket).join('<bucket>');
-  s = s.replace(/\S*\/[0-9a-f]{32}\.(?:csv\.gz|json)\b/g, '<object>');
+  // A staged or loader object's key: a folder, then a batch id (the core's rule).
+  s = s.replace(/\S*\/(\w+)\.(?:csv\.gz|json)\b/g, (key, id) => (isBatchId(id) ? '<object>' : key));
   if (s.length > MAX_REASON_CHARS) s = s.slice(0, MAX_REASON_CHARS - 1) + '…';
   return s || 'the load failed';
 }

@@ -5,6 +5,7 @@
 //                                      the core's loadPlan, relative to the prefix)
 
 import * as core from '../../../pkg/cafe_etl.js';
+import { indexEntryOf } from '../lib.js';
 
 /** Whether `id` is a batch id (the core's rule). */
 export function isBatchId(id) {
@@ -31,18 +32,17 @@ export function loaderKeys(prefix, batchId) {
   };
 }
 
-/** The commits index folder of one UTC day (lib.js's indexKeys writes its entries). */
+/** The commits index folder of one UTC day, under the prefix (the core's layout). */
 export function commitsDayPrefix(prefix, ms) {
-  return `${prefix}index/commits/${new Date(ms).toISOString().slice(0, 10)}/`;
+  return prefix + core.commitsDayPrefix(ms);
 }
 
 /**
  * A commits index key's batch id and commit time (Unix ms), or null for another key:
- * `<prefix>index/commits/<yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>`.
+ * `<prefix>index/commits/<yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>` (lib.js's indexKeys
+ * writes it; the core reads it).
  */
-export function parseCommitKey(key) {
-  const m = /index\/commits\/(\d{4}-\d{2}-\d{2})\/(\d{2})-(\d{2})-(\d{2})\.(\d{3})Z-([^/]+)$/.exec(key);
-  if (!m || !isBatchId(m[6])) return null;
-  const at = Date.parse(`${m[1]}T${m[2]}:${m[3]}:${m[4]}.${m[5]}Z`);
-  return Number.isFinite(at) ? { batchId: m[6], at } : null;
+export function parseCommitKey(prefix, key) {
+  const e = indexEntryOf(prefix, key);
+  return e?.kind === 'commit' ? { batchId: e.batchId, at: e.unixMs } : null;
 }

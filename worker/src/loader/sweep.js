@@ -58,7 +58,7 @@ export async function sweep(env, { now = Date.now() } = {}) {
           break;
         }
         out.scanned++;
-        const e = parseCommitKey(o.key);
+        const e = parseCommitKey(cfg.prefix, o.key);
         if (!e || e.at < since || seen.has(e.batchId)) continue;
         seen.set(e.batchId, e.at);
       }
