@@ -213,11 +213,11 @@ export type TokenErrorCode =
 export type StoreErrorCode = "wrong_store" | "store_not_registered";
 
 /** Why `Pipeline.pushStream` or `BatchHasher.hashStream` failed by
- *  itself: `read` (the stream could not be read: a `DOMException` such as
- *  `NotReadableError` when a file changed on disk, or a chunk that is not a
- *  `Uint8Array`; the original is the error's `cause`), `busy` (input given
- *  while a stream is being read). What the stream's own source or a
- *  callback throws, and a signal's reason, reject the Promise unchanged. */
+ *  itself: `read` (the stream failed, e.g. a file changed on disk or a
+ *  request body cut off, or gave a chunk that is not a `Uint8Array`; what
+ *  it failed with is the error's `cause`), `busy` (input given while a
+ *  stream is being read). What a callback throws, and a signal's reason,
+ *  reject the Promise unchanged. */
 export type StreamErrorCode = "read" | "busy";
 
 /** Why `loadPlan`, `warehouseSchema`, `quarantineStatements`,
@@ -749,25 +749,22 @@ fn read_error(what: &str, cause: &JsValue) -> JsValue {
     e
 }
 
-/// What a failed `reader.read()` becomes. A `DOMException` (the browser
-/// could not read the file: `NotReadableError`, `NotFoundError`, ...) or a
-/// thrown non-Error gets the binding's clear message; an `Error` the
-/// stream's own source threw (the edge worker's 413) goes on unchanged.
+/// What a failed `reader.read()` becomes: whatever the stream failed with
+/// (a browser's `TypeError: network error` or `NotReadableError` for a file
+/// changed on disk, a request body cut off, a source's own Error), code
+/// `read`, the original as `cause`. Its name and text are kept in the
+/// message: a runtime's words, never the bytes read.
 fn read_failure(e: JsValue) -> JsValue {
-    if e.is_instance_of::<web_sys::DomException>() {
-        let name = field(&e, "name").as_string().unwrap_or_default();
-        read_error(
-            &format!("the stream could not be read ({name}): was the file moved, changed or deleted while it was read?"),
-            &e,
-        )
-    } else if e.is_instance_of::<js_sys::Error>() {
-        e
-    } else {
-        read_error(
-            "the stream could not be read (it failed without an Error)",
-            &e,
-        )
-    }
+    let name = field(&e, "name").as_string();
+    let text = field(&e, "message").as_string();
+    let what = match (name, text) {
+        (Some(n), Some(t)) if !t.is_empty() => {
+            format!("{n}: {}", t.chars().take(200).collect::<String>())
+        }
+        (Some(n), _) => n,
+        _ => "it failed without an Error".to_string(),
+    };
+    read_error(&format!("the stream could not be read ({what})"), &e)
 }
 
 fn busy() -> JsValue {
@@ -914,13 +911,13 @@ impl BatchHasher {
     pub fn hash_stream(
         &self,
         #[wasm_bindgen(unchecked_param_type = "ReadableStream<Uint8Array>")] stream: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "HashStreamOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "HashStreamOptions")] options: Option<JsValue>,
     ) -> Result<Promise, JsValue> {
         self.idle()?;
         if self.inner.borrow().is_none() {
             return Err(finished("hasher"));
         }
-        let o = StreamOptions::parse(&options)?;
+        let o = StreamOptions::parse(&options.unwrap_or(JsValue::UNDEFINED))?;
         let inner = self.inner.clone();
         let busy = Busy::start(&self.busy);
         Ok(wasm_bindgen_futures::future_to_promise(async move {
@@ -1119,13 +1116,13 @@ impl Pipeline {
     pub fn push_stream(
         &self,
         #[wasm_bindgen(unchecked_param_type = "ReadableStream<Uint8Array>")] stream: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "PushStreamOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PushStreamOptions")] options: Option<JsValue>,
     ) -> Result<Promise, JsValue> {
         self.idle()?;
         if self.inner.borrow().is_none() {
             return Err(finished("pipeline"));
         }
-        let o = StreamOptions::parse(&options)?;
+        let o = StreamOptions::parse(&options.unwrap_or(JsValue::UNDEFINED))?;
         let inner = self.inner.clone();
         let busy = Busy::start(&self.busy);
         Ok(wasm_bindgen_futures::future_to_promise(async move {

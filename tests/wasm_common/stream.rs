@@ -83,12 +83,13 @@ fn chunk_array(pieces: &[&[u8]]) -> Array {
         .collect()
 }
 
-fn obj(pairs: &[(&str, &JsValue)]) -> JsValue {
+/// Stream options from (key, value) pairs.
+fn obj(pairs: &[(&str, &JsValue)]) -> Option<JsValue> {
     let o = Object::new();
     for (k, v) in pairs {
         Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
     }
-    o.into()
+    Some(o.into())
 }
 
 fn log_strings(log: &Array) -> Vec<String> {
@@ -136,9 +137,7 @@ async fn push_stream_in_odd_chunks_gives_what_push_gives() {
             let p = wasm::Pipeline::new(options(json!({ "source": name }))).unwrap();
             let log = Array::new();
             let stream = call(&h, "stream", &[&chunk_array(&pieces), &log]);
-            settle(p.push_stream(stream, JsValue::UNDEFINED).unwrap())
-                .await
-                .unwrap();
+            settle(p.push_stream(stream, None).unwrap()).await.unwrap();
             let mut p = p;
             let report = to_json(&get(&p.finish().unwrap(), "report"));
             assert_same(
@@ -321,30 +320,37 @@ async fn a_stream_that_fails_rejects_with_a_clear_message() {
     let input = tricky_export();
     let pieces: Vec<&[u8]> = input.chunks(100).collect();
 
-    // The browser could not read the file: code `read`, the original as cause.
+    // Whatever the stream failed with (the browser could not read the file;
+    // an Error of the stream's own source): code `read`, the original as
+    // cause, its name and text in the message.
     let dom = call(&h, "notReadable", &[]);
-    let (e, _, p) = failing(&h, &pieces, Some(&dom), &[]).await;
-    let (code, message) = super::js_error_code(e.clone());
-    assert_eq!(code, "read");
-    assert_eq!(
-        message,
-        "read error: the stream could not be read (NotReadableError): was the file moved, changed or deleted while it was read?"
-    );
-    assert!(get(&e, "cause") == dom);
-    drop(p);
-
-    // An Error of the stream's own source (the edge worker's 413) is its own.
     let own = call(&h, "coded", &[&"too large".into(), &"too_large".into()]);
-    let (e, _, _) = failing(&h, &pieces, Some(&own), &[]).await;
-    assert!(e == own);
+    for (failure, want) in [
+        (&dom, "read error: the stream could not be read (NotReadableError: The requested file could not be read)"),
+        (&own, "read error: the stream could not be read (Error: too large)"),
+    ] {
+        let (e, log, mut p) = failing(&h, &pieces, Some(failure), &[]).await;
+        let (code, message) = super::js_error_code(e.clone());
+        assert_eq!((code.as_str(), message.as_str()), ("read", want));
+        assert!(get(&e, "cause") == *failure);
+        // Read to the failure, nothing cancelled (the stream is errored).
+        assert_eq!(log.length() as usize, pieces.len() + 1);
+        assert!(p.finish().is_ok(), "not busy any more");
+    }
 
     // A thrown non-Error, and a chunk that is not bytes.
     let (e, _, _) = failing(&h, &pieces, Some(&"oops".into()), &[]).await;
-    assert_eq!(super::js_error_code(e).0, "read");
+    assert_eq!(
+        super::js_error_code(e),
+        (
+            "read".to_string(),
+            "read error: the stream could not be read (it failed without an Error)".to_string()
+        )
+    );
     let p = wasm::Pipeline::new(JsValue::UNDEFINED).unwrap();
     let log = Array::new();
     let stream = call(&h, "stream", &[&Array::of1(&"text".into()), &log]);
-    let e = settle(p.push_stream(stream, JsValue::UNDEFINED).unwrap())
+    let e = settle(p.push_stream(stream, None).unwrap())
         .await
         .unwrap_err();
     let (code, message) = super::js_error_code(e);
@@ -367,7 +373,7 @@ async fn a_stream_that_fails_rejects_with_a_clear_message() {
         let e = p.push_stream(s, o).expect_err("bad options refused");
         assert_eq!(super::js_error_code(e).0, "config");
     }
-    let e = settle(p.push_stream(JsValue::from(3), JsValue::UNDEFINED).unwrap())
+    let e = settle(p.push_stream(JsValue::from(3), None).unwrap())
         .await
         .unwrap_err();
     let (code, message) = super::js_error_code(e);
@@ -424,16 +430,13 @@ async fn input_while_a_stream_is_read_is_refused_as_busy() {
     let p = wasm::Pipeline::new(options(json!({ "source": "x.csv" }))).unwrap();
     let log = Array::new();
     let stream = call(&h, "stream", &[&chunk_array(&pieces), &log]);
-    let running = p.push_stream(stream, JsValue::UNDEFINED).unwrap();
+    let running = p.push_stream(stream, None).unwrap();
     let mut p = p;
     for e in [
         p.push(b"x").unwrap_err(),
         p.finish().unwrap_err(),
-        p.push_stream(
-            call(&h, "stream", &[&Array::new(), &Array::new()]),
-            JsValue::UNDEFINED,
-        )
-        .unwrap_err(),
+        p.push_stream(call(&h, "stream", &[&Array::new(), &Array::new()]), None)
+            .unwrap_err(),
     ] {
         let (code, message) = super::js_error_code(e);
         assert_eq!(code, "busy", "{message}");
@@ -523,9 +526,7 @@ async fn the_sha256_option_compares_all_64_digits() {
         ))
         .unwrap();
         let stream = call(&h, "stream", &[&chunk_array(&pieces), &Array::new()]);
-        settle(p.push_stream(stream, JsValue::UNDEFINED).unwrap())
-            .await
-            .unwrap();
+        settle(p.push_stream(stream, None).unwrap()).await.unwrap();
         let mut p = p;
         match (p.finish(), ok) {
             (Ok(r), true) => assert_same(&to_json(&get(&r, "report")), &native, real.name),
