@@ -167,7 +167,7 @@ test('the core throws Errors with stable codes, which the worker matches', () =>
   assert.deepEqual(thrown(() => p.push(Buffer.from('x'))), ['finished', 'config error: the pipeline is finished']);
   assert.equal(thrown(() => new Pipeline({ maxIssues: 'many' }))[0], 'config');
   // The worker's upload path matches the code, never the text.
-  const src = fs.readFileSync(path.join(WORKER_DIR, 'src', 'index.js'), 'utf8');
+  const src = fs.readFileSync(path.join(WORKER_DIR, 'src', 'upload.js'), 'utf8');
   assert.match(src, /e\?\.code === 'batch_id_mismatch'/);
   assert.doesNotMatch(src, /message\)?\.includes\(|msg\.includes\(/);
 });

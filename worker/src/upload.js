@@ -1,0 +1,210 @@
+// PUT /v1/uploads/{file_name} (and POST /v1/uploads): the body through the core's
+// pipeline, the table files up to S3 as they come, then the commit protocol (tables
+// checked with HEAD, the index entries, the marker last with If-None-Match, the
+// loader told). Described in worker/README.md, *Staging and the commit protocol*.
+
+import { Pipeline, batchIdOfSha256, refusalMessage } from '../../pkg/cafe_etl.js';
+
+import { authenticate, checkStoreRule } from './auth.js';
+import { Body, BodyDigest, bufferBody, needHash, PUSH_BYTES, tooLarge } from './body.js';
+import { Limiter, TableObject } from './commit.js';
+import { wasm } from './core.js';
+import { HttpError, json } from './http.js';
+import { batchKeys, checkFileName, contentTypeAllowed, encoder, indexKeys } from './lib.js';
+import { announce, committedAt } from './loader/producer.js';
+import { markerStore, parseReport } from './marker.js';
+import { S3, S3Error } from './s3.js';
+import { batchState, loadExpectation } from './status.js';
+import { takeTurn } from './turns.js';
+
+/** The core's product and store caches per pipeline (its default is 16 MiB): two
+ *  pipelines at once must fit a 128 MB isolate with their bodies and parts. Past the
+ *  cap rows are still right; a product may be written twice (the loader keeps one). */
+const CORE_CACHE_BYTES = 4 * 1024 * 1024;
+
+export async function handleUpload(request, cfg, fileName, log) {
+  const input = new Body(request, cfg.maxUploadBytes);
+  log.body = input;
+  const store = await authenticate(request, cfg);
+  log.store = store;
+  const nameProblem = checkFileName(fileName);
+  if (nameProblem) {
+    throw new HttpError(400, 'bad_file_name', `${nameProblem}: use PUT /v1/uploads/{file_name} or POST /v1/uploads with X-File-Name`);
+  }
+  if (!contentTypeAllowed(request.headers.get('content-type'))) {
+    const type = request.headers.get('content-type').split(';')[0].trim();
+    throw new HttpError(
+      415,
+      'unsupported_media_type',
+      type.toLowerCase().startsWith('multipart/')
+        ? 'send the file itself as the body (Content-Type: text/csv), not a multipart form'
+        : `a body of type ${type} is not a CSV export; send it as text/csv`,
+    );
+  }
+  const lengthHeader = request.headers.get('content-length');
+  const length = lengthHeader === null ? null : Number(lengthHeader);
+  if (length !== null && length > cfg.maxUploadBytes) {
+    input.abandon = length > 2 * cfg.maxUploadBytes;
+    throw tooLarge(cfg.maxUploadBytes);
+  }
+  const claimed = request.headers.get('x-content-sha256');
+  if (claimed !== null && !/^[0-9a-fA-F]{64}$/.test(claimed.trim())) {
+    throw new HttpError(400, 'bad_sha256', 'X-Content-SHA256 must be 64 hex digits (the SHA-256 of the whole body)');
+  }
+
+  wasm();
+  const s3 = new S3(cfg.s3, cfg.retry, log.s3);
+  let release = null;
+  try {
+    let sha256 = claimed === null ? null : claimed.trim().toLowerCase();
+    let body = null;
+    if (sha256 === null) {
+      if (length !== null && length > cfg.bufferLimitBytes) throw needHash(cfg);
+      // The turn first: a request waiting for one holds none of its body.
+      release = await takeTurn(cfg, log);
+      const buffered = await bufferBody(input, cfg);
+      sha256 = buffered.sha256;
+      body = buffered.chunks;
+    }
+    const batchId = batchIdOfSha256(sha256); // the core's rule (sha256 is 64 hex digits here)
+    log.batch_id = batchId;
+    const keys = batchKeys(cfg.prefix, batchId);
+    const markerKey = keys[keys.length - 1];
+
+    // Idempotence: a batch whose marker is there is complete; write nothing.
+    const existing = await s3.get(markerKey);
+    if (existing) {
+      const report = parseReport(existing);
+      const owner = markerStore(existing, report);
+      if (owner && owner !== store) {
+        throw new HttpError(403, 'wrong_store', `this file is already staged for another branch, and this token is for branch ${store} only`);
+      }
+      const stagedSha = existing.headers.get('x-amz-meta-sha256');
+      if (stagedSha && stagedSha !== sha256) {
+        throw new HttpError(400, 'sha256_mismatch', 'X-Content-SHA256 is not the SHA-256 of the file staged as this batch (only its first 32 digits match)');
+      }
+      log.outcome = 'duplicate';
+      // A repeat upload announces the batch again: cheap, and the consumer skips a
+      // loaded batch, while a batch whose first message was lost gets loaded now.
+      await announce(cfg.loadQueue, { batch_id: batchId, store, committed_at: committedAt(existing.headers) }, log);
+      log.rows_read = report.rows_read;
+      log.rows_staged = report.rows_staged;
+      log.rows_rejected = report.rows_rejected;
+      log.bytes = report.bytes;
+      // Where this worker loads, whether the batch is loaded yet (two GETs at most);
+      // without a warehouse a duplicate costs the marker lookup only.
+      const loadState = cfg.loading.warehouse ? await batchState(s3, cfg.prefix, batchId) : {};
+      return json(200, { batch_id: batchId, duplicate: true, store, report, keys: [], load: loadExpectation(cfg.loading), ...loadState });
+    }
+
+    release ??= await takeTurn(cfg, log);
+    if (body === null) {
+      const digest = new BodyDigest();
+      try {
+        return await stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body: input.chunks(PUSH_BYTES), digest });
+      } finally {
+        digest.free();
+      }
+    }
+    return await stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body, digest: null });
+  } finally {
+    release?.();
+  }
+}
+
+/**
+ * Streams the body through the pipeline and the table files to S3, then commits:
+ * the five table objects (checked with HEAD), the index entries, the marker last.
+ * `digest` (streamed bodies) hashes the bytes as they go by, to compare the whole
+ * SHA-256 with X-Content-SHA256 (the pipeline itself checks the batch id only).
+ */
+async function stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body, digest }) {
+  const markerKey = keys[keys.length - 1];
+  const limiter = new Limiter(cfg.partsInFlight);
+  const objects = new Map(keys.slice(0, -1).map((k) => [k.slice(cfg.prefix.length), new TableObject(s3, k, cfg.partBytes, limiter)]));
+  const pipeline = new Pipeline({ source: fileName, batchId, customerKeySecret: cfg.customerKeySecret, maxCacheBytes: CORE_CACHE_BYTES });
+  let result;
+  try {
+    const forward = async (files) => {
+      for (const [path, bytes] of Object.entries(files)) {
+        const obj = objects.get(path);
+        if (obj) await obj.write(bytes);
+      }
+    };
+    for await (const chunk of body) {
+      if (digest) await digest.update(chunk);
+      pipeline.push(chunk);
+      log.bytes = pipeline.bytes;
+      await forward(pipeline.drain());
+    }
+    if (digest && (await digest.hex()) !== sha256) {
+      throw new HttpError(400, 'sha256_mismatch', 'the body does not match X-Content-SHA256: its SHA-256 differs (all 64 digits are compared)');
+    }
+    try {
+      result = pipeline.finish();
+    } catch (e) {
+      // The core's stable code (CodedError), never its text.
+      if (e?.code === 'batch_id_mismatch') {
+        throw new HttpError(400, 'sha256_mismatch', `the body does not match X-Content-SHA256 (${e.message})`);
+      }
+      throw e;
+    }
+    const report = result.report;
+    log.bytes = report.bytes;
+    log.rows_read = report.rows_read;
+    log.rows_staged = report.rows_staged;
+    log.rows_rejected = report.rows_rejected;
+    if (report.refused) {
+      throw new HttpError(400, 'refused', refusalMessage(report), { batch_id: batchId, report });
+    }
+    checkStoreRule(cfg, store, report, batchId);
+    const marker = result.files[markerKey.slice(cfg.prefix.length)];
+    await forward(result.files); // the table files' last bytes; the marker is no table object
+    // Commit: every table file, all settled (on a failure nothing may still be in
+    // flight when the open multipart uploads are aborted).
+    await limiter.drain();
+    const commits = await Promise.allSettled([...objects.values()].map((o) => o.commit()));
+    const failed = commits.find((c) => c.status === 'rejected');
+    if (failed) throw failed.reason;
+    // The marker makes the batch visible to the loader: every table object must be there.
+    const heads = await Promise.all(keys.slice(0, -1).map((k) => s3.head(k)));
+    const missing = keys.filter((k, i) => i < heads.length && !heads[i]);
+    if (missing.length) {
+      throw new S3Error(`table objects missing after their commit: ${missing.join(', ')}`, {
+        key: missing[0],
+        op: 'checking',
+        reason: 'the object is missing after its commit',
+      });
+    }
+    // The index entries, then the marker (a reader takes an entry only with its marker).
+    const committedMs = Date.now();
+    const index = indexKeys(cfg.prefix, store, batchId, committedMs);
+    const entry = encoder.encode(JSON.stringify({ batch_id: batchId, store, marker: markerKey }));
+    await Promise.all([index.store, index.commit].map((k) => s3.put(k, entry, { 'content-type': 'application/json' })));
+    // If-None-Match: a marker there already is this upload's own earlier attempt
+    // whose answer was lost, or a concurrent upload of the same bytes: either way
+    // the batch is committed, with these same table objects.
+    const wrote = await s3.putIfAbsent(markerKey, marker, {
+      'content-type': 'application/json',
+      'x-amz-meta-store': store,
+      'x-amz-meta-sha256': sha256,
+    });
+    log.outcome = 'staged';
+    if (!wrote) log.marker = 'present';
+    // The batch is committed: tell the loader. A failed send does not fail the upload
+    // (the cron sweep finds the batch in the commits index).
+    await announce(cfg.loadQueue, { batch_id: batchId, store, committed_at: new Date(committedMs).toISOString() }, log);
+    log.multipart = [...objects.values()].filter((o) => o.multipart).length;
+    return json(200, { batch_id: batchId, duplicate: false, store, report, keys, load: loadExpectation(cfg.loading) });
+  } catch (e) {
+    // No marker from this upload: abort the open multipart uploads (invisible anyway).
+    // Committed table objects stay (see TableObject.discard): a batch without its
+    // marker is invisible to the loader, and the next upload of the file rewrites them.
+    await limiter.drain().catch(() => {});
+    await Promise.all([...objects.values()].map((o) => o.discard().catch(() => {})));
+    throw e;
+  } finally {
+    pipeline.free();
+  }
+}
+
