@@ -558,6 +558,7 @@ pub struct Pipeline<W: Write> {
     hasher: BatchHasher,
     hash: bool,
     expected_batch_id: Option<String>,
+    expected_sha256: Option<String>,
     pending: Vec<u8>,
     sniffed: bool,
     refused: Option<&'static str>,
@@ -673,6 +674,7 @@ impl<W: Write> Pipeline<W> {
                 None => !config.skip_batch_id,
             },
             expected_batch_id: batch_id,
+            expected_sha256: None,
             pending: Vec::new(),
             sniffed: false,
             refused: None,
@@ -709,6 +711,27 @@ impl<W: Write> Pipeline<W> {
         }
         let proc = &mut self.proc;
         halted(self.reader.push(&pending, &mut |r| proc.feed(r)))
+    }
+
+    /// Also checks the bytes' whole SHA-256, not only the batch id (its
+    /// first 32 hex digits): [`finish`](Pipeline::finish) fails with
+    /// [`ErrorCode::BatchIdMismatch`] unless the bytes pushed have this
+    /// SHA-256 (64 hex digits, either case, as a client claims it). The
+    /// pipeline hashes the bytes anyway, so a caller that must compare all
+    /// 64 digits (the edge worker's `X-Content-SHA256`) needs no second hash.
+    pub fn expect_sha256(mut self, sha256: &str) -> Result<Pipeline<W>, Error> {
+        if batch_id_of_sha256(sha256).is_none() {
+            return Err(Error::coded(
+                ErrorCode::Config,
+                format!(
+                    "the SHA-256 given ({} characters) is not 64 hex digits",
+                    sha256.len()
+                ),
+            ));
+        }
+        self.hash = true;
+        self.expected_sha256 = Some(sha256.to_ascii_lowercase());
+        Ok(self)
     }
 
     /// Also makes the rejected rows' spreadsheet download
@@ -749,16 +772,25 @@ impl<W: Write> Pipeline<W> {
             let proc = &mut self.proc;
             halted(self.reader.finish(&mut |r| proc.feed(r)))?;
         }
-        let id = match (&self.expected_batch_id, self.hash) {
-            (Some(expected), false) => expected.clone(),
-            (_, true) => self.hasher.finish(),
-            (None, false) => String::new(),
+        let sha256 = self.hash.then(|| self.hasher.sha256_hex());
+        let id = match (&self.expected_batch_id, &sha256) {
+            (_, Some(sha)) => sha[..BATCH_ID_DIGITS].to_string(),
+            (Some(expected), None) => expected.clone(),
+            (None, None) => String::new(),
         };
         if let Some(expected) = &self.expected_batch_id {
             if *expected != id {
                 return Err(Error::coded(
                     ErrorCode::BatchIdMismatch,
                     format!("the bytes have batch id {id}, not the {expected} given at the start: the file changed while it was read"),
+                ));
+            }
+        }
+        if let (Some(expected), Some(sha)) = (&self.expected_sha256, &sha256) {
+            if expected != sha {
+                return Err(Error::coded(
+                    ErrorCode::BatchIdMismatch,
+                    format!("the bytes have SHA-256 {sha}, not the {expected} given (all 64 digits are compared)"),
                 ));
             }
         }
@@ -1163,5 +1195,54 @@ mod tests {
                 .starts_with("stage error: the bytes have batch id"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn expect_sha256_compares_all_64_digits() {
+        let input = b"25/08/2021 09:00,Leeds,A,Large Latte - 2.45,2.45,CASH,\n";
+        let mut h = BatchHasher::new();
+        h.update(input);
+        let sha = h.sha256_hex();
+        // Same batch id (first 32 digits), another SHA-256.
+        let mut other = sha[..32].to_string();
+        other.push_str(&"0".repeat(32));
+        let mut cases = vec![
+            (sha.clone(), None),
+            (sha.to_uppercase(), None),
+            (other, Some(crate::ErrorCode::BatchIdMismatch)),
+        ];
+        if sha[32..] == "0".repeat(32) {
+            cases.pop();
+        }
+        for (given, want) in cases {
+            let mut p =
+                Pipeline::transform(Config::default(), "x.csv", &batch_id(input), |_| Vec::new())
+                    .unwrap()
+                    .expect_sha256(&given)
+                    .unwrap();
+            p.push(input).unwrap();
+            match (p.finish(), want) {
+                (Ok(f), None) => assert_eq!(f.report.batch_id, &sha[..32]),
+                (Err(e), Some(code)) => {
+                    assert_eq!(e.code(), code);
+                    assert!(
+                        e.to_string()
+                            .starts_with("stage error: the bytes have SHA-256"),
+                        "{e}"
+                    );
+                }
+                (r, want) => panic!(
+                    "{given}: {:?}, expected {want:?}",
+                    r.map(|f| f.report.batch_id)
+                ),
+            }
+        }
+        for bad in ["", "abc", &"g".repeat(64), &"a".repeat(65)] {
+            let e = Pipeline::check(Config::default(), "x.csv")
+                .expect_sha256(bad)
+                .unwrap_err();
+            assert_eq!(e.code(), crate::ErrorCode::Config, "{bad:?}");
+            assert!(!e.to_string().contains(bad) || bad.is_empty(), "{e}");
+        }
     }
 }

@@ -12,9 +12,12 @@
 //! the `Error` itself with `js_sys::Error` and sets `code` on it.)
 
 use crate::{warehouse, Config, ErrorCode, Pipeline as CorePipeline, Report, Table};
-use js_sys::{Object, Reflect, Uint8Array};
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use serde::Deserialize;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -42,6 +45,12 @@ export interface PipelineOptions {
    *  batch_id is then ""): without SHA instructions in WebAssembly the hash
    *  is about a third of the work. Ignored when staging. */
   skipBatchId?: boolean;
+  /** With `batchId`: the whole SHA-256 the bytes must have (64 hex digits,
+   *  either case, as in `X-Content-SHA256`). `finish()` then compares all 64
+   *  digits, not only the batch id's 32, and throws `batch_id_mismatch`
+   *  when they differ: the pipeline hashes the bytes anyway, so the caller
+   *  needs no hash of its own. */
+  sha256?: string;
   /** Also make the rejected rows' spreadsheet download (`RejectsCsv`):
    *  `takeRejectsCsv()` hands over its bytes so far, `finish()` the rest as
    *  `rejectsCsv`. Works when only checking (no batch id needed). */
@@ -154,6 +163,47 @@ export interface AccessConfig {
 /** A valid token's claims. */
 export interface TokenClaims { kid: string; store: string; expires: number; }
 
+/** What `onProgress` of `Pipeline.pushStream` is given. */
+export interface StreamProgress {
+  /** Bytes read from the stream and pushed so far. */
+  bytes: number;
+  /** Data rows read so far. */
+  rows: number;
+}
+
+/** What `onProgress` of `BatchHasher.hashStream` is given. */
+export interface HashProgress {
+  /** Bytes read from the stream and hashed so far. */
+  bytes: number;
+}
+
+/** Options of `BatchHasher.hashStream` (and of `Pipeline.pushStream`). */
+export interface HashStreamOptions {
+  /** Called after every `progressEveryBytes` bytes, and at the end for
+   *  the bytes since the last call. A throw stops the reading: the stream is cancelled and the
+   *  Promise rejects with what was thrown. */
+  onProgress?: (progress: HashProgress) => void;
+  /** Bytes between two `onProgress` calls (default 1 MiB; 0: every chunk). */
+  progressEveryBytes?: number;
+  /** Stops the reading at the next chunk: the stream is cancelled and the
+   *  Promise rejects with `signal.reason` as it is. */
+  signal?: AbortSignal;
+}
+
+/** Options of `Pipeline.pushStream`. */
+export interface PushStreamOptions extends Omit<HashStreamOptions, "onProgress"> {
+  onProgress?: (progress: StreamProgress) => void;
+  /** Called with what `drain()` returns after every `drainEveryBytes`
+   *  bytes (staging: the compressed table bytes; checking: `{}`), and once
+   *  at the end for the bytes since the last call. A Promise returned is
+   *  awaited before the next chunk is read (backpressure: the edge
+   *  worker's S3 writes); a throw or a rejection stops the reading as for
+   *  `onProgress`. The callback may call `drain()` and `takeRejectsCsv()`. */
+  onDrain?: (files: StagedFiles) => void | Promise<unknown>;
+  /** Bytes between two `onDrain` calls (default 0: every chunk). */
+  drainEveryBytes?: number;
+}
+
 /** The core's error codes (`ErrorCode` in src/error.rs). */
 export type ErrorCode = "config" | "bad_batch_id" | "batch_id_mismatch" | "io" | "finished";
 /** Why a token is refused (`TokenError::reason` in src/token.rs). */
@@ -161,6 +211,14 @@ export type TokenErrorCode =
   | "malformed" | "unknown_kid" | "bad_signature" | "expired" | "too_long" | "revoked" | "empty_secret";
 /** Why a file's stores break the one-store-per-branch rule. */
 export type StoreErrorCode = "wrong_store" | "store_not_registered";
+
+/** Why `Pipeline.pushStream` or `BatchHasher.hashStream` failed by
+ *  itself: `read` (the stream failed, e.g. a file changed on disk or a
+ *  request body cut off, or gave a chunk that is not a `Uint8Array`; what
+ *  it failed with is the error's `cause`), `busy` (input given while a
+ *  stream is being read). What a callback throws, and a signal's reason,
+ *  reject the Promise unchanged. */
+export type StreamErrorCode = "read" | "busy";
 
 /** Why `loadPlan`, `warehouseSchema`, `quarantineStatements`,
  *  `ledgerQuery` or `loadedKeyIdsQuery` refuse: each a permanent refusal (the same input fails
@@ -175,7 +233,7 @@ export type WarehouseErrorCode =
  *  options: `config`; the pipeline: an `ErrorCode`; the warehouse
  *  statements: a `WarehouseErrorCode`. */
 export interface CodedError extends Error {
-  code: ErrorCode | TokenErrorCode | StoreErrorCode | WarehouseErrorCode;
+  code: ErrorCode | TokenErrorCode | StoreErrorCode | WarehouseErrorCode | StreamErrorCode;
 }
 
 export interface TransformResult {
@@ -285,6 +343,7 @@ struct Options {
     max_cache_bytes: Option<usize>,
     skip_batch_id: bool,
     rejects_csv: bool,
+    sha256: Option<String>,
 }
 
 impl Options {
@@ -670,31 +729,302 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
+/// Default bytes between two progress callbacks of a stream read.
+const PROGRESS_EVERY_BYTES: f64 = 1024.0 * 1024.0;
+
+/// The options of `pushStream` / `hashStream`. Read by hand, not by serde:
+/// functions and an `AbortSignal` are JS objects to keep as they are.
+struct StreamOptions {
+    on_progress: Option<Function>,
+    progress_every: f64,
+    on_drain: Option<Function>,
+    drain_every: f64,
+    signal: Option<web_sys::AbortSignal>,
+}
+
+impl StreamOptions {
+    fn parse(value: &JsValue) -> Result<StreamOptions, JsValue> {
+        let mut o = StreamOptions {
+            on_progress: None,
+            progress_every: PROGRESS_EVERY_BYTES,
+            on_drain: None,
+            drain_every: 0.0,
+            signal: None,
+        };
+        if value.is_undefined() || value.is_null() {
+            return Ok(o);
+        }
+        if !value.is_object() {
+            return Err(stream_config("the stream options are not an object"));
+        }
+        o.on_progress = callback(value, "onProgress")?;
+        o.on_drain = callback(value, "onDrain")?;
+        o.progress_every = byte_count(value, "progressEveryBytes", PROGRESS_EVERY_BYTES)?;
+        o.drain_every = byte_count(value, "drainEveryBytes", 0.0)?;
+        let signal = field(value, "signal");
+        if !(signal.is_undefined() || signal.is_null()) {
+            // Duck-typed (`aborted`, `reason`): any runtime's AbortSignal.
+            if !signal.is_object() {
+                return Err(stream_config("signal is not an AbortSignal"));
+            }
+            o.signal = Some(signal.unchecked_into());
+        }
+        Ok(o)
+    }
+}
+
+fn field(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn stream_config(message: &str) -> JsValue {
+    js_error(&crate::Error::coded(
+        ErrorCode::Config,
+        format!("stream options: {message}"),
+    ))
+}
+
+fn callback(options: &JsValue, key: &str) -> Result<Option<Function>, JsValue> {
+    let f = field(options, key);
+    if f.is_undefined() || f.is_null() {
+        Ok(None)
+    } else {
+        f.dyn_into::<Function>()
+            .map(Some)
+            .map_err(|_| stream_config(&format!("{key} is not a function")))
+    }
+}
+
+fn byte_count(options: &JsValue, key: &str, default: f64) -> Result<f64, JsValue> {
+    let v = field(options, key);
+    if v.is_undefined() || v.is_null() {
+        return Ok(default);
+    }
+    match v.as_f64() {
+        Some(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(stream_config(&format!(
+            "{key} is not a number of bytes (0 or more)"
+        ))),
+    }
+}
+
+/// A `read` error: the stream itself failed. `cause` keeps the original
+/// (never shown: a browser's text may name a path).
+fn read_error(what: &str, cause: &JsValue) -> JsValue {
+    let e = coded("read", &format!("read error: {what}"));
+    set(e.unchecked_ref(), "cause", cause);
+    e
+}
+
+/// What a failed `reader.read()` becomes: whatever the stream failed with
+/// (a browser's `TypeError: network error` or `NotReadableError` for a file
+/// changed on disk, a request body cut off, a source's own Error), code
+/// `read`, the original as `cause`. Its name and text are kept in the
+/// message: a runtime's words, never the bytes read.
+fn read_failure(e: JsValue) -> JsValue {
+    let name = field(&e, "name").as_string();
+    let text = field(&e, "message").as_string();
+    let what = match (name, text) {
+        (Some(n), Some(t)) if !t.is_empty() => {
+            format!("{n}: {}", t.chars().take(200).collect::<String>())
+        }
+        (Some(n), _) => n,
+        _ => "it failed without an Error".to_string(),
+    };
+    read_error(&format!("the stream could not be read ({what})"), &e)
+}
+
+fn busy() -> JsValue {
+    coded(
+        "busy",
+        "config error: a stream is being read into this object; wait for its Promise",
+    )
+}
+
+/// Throws the signal's reason, as it is, once it is aborted.
+fn check_signal(signal: Option<&web_sys::AbortSignal>) -> Result<(), JsValue> {
+    match signal {
+        Some(s) if s.aborted() => Err(s.reason()),
+        _ => Ok(()),
+    }
+}
+
+/// A callback's result as something to await: `None` when it returned
+/// nothing (most calls: no Promise to wrap).
+fn awaitable(value: JsValue) -> Option<Promise> {
+    if value.is_undefined() {
+        None
+    } else {
+        Some(Promise::resolve(&value))
+    }
+}
+
+/// The one stream reader: reads `stream` (of `Uint8Array` chunks) to its
+/// end, handing each chunk's bytes to `chunk`, and awaits the Promise it may
+/// return before reading on. On any failure the stream is cancelled with
+/// the error as its reason and the error is returned. The chunks are copied
+/// into one reused buffer, so a long stream allocates nothing per chunk.
+async fn read_stream(
+    stream: &JsValue,
+    signal: Option<&web_sys::AbortSignal>,
+    mut chunk: impl FnMut(&[u8]) -> Result<Option<Promise>, JsValue>,
+) -> Result<(), JsValue> {
+    check_signal(signal)?;
+    // getReader through Reflect so that a locked stream or a non-stream is a
+    // thrown Error, not a trap in WebAssembly.
+    let get_reader = field(stream, "getReader")
+        .dyn_into::<Function>()
+        .map_err(|_| {
+            js_error(&crate::Error::coded(
+                ErrorCode::Config,
+                "the stream given is not a ReadableStream".to_string(),
+            ))
+        })?;
+    let reader: web_sys::ReadableStreamDefaultReader = get_reader
+        .call0(stream)
+        .map_err(read_failure)?
+        .unchecked_into();
+    let mut buf: Vec<u8> = Vec::new();
+    let result = async {
+        loop {
+            check_signal(signal)?;
+            let step = JsFuture::from(reader.read()).await.map_err(read_failure)?;
+            check_signal(signal)?;
+            if field(&step, "done").as_bool() == Some(true) {
+                return Ok(());
+            }
+            let value = field(&step, "value")
+                .dyn_into::<Uint8Array>()
+                .map_err(|v| read_error("a chunk of the stream is not a Uint8Array", &v))?;
+            buf.resize(value.length() as usize, 0);
+            value.copy_to(&mut buf);
+            if let Some(wait) = chunk(&buf)? {
+                JsFuture::from(wait).await?;
+                check_signal(signal)?;
+            }
+        }
+    }
+    .await;
+    if let Err(e) = &result {
+        // Not awaited (a source's cancel may take its time); its own failure
+        // is of no interest, but must not surface as an unhandled rejection.
+        let cancelled = reader.cancel_with_reason(e);
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = JsFuture::from(cancelled).await;
+        });
+    }
+    result
+}
+
+/// Marks an object busy while a stream is read into it: set when
+/// `pushStream`/`hashStream` is called (before its future first runs),
+/// cleared when the read ends or its future is dropped.
+struct Busy(Rc<Cell<bool>>);
+
+impl Busy {
+    fn start(flag: &Rc<Cell<bool>>) -> Busy {
+        flag.set(true);
+        Busy(flag.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
 /// SHA-256 of a file fed in chunks; `finish()` gives the batch id.
 #[wasm_bindgen]
-pub struct BatchHasher(Option<crate::BatchHasher>);
+pub struct BatchHasher {
+    // Shared with a `hashStream` under way (its future outlives the call).
+    inner: Rc<RefCell<Option<crate::BatchHasher>>>,
+    busy: Rc<Cell<bool>>,
+}
 
 #[wasm_bindgen]
 impl BatchHasher {
     /// A fresh hasher.
     #[wasm_bindgen(constructor)]
     pub fn new() -> BatchHasher {
-        BatchHasher(Some(crate::BatchHasher::new()))
+        BatchHasher {
+            inner: Rc::new(RefCell::new(Some(crate::BatchHasher::new()))),
+            busy: Rc::new(Cell::new(false)),
+        }
+    }
+
+    fn idle(&self) -> Result<(), JsValue> {
+        if self.busy.get() {
+            Err(busy())
+        } else {
+            Ok(())
+        }
     }
 
     /// Adds a chunk.
     pub fn update(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
-        self.0
+        self.idle()?;
+        self.inner
+            .borrow_mut()
             .as_mut()
             .ok_or_else(|| finished("hasher"))?
             .update(chunk);
         Ok(())
     }
 
+    /// Reads a `ReadableStream` of `Uint8Array` chunks to its end and hashes
+    /// it (see `HashStreamOptions`); then `sha256()` or `finish()`.
+    #[wasm_bindgen(js_name = hashStream, unchecked_return_type = "Promise<void>")]
+    pub fn hash_stream(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ReadableStream<Uint8Array>")] stream: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "HashStreamOptions")] options: Option<JsValue>,
+    ) -> Result<Promise, JsValue> {
+        self.idle()?;
+        if self.inner.borrow().is_none() {
+            return Err(finished("hasher"));
+        }
+        let o = StreamOptions::parse(&options.unwrap_or(JsValue::UNDEFINED))?;
+        let inner = self.inner.clone();
+        let busy = Busy::start(&self.busy);
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let _busy = busy;
+            let mut bytes = 0f64;
+            let mut since = 0f64;
+            let progress = |bytes: f64| -> Result<(), JsValue> {
+                if let Some(f) = &o.on_progress {
+                    let p = Object::new();
+                    set(&p, "bytes", &JsValue::from_f64(bytes));
+                    f.call1(&JsValue::UNDEFINED, &p)?;
+                }
+                Ok(())
+            };
+            read_stream(&stream, o.signal.as_ref(), |chunk| {
+                if let Some(h) = inner.borrow_mut().as_mut() {
+                    h.update(chunk);
+                }
+                bytes += chunk.len() as f64;
+                since += chunk.len() as f64;
+                if since >= o.progress_every {
+                    since = 0.0;
+                    progress(bytes)?;
+                }
+                Ok(None)
+            })
+            .await?;
+            if since > 0.0 {
+                progress(bytes)?;
+            }
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
     /// The full SHA-256 in hex (64 digits); the hasher is then finished.
     pub fn sha256(&mut self) -> Result<String, JsValue> {
+        self.idle()?;
         Ok(self
-            .0
+            .inner
+            .borrow_mut()
             .take()
             .ok_or_else(|| finished("hasher"))?
             .sha256_hex())
@@ -702,7 +1032,13 @@ impl BatchHasher {
 
     /// The batch id (32 hex digits); the hasher is then finished.
     pub fn finish(&mut self) -> Result<String, JsValue> {
-        Ok(self.0.take().ok_or_else(|| finished("hasher"))?.finish())
+        self.idle()?;
+        Ok(self
+            .inner
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| finished("hasher"))?
+            .finish())
     }
 }
 
@@ -717,13 +1053,59 @@ enum Inner {
     Stage(CorePipeline<Vec<u8>>, String),
 }
 
+impl Inner {
+    fn push(&mut self, chunk: &[u8]) -> Result<(), crate::Error> {
+        match self {
+            Inner::Check(p) => p.push(chunk),
+            Inner::Stage(p, _) => p.push(chunk),
+        }
+    }
+
+    fn rows_read(&self) -> u64 {
+        match self {
+            Inner::Check(p) => p.rows_read(),
+            Inner::Stage(p, _) => p.rows_read(),
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            Inner::Check(p) => p.bytes(),
+            Inner::Stage(p, _) => p.bytes(),
+        }
+    }
+
+    /// The compressed table bytes since the last drain, per staging path.
+    fn drain(&mut self) -> Object {
+        let out = Object::new();
+        if let Inner::Stage(p, id) = self {
+            if let Some(w) = p.tables_mut() {
+                for t in Table::ALL {
+                    let buf = w.get_mut(t);
+                    if !buf.is_empty() {
+                        set(&out, &t.key(id), &Uint8Array::from(&buf[..]).into());
+                        buf.clear();
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A file fed in chunks (from `File.stream()` or a request body), so memory
 /// stays flat whatever its size. With `batchId` in the options it stages:
 /// `drain()` hands over the compressed table bytes produced so far (to
-/// stream them on), `finish()` the rest and the report.
+/// stream them on), `finish()` the rest and the report. `pushStream` reads
+/// a whole `ReadableStream` into it: the one chunk loop of the page and the
+/// edge worker.
 #[wasm_bindgen]
 pub struct Pipeline {
-    inner: Option<Inner>,
+    // Shared with a `pushStream` under way (its future outlives the call);
+    // borrowed only within one synchronous step, never across an await, so
+    // the stream's callbacks may call `drain()` and `takeRejectsCsv()`.
+    inner: Rc<RefCell<Option<Inner>>>,
+    busy: Rc<Cell<bool>>,
 }
 
 fn finished(what: &str) -> JsValue {
@@ -744,8 +1126,11 @@ impl Pipeline {
         let source = o.source.clone().unwrap_or_default();
         let inner = match &o.batch_id {
             Some(id) => {
-                let p = CorePipeline::transform(o.config(), &source, id, |_| Vec::new())
+                let mut p = CorePipeline::transform(o.config(), &source, id, |_| Vec::new())
                     .map_err(|e| js_error(&e))?;
+                if let Some(sha) = &o.sha256 {
+                    p = p.expect_sha256(sha).map_err(|e| js_error(&e))?;
+                }
                 Inner::Stage(
                     if o.rejects_csv {
                         p.with_rejects_csv()
@@ -764,36 +1149,128 @@ impl Pipeline {
                 })
             }
         };
-        Ok(Pipeline { inner: Some(inner) })
+        Ok(Pipeline {
+            inner: Rc::new(RefCell::new(Some(inner))),
+            busy: Rc::new(Cell::new(false)),
+        })
+    }
+
+    fn idle(&self) -> Result<(), JsValue> {
+        if self.busy.get() {
+            Err(busy())
+        } else {
+            Ok(())
+        }
     }
 
     /// Feeds the next chunk.
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
-        let r = match self.inner.as_mut().ok_or_else(|| finished("pipeline"))? {
-            Inner::Check(p) => p.push(chunk),
-            Inner::Stage(p, _) => p.push(chunk),
-        };
-        r.map_err(|e| js_error(&e))
+        self.idle()?;
+        self.inner
+            .borrow_mut()
+            .as_mut()
+            .ok_or_else(|| finished("pipeline"))?
+            .push(chunk)
+            .map_err(|e| js_error(&e))
+    }
+
+    /// Reads a `ReadableStream` of `Uint8Array` chunks to its end, pushing
+    /// each chunk, with progress and drain callbacks (see
+    /// `PushStreamOptions`); then `finish()`. While it runs, `push`,
+    /// `finish` and another `pushStream` throw `busy`. After a rejection the
+    /// pipeline holds part of the stream: free it.
+    #[wasm_bindgen(js_name = pushStream, unchecked_return_type = "Promise<void>")]
+    pub fn push_stream(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ReadableStream<Uint8Array>")] stream: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PushStreamOptions")] options: Option<JsValue>,
+    ) -> Result<Promise, JsValue> {
+        self.idle()?;
+        if self.inner.borrow().is_none() {
+            return Err(finished("pipeline"));
+        }
+        let o = StreamOptions::parse(&options.unwrap_or(JsValue::UNDEFINED))?;
+        let inner = self.inner.clone();
+        let busy = Busy::start(&self.busy);
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let _busy = busy;
+            let progress = || -> Result<(), JsValue> {
+                if let Some(f) = &o.on_progress {
+                    let (bytes, rows) = match inner.borrow().as_ref() {
+                        Some(p) => (p.bytes() as f64, p.rows_read() as f64),
+                        None => (0.0, 0.0),
+                    };
+                    let p = Object::new();
+                    set(&p, "bytes", &JsValue::from_f64(bytes));
+                    set(&p, "rows", &JsValue::from_f64(rows));
+                    f.call1(&JsValue::UNDEFINED, &p)?;
+                }
+                Ok(())
+            };
+            // The drained files go to the callback outside the borrow, so it
+            // may call back into the pipeline.
+            let drain = || -> Result<Option<Promise>, JsValue> {
+                match &o.on_drain {
+                    Some(f) => {
+                        let files = match inner.borrow_mut().as_mut() {
+                            Some(p) => p.drain(),
+                            None => return Err(finished("pipeline")),
+                        };
+                        Ok(awaitable(f.call1(&JsValue::UNDEFINED, &files)?))
+                    }
+                    None => Ok(None),
+                }
+            };
+            let (mut since_progress, mut since_drain) = (0f64, 0f64);
+            read_stream(&stream, o.signal.as_ref(), |chunk| {
+                inner
+                    .borrow_mut()
+                    .as_mut()
+                    .ok_or_else(|| finished("pipeline"))?
+                    .push(chunk)
+                    .map_err(|e| js_error(&e))?;
+                since_progress += chunk.len() as f64;
+                since_drain += chunk.len() as f64;
+                if since_progress >= o.progress_every {
+                    since_progress = 0.0;
+                    progress()?;
+                }
+                if since_drain >= o.drain_every {
+                    since_drain = 0.0;
+                    return drain();
+                }
+                Ok(None)
+            })
+            .await?;
+            // What came since the last drain, then the final figures.
+            if since_drain > 0.0 {
+                if let Some(wait) = drain()? {
+                    JsFuture::from(wait).await?;
+                }
+            }
+            if since_progress > 0.0 {
+                progress()?;
+            }
+            Ok(JsValue::UNDEFINED)
+        }))
     }
 
     /// Bytes pushed so far.
     #[wasm_bindgen(getter)]
     pub fn bytes(&self) -> f64 {
-        match &self.inner {
-            Some(Inner::Check(p)) => p.bytes() as f64,
-            Some(Inner::Stage(p, _)) => p.bytes() as f64,
-            None => 0.0,
-        }
+        self.inner
+            .borrow()
+            .as_ref()
+            .map_or(0.0, |p| p.bytes() as f64)
     }
 
     /// Data rows read so far.
     #[wasm_bindgen(getter, js_name = rowsRead)]
     pub fn rows_read(&self) -> f64 {
-        match &self.inner {
-            Some(Inner::Check(p)) => p.rows_read() as f64,
-            Some(Inner::Stage(p, _)) => p.rows_read() as f64,
-            None => 0.0,
-        }
+        self.inner
+            .borrow()
+            .as_ref()
+            .map_or(0.0, |p| p.rows_read() as f64)
     }
 
     /// Compressed table bytes produced since the last call, per staging path
@@ -801,22 +1278,10 @@ impl Pipeline {
     /// what `finish()` returns, they are the complete gzip files.
     #[wasm_bindgen(unchecked_return_type = "StagedFiles")]
     pub fn drain(&mut self) -> Result<JsValue, JsValue> {
-        let out = Object::new();
-        if let Some(Inner::Stage(p, id)) = self.inner.as_mut() {
-            let id = id.clone();
-            if let Some(w) = p.tables_mut() {
-                for t in Table::ALL {
-                    let buf = w.get_mut(t);
-                    if !buf.is_empty() {
-                        set(&out, &t.key(&id), &Uint8Array::from(&buf[..]).into());
-                        buf.clear();
-                    }
-                }
-            }
-        } else if self.inner.is_none() {
-            return Err(finished("pipeline"));
+        match self.inner.borrow_mut().as_mut() {
+            Some(p) => Ok(p.drain().into()),
+            None => Err(finished("pipeline")),
         }
-        Ok(out.into())
     }
 
     /// The rejected rows' download made since the last call (empty without
@@ -824,7 +1289,8 @@ impl Pipeline {
     /// WebAssembly memory; see `TransformResult.rejectsCsv`.
     #[wasm_bindgen(js_name = takeRejectsCsv)]
     pub fn take_rejects_csv(&mut self) -> Result<Vec<u8>, JsValue> {
-        let csv = match self.inner.as_mut().ok_or_else(|| finished("pipeline"))? {
+        let mut inner = self.inner.borrow_mut();
+        let csv = match inner.as_mut().ok_or_else(|| finished("pipeline"))? {
             Inner::Check(p) => p.rejects_csv_mut(),
             Inner::Stage(p, _) => p.rejects_csv_mut(),
         };
@@ -834,10 +1300,12 @@ impl Pipeline {
     /// Ends the input: the report, and (when staging and not refused) the
     /// remaining bytes of each table file followed by the marker
     /// `batches/<batch_id>.json`. Fails if the bytes pushed do not have the
-    /// batch id given at the start.
+    /// batch id given at the start (or the `sha256` option's SHA-256).
     #[wasm_bindgen(unchecked_return_type = "TransformResult")]
     pub fn finish(&mut self) -> Result<JsValue, JsValue> {
-        match self.inner.take().ok_or_else(|| finished("pipeline"))? {
+        self.idle()?;
+        let inner = self.inner.borrow_mut().take();
+        match inner.ok_or_else(|| finished("pipeline"))? {
             Inner::Check(p) => {
                 let f = p.finish().map_err(|e| js_error(&e))?;
                 with_rejects(result_object(&f.report, &[])?, f.rejects_csv)

@@ -118,3 +118,34 @@ async fn the_browser_gunzips_the_staged_files_to_the_native_rows() {
         assert!(report["rows_read"].as_u64().unwrap() > 0);
     }
 }
+
+#[wasm_bindgen_test]
+async fn push_stream_reads_a_blob_in_browser_chunks_as_the_page_worker_does() {
+    // The page's worker hands `File.stream()` to the core's reader: the
+    // browser's own chunks and stream, no loop in between.
+    let real = real_files()
+        .into_iter()
+        .find(|r| r.name == "isle-of-wight_2020-10-01.csv")
+        .unwrap();
+    let input: Vec<u8> = real.bytes.repeat(60);
+    let expected = to_json(&wasm::check(&input, options(json!({ "source": real.name }))).unwrap());
+
+    let mut p = wasm::Pipeline::new(options(json!({ "source": real.name }))).unwrap();
+    JsFuture::from(p.push_stream(blob(&input).stream().into(), None).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(p.bytes(), input.len() as f64);
+    let result = p.finish().unwrap();
+    assert_same(
+        &to_json(&get(&result, "report")),
+        &expected,
+        "pushStream of a Blob",
+    );
+
+    let mut h = wasm::BatchHasher::new();
+    JsFuture::from(h.hash_stream(blob(&input).stream().into(), None).unwrap())
+        .await
+        .unwrap();
+    let sha = h.sha256().unwrap();
+    assert_eq!(&sha[..32], expected["batch_id"].as_str().unwrap());
+}

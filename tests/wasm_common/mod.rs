@@ -7,6 +7,7 @@
 
 #[path = "../common/rows.rs"]
 mod rows;
+mod stream;
 mod warehouse;
 
 use cafe_etl::wasm;

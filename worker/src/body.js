@@ -1,11 +1,11 @@
 // The request body: read in counted chunks (413 past MAX_UPLOAD_BYTES), grouped into
-// the pipeline's push size, buffered and hashed when the client sent no SHA-256,
-// hashed as it streams when it did, and drained after an early answer.
+// the pipeline's push size, buffered and hashed when the client sent no SHA-256
+// (when it did, the pipeline hashes the body as it streams), and drained after an
+// early answer.
 
 import { BatchHasher } from '../../pkg/cafe_etl.js';
 
 import { HttpError } from './http.js';
-import { hex } from './lib.js';
 import { concat } from './s3.js';
 
 /**
@@ -179,36 +179,6 @@ export async function bufferBody(body, cfg) {
     return { chunks, sha256: h.sha256() };
   } finally {
     h.free();
-  }
-}
-
-/**
- * The SHA-256 of a stream of chunks, fed as they go by: workerd's native
- * `crypto.DigestStream` where there is one, else the core's hasher.
- */
-export class BodyDigest {
-  constructor() {
-    if (typeof crypto.DigestStream === 'function') {
-      this.stream = new crypto.DigestStream('SHA-256');
-      this.writer = this.stream.getWriter();
-    } else {
-      this.hasher = new BatchHasher();
-    }
-  }
-  async update(chunk) {
-    if (this.writer) await this.writer.write(chunk);
-    else this.hasher.update(chunk);
-  }
-  async hex() {
-    if (this.writer) {
-      await this.writer.close();
-      return hex(await this.stream.digest);
-    }
-    return this.hasher.sha256();
-  }
-  free() {
-    this.hasher?.free();
-    this.writer?.abort().catch(() => {});
   }
 }
 

@@ -11,7 +11,7 @@
 import { Pipeline, batchIdOfSha256, refusalMessage } from '../../pkg/cafe_etl.js';
 
 import { authenticate, checkStoreRule } from './auth.js';
-import { Body, BodyDigest, bufferBody, needHash, PUSH_BYTES, tooLarge } from './body.js';
+import { Body, bufferBody, needHash, PUSH_BYTES, tooLarge } from './body.js';
 import { Limiter, TableObject } from './commit.js';
 import { wasm } from './core.js';
 import { HttpError, json } from './http.js';
@@ -57,15 +57,7 @@ export async function handleUpload(request, cfg, fileName, log) {
     if (existing) return await answerDuplicate({ s3, cfg, log, store, batchId, sha256, existing });
 
     release ??= await takeTurn(cfg, log);
-    if (body === null) {
-      const digest = new BodyDigest();
-      try {
-        return await stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body: input.chunks(PUSH_BYTES), digest });
-      } finally {
-        digest.free();
-      }
-    }
-    return await stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body, digest: null });
+    return await stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body: body ?? input.chunks(PUSH_BYTES) });
   } finally {
     release?.();
   }
@@ -142,16 +134,47 @@ function logCounts(log, report) {
 }
 
 /**
- * Streams the body through the pipeline and the table files to S3, then commits:
- * the five table objects (checked with HEAD), the index entries, the marker last.
- * `digest` (streamed bodies) hashes the bytes as they go by, to compare the whole
- * SHA-256 with X-Content-SHA256 (the pipeline itself checks the batch id only).
+ * Chunks (the body's async generator, or the buffered body's array) as a
+ * ReadableStream for the core's stream reader (`Pipeline.pushStream`), pulled one
+ * chunk at a time (highWaterMark 0: nothing is read ahead, so a chunk of
+ * `Body.chunks()` is pushed before its reused buffer is read into again). What the
+ * source itself throws (a 413, the client gone) is kept in `failure`, to be
+ * rethrown as it was: the reader reports it as code `read` with it as the cause.
  */
-async function stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body, digest }) {
+function chunkStream(chunks) {
+  const it = Symbol.asyncIterator in chunks ? chunks[Symbol.asyncIterator]() : chunks[Symbol.iterator]();
+  const source = { failure: null };
+  source.stream = new ReadableStream({
+    async pull(c) {
+      try {
+        const { done, value } = await it.next();
+        if (done) c.close();
+        else c.enqueue(value);
+      } catch (e) {
+        source.failure = e;
+        throw e;
+      }
+    },
+    async cancel() {
+      await it.return?.();
+    },
+  }, { highWaterMark: 0 });
+  return source;
+}
+
+/**
+ * Streams the body (`body`: its chunks) through the pipeline and the table files to
+ * S3, then commits: the five table objects (checked with HEAD), the index entries,
+ * the marker last. The core's stream reader drives it: its drain callback does the
+ * S3 writes, awaited before the next chunk is read. The pipeline compares the whole
+ * SHA-256 of the bytes with X-Content-SHA256 (its `sha256` option: one hash, the
+ * core's, which it makes anyway for the batch id).
+ */
+async function stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, body }) {
   const markerKey = keys[keys.length - 1];
   const limiter = new Limiter(cfg.partsInFlight);
   const objects = new Map(keys.slice(0, -1).map((k) => [k.slice(cfg.prefix.length), new TableObject(s3, k, cfg.partBytes, limiter)]));
-  const pipeline = new Pipeline({ source: fileName, batchId, customerKeySecret: cfg.customerKeySecret, maxCacheBytes: CORE_CACHE_BYTES });
+  const pipeline = new Pipeline({ source: fileName, batchId, sha256, customerKeySecret: cfg.customerKeySecret, maxCacheBytes: CORE_CACHE_BYTES });
   let result;
   try {
     const forward = async (files) => {
@@ -160,14 +183,17 @@ async function stage({ s3, cfg, log, store, fileName, batchId, keys, sha256, bod
         if (obj) await obj.write(bytes);
       }
     };
-    for await (const chunk of body) {
-      if (digest) await digest.update(chunk);
-      pipeline.push(chunk);
-      log.bytes = pipeline.bytes;
-      await forward(pipeline.drain());
-    }
-    if (digest && (await digest.hex()) !== sha256) {
-      throw new HttpError(400, 'sha256_mismatch', 'the body does not match X-Content-SHA256: its SHA-256 differs (all 64 digits are compared)');
+    const source = chunkStream(body);
+    try {
+      await pipeline.pushStream(source.stream, {
+        progressEveryBytes: 0,
+        onProgress: ({ bytes }) => {
+          log.bytes = bytes;
+        },
+        onDrain: forward,
+      });
+    } catch (e) {
+      throw source.failure ?? e;
     }
 
     result = finish(pipeline);
