@@ -63,11 +63,10 @@ pub fn main() -> i32 {
         Command::Transform(a) => transform::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Token(a) => token::run(a),
-        // The warehouse commands still say their errors as text.
-        Command::Sql(a) => warehouse::sql(a).map_err(anyhow::Error::msg),
-        Command::LoadPlan(a) => warehouse::load_plan(a).map_err(anyhow::Error::msg),
-        Command::Load(a) => warehouse::load(a).map_err(anyhow::Error::msg),
-        Command::Insights(a) => warehouse::insights(a).map_err(anyhow::Error::msg),
+        Command::Sql(a) => warehouse::sql(a),
+        Command::LoadPlan(a) => warehouse::load_plan(a),
+        Command::Load(a) => warehouse::load(a),
+        Command::Insights(a) => warehouse::insights(a),
     };
     match result {
         Ok(outcome) => outcome as i32,
