@@ -600,24 +600,25 @@ fn unreachable_database_is_a_clear_error_without_the_password() {
     // Port 1 on the loopback: nothing listens there.
     let url = "postgres://someone:hunter2secret@127.0.0.1:1/warehouse";
     let root = tempfile::tempdir().unwrap();
-    for args in [
-        vec![
+    // (command, the phase its error names)
+    for (args, phase) in [
+        (
+            vec![
+                "load",
+                "--postgres",
+                url,
+                "--root",
+                root.path().to_str().unwrap(),
+            ],
             "load",
-            "--postgres",
-            url,
-            "--root",
-            root.path().to_str().unwrap(),
-        ],
-        vec!["insights", "--postgres", url],
+        ),
+        (vec!["insights", "--postgres", url], "query"),
     ] {
         let out = cafe_etl(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = text(&out.stderr);
-        assert!(
-            err.starts_with("cafe-etl: load error: cannot connect to PostgreSQL")
-                || err.starts_with("cafe-etl: query error: cannot connect to PostgreSQL"),
-            "{err}"
-        );
+        let want = format!("cafe-etl: {phase} error: cannot connect to PostgreSQL");
+        assert!(err.starts_with(&want), "{err}");
         assert!(!err.contains("hunter2secret"), "{err}");
     }
 }
@@ -640,142 +641,114 @@ fn fixture_answers_the_briefs_four_questions() {
     assert_eq!(count(c, "SELECT count(*) FROM basket_items"), 14);
     assert_eq!(count(c, "SELECT count(*) FROM loaded_batches"), 6);
 
-    // 1. Coffees sold per type per week (weeks start on Monday).
-    assert_eq!(
-        rows(
-            c,
+    // Each view on the hand-checked rows: (query, rows expected).
+    let views: &[(&str, &[&[&str]])] = &[
+        // 1. Coffees sold per type per week (weeks start on Monday).
+        (
             "SELECT week_start, coffee_type, units FROM coffees_sold_per_type_weekly \
-             ORDER BY week_start, units DESC, coffee_type"
+             ORDER BY week_start, units DESC, coffee_type",
+            &[
+                &["2021-08-23", "Latte", "6"],
+                &["2021-08-23", "Flavoured latte", "2"],
+                &["2021-08-23", "Mocha", "2"],
+                &["2021-08-23", "Flavoured iced latte", "1"],
+                &["2021-08-30", "Latte", "3"],
+                &["2021-08-30", "Americano", "1"],
+                &["2021-08-30", "Flavoured latte", "1"],
+            ],
         ),
-        table(&[
-            &["2021-08-23", "Latte", "6"],
-            &["2021-08-23", "Flavoured latte", "2"],
-            &["2021-08-23", "Mocha", "2"],
-            &["2021-08-23", "Flavoured iced latte", "1"],
-            &["2021-08-30", "Latte", "3"],
-            &["2021-08-30", "Americano", "1"],
-            &["2021-08-30", "Flavoured latte", "1"],
-        ])
-    );
-    // 2. Best store per day and per week, by revenue.
-    assert_eq!(
-        rows(
-            c,
-            "SELECT day, store_name, revenue, transactions FROM best_store_daily ORDER BY day"
+        // 2. Best store per day and per week, by revenue.
+        (
+            "SELECT day, store_name, revenue, transactions FROM best_store_daily ORDER BY day",
+            &[
+                &["2021-08-25", "Leeds", "12.05", "3"],
+                &["2021-08-26", "York", "7.45", "2"],
+                &["2021-08-31", "Leeds", "9.40", "3"],
+                &["2021-09-01", "York", "2.45", "1"],
+            ],
         ),
-        table(&[
-            &["2021-08-25", "Leeds", "12.05", "3"],
-            &["2021-08-26", "York", "7.45", "2"],
-            &["2021-08-31", "Leeds", "9.40", "3"],
-            &["2021-09-01", "York", "2.45", "1"],
-        ])
-    );
-    assert_eq!(
-        rows(
-            c,
-            "SELECT week_start, store_name, revenue FROM best_store_weekly ORDER BY week_start"
+        (
+            "SELECT week_start, store_name, revenue FROM best_store_weekly ORDER BY week_start",
+            &[
+                &["2021-08-23", "York", "14.90"],
+                &["2021-08-30", "Leeds", "9.40"],
+            ],
         ),
-        table(&[
-            &["2021-08-23", "York", "14.90"],
-            &["2021-08-30", "Leeds", "9.40"],
-        ])
-    );
-    // 3. Weekly Hazelnut revenue.
-    assert_eq!(
-        rows(
-            c,
-            "SELECT week_start, units, revenue FROM hazelnut_revenue_weekly ORDER BY week_start"
+        // 3. Weekly Hazelnut revenue.
+        (
+            "SELECT week_start, units, revenue FROM hazelnut_revenue_weekly ORDER BY week_start",
+            &[&["2021-08-23", "3", "7.95"], &["2021-08-30", "1", "2.85"]],
         ),
-        table(&[&["2021-08-23", "3", "7.95"], &["2021-08-30", "1", "2.85"]])
-    );
-    // 4. Daily Large Latte revenue.
-    assert_eq!(
-        rows(
-            c,
-            "SELECT day, units, revenue FROM large_latte_revenue_daily ORDER BY day"
+        // 4. Daily Large Latte revenue.
+        (
+            "SELECT day, units, revenue FROM large_latte_revenue_daily ORDER BY day",
+            &[
+                &["2021-08-25", "3", "7.35"],
+                &["2021-08-26", "2", "4.90"],
+                &["2021-08-31", "1", "2.45"],
+                &["2021-09-01", "1", "2.45"],
+            ],
         ),
-        table(&[
-            &["2021-08-25", "3", "7.35"],
-            &["2021-08-26", "2", "4.90"],
-            &["2021-08-31", "1", "2.45"],
-            &["2021-09-01", "1", "2.45"],
-        ])
-    );
-
-    // The rest of the views, on the same hand-checked rows.
-    assert_eq!(
-        rows(
-            c,
+        // The rest of the views, on the same hand-checked rows.
+        (
             "SELECT week_start, store_name, new_customers, returning_customers \
-             FROM customers_new_returning_weekly ORDER BY week_start, store_name"
+             FROM customers_new_returning_weekly ORDER BY week_start, store_name",
+            &[
+                &["2021-08-23", "Leeds", "3", "0"],
+                &["2021-08-23", "York", "3", "0"],
+                &["2021-08-30", "Leeds", "1", "2"],
+                &["2021-08-30", "York", "0", "1"],
+            ],
         ),
-        table(&[
-            &["2021-08-23", "Leeds", "3", "0"],
-            &["2021-08-23", "York", "3", "0"],
-            &["2021-08-30", "Leeds", "1", "2"],
-            &["2021-08-30", "York", "0", "1"],
-        ])
-    );
-    assert_eq!(
-        rows(
-            c,
+        (
             "SELECT week_start, store_name, cash_transactions, card_transactions, cash_revenue, \
-             card_revenue, card_share_pct FROM payment_mix_weekly ORDER BY week_start, store_name"
+             card_revenue, card_share_pct FROM payment_mix_weekly ORDER BY week_start, store_name",
+            &[
+                &["2021-08-23", "Leeds", "1", "2", "2.45", "9.60", "66.7"],
+                &["2021-08-23", "York", "1", "3", "2.15", "12.75", "75.0"],
+                &["2021-08-30", "Leeds", "1", "2", "1.95", "7.45", "66.7"],
+                &["2021-08-30", "York", "0", "1", "0.00", "2.45", "100.0"],
+            ],
         ),
-        table(&[
-            &["2021-08-23", "Leeds", "1", "2", "2.45", "9.60", "66.7"],
-            &["2021-08-23", "York", "1", "3", "2.15", "12.75", "75.0"],
-            &["2021-08-30", "Leeds", "1", "2", "1.95", "7.45", "66.7"],
-            &["2021-08-30", "York", "0", "1", "0.00", "2.45", "100.0"],
-        ])
-    );
-    assert_eq!(
-        rows(
-            c,
+        (
             "SELECT week_start, store_name, transactions, average_basket, average_items \
-             FROM average_basket_weekly ORDER BY week_start, store_name"
+             FROM average_basket_weekly ORDER BY week_start, store_name",
+            &[
+                &["2021-08-23", "Leeds", "3", "4.02", "1.67"],
+                &["2021-08-23", "York", "4", "3.73", "1.50"],
+                &["2021-08-30", "Leeds", "3", "3.13", "1.33"],
+                &["2021-08-30", "York", "1", "2.45", "1.00"],
+            ],
         ),
-        table(&[
-            &["2021-08-23", "Leeds", "3", "4.02", "1.67"],
-            &["2021-08-23", "York", "4", "3.73", "1.50"],
-            &["2021-08-30", "Leeds", "3", "3.13", "1.33"],
-            &["2021-08-30", "York", "1", "2.45", "1.00"],
-        ])
-    );
-    assert_eq!(
-        rows(
-            c,
+        (
             "SELECT store_name, hour, transactions, days, per_day FROM store_hourly_transactions \
-             WHERE store_name = 'Leeds' ORDER BY hour"
+             WHERE store_name = 'Leeds' ORDER BY hour",
+            &[
+                &["Leeds", "8", "1", "1", "1.0"],
+                &["Leeds", "9", "2", "1", "2.0"],
+                &["Leeds", "10", "1", "1", "1.0"],
+                &["Leeds", "12", "1", "1", "1.0"],
+                &["Leeds", "16", "1", "1", "1.0"],
+            ],
         ),
-        table(&[
-            &["Leeds", "8", "1", "1", "1.0"],
-            &["Leeds", "9", "2", "1", "2.0"],
-            &["Leeds", "10", "1", "1", "1.0"],
-            &["Leeds", "12", "1", "1", "1.0"],
-            &["Leeds", "16", "1", "1", "1.0"],
-        ])
-    );
-    assert_eq!(
-        rows(
-            c,
-            "SELECT store_name, sum(revenue) FROM store_sales_weekly GROUP BY store_name ORDER BY 1"
+        (
+            "SELECT store_name, sum(revenue) FROM store_sales_weekly GROUP BY store_name ORDER BY 1",
+            &[&["Leeds", "21.45"], &["York", "17.35"]],
         ),
-        table(&[&["Leeds", "21.45"], &["York", "17.35"]])
-    );
-    assert_eq!(
-        rows(
-            c,
+        (
             "SELECT product, units, revenue FROM product_sales_weekly \
-             WHERE week_start = '2021-08-30' ORDER BY revenue DESC, product"
+             WHERE week_start = '2021-08-30' ORDER BY revenue DESC, product",
+            &[
+                &["Large Latte", "2", "4.90"],
+                &["Large Flavoured latte - Hazelnut", "1", "2.85"],
+                &["Regular Latte", "1", "2.15"],
+                &["Regular Americano", "1", "1.95"],
+            ],
         ),
-        table(&[
-            &["Large Latte", "2", "4.90"],
-            &["Large Flavoured latte - Hazelnut", "1", "2.85"],
-            &["Regular Latte", "1", "2.15"],
-            &["Regular Americano", "1", "1.95"],
-        ])
-    );
+    ];
+    for (sql, want) in views {
+        assert_eq!(rows(c, sql), table(want), "{sql}");
+    }
 
     // A transaction of both Leeds 31/08 batches keeps the first batch id.
     let first = batch_of(&fixture_dir().join("leeds_31-08-2021_09-00-00.csv"));

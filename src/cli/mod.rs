@@ -8,6 +8,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 mod check;
@@ -148,6 +149,21 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
 
 /// Chunk size for streaming a file through the pipeline.
 pub const CHUNK: usize = 256 * 1024;
+
+/// Streams a file to `each` in chunks of at most [`CHUNK`] bytes: the
+/// memory used does not grow with the file. Errors name the file.
+pub fn read_chunks(path: &Path, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let mut file = std::fs::File::open(path).with_context(shown(path))?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => each(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(shown(path)),
+        }
+    }
+}
 
 /// Maps a write error to the command's error, except a reader that went
 /// away (`check --json | head`): there is nobody left to tell, so the
