@@ -412,9 +412,7 @@ fn load_plan_writes_manifests_and_a_redshift_script_that_parses() {
             .expect("INSERT ... SELECT")
             .to_string();
         assert!(
-            body.contains(&format!(
-                "FROM tmp_new_{name} AS s LEFT JOIN {name} AS t ON t."
-            )) || body.contains(&format!("FROM tmp_new_{name} s LEFT JOIN {name} t ON t.")),
+            body.contains(&format!("FROM tmp_new_{name} s LEFT JOIN {name} t ON t.")),
             "{body}"
         );
         assert!(body.ends_with("_id IS NULL"), "{body}");
