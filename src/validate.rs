@@ -43,7 +43,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             max_issues: 10_000,
-            max_pence: 99_999_999_99,
+            max_pence: 9_999_999_999,
             min_year: 2000,
             max_year: 2099,
             max_basket_items: 200,
@@ -827,7 +827,7 @@ mod tests {
 
     #[test]
     fn money() {
-        let m = 99_999_999_99;
+        let m = 9_999_999_999;
         for (s, want) in [
             ("2.45", 245),
             ("4", 400),

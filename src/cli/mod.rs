@@ -195,14 +195,13 @@ mod tests {
                 "/x/a.csv: no such file",
             ),
             (
-                Err::<(), _>(core())
-                    .map_err(said)
+                Err::<(), _>(said(core()))
                     .context("a.csv")
                     .unwrap_err(),
                 "a.csv: stage error: stores table: no such file",
             ),
             (
-                quiet_pipe(Err(IoError::new(ErrorKind::Other, "disk full"))).unwrap_err(),
+                quiet_pipe(Err(IoError::other("disk full"))).unwrap_err(),
                 "writing the output: disk full",
             ),
             (
