@@ -461,18 +461,8 @@ impl BasketReader {
         max_pence: i64,
         items: &mut Vec<Item>,
     ) -> Result<(), BasketProblem> {
-        items.clear();
-        if basket.trim_ascii().is_empty() {
-            return Err(BasketProblem::Empty);
-        }
-        // More items than `max` need at least `max` commas: only a basket
-        // that long is counted.
-        if let Some(max) = self.max_items.filter(|&max| basket.len() > max) {
-            let items = memchr::memchr_iter(b',', basket.as_bytes()).count() + 1;
-            if items > max {
-                return Err(BasketProblem::TooManyItems { items, max });
-            }
-        }
+        start_basket(basket, items)?;
+        self.within_max_items(basket, 1)?;
         for_each_piece(basket, |item, raw| {
             let text = raw.trim_ascii();
             let at = (text.as_ptr() as usize - basket.as_ptr() as usize) as u32;
@@ -518,14 +508,35 @@ impl BasketReader {
         max_pence: i64,
         items: &mut Vec<Item>,
     ) -> Result<(), BasketProblem> {
-        if let Some(max) = self.max_items {
-            let items = (memchr::memchr_iter(b',', basket.as_bytes()).count() + 1) / 3;
+        self.within_max_items(basket, 3)?;
+        parse_basket_legacy(basket, max_pence, items)
+    }
+
+    /// [`BasketProblem::TooManyItems`] when a basket of `values_per_item`
+    /// comma-separated values an item holds more items than the limit.
+    fn within_max_items(&self, basket: &str, values_per_item: usize) -> Result<(), BasketProblem> {
+        // More items than `max` need more than `max * values_per_item`
+        // commas: only a basket that long is counted.
+        let longer = |&max: &usize| basket.len() > max.saturating_mul(values_per_item);
+        if let Some(max) = self.max_items.filter(longer) {
+            let values = memchr::memchr_iter(b',', basket.as_bytes()).count() + 1;
+            let items = values / values_per_item;
             if items > max {
                 return Err(BasketProblem::TooManyItems { items, max });
             }
         }
-        parse_basket_legacy(basket, max_pence, items)
+        Ok(())
     }
+}
+
+/// Empties `items` for a new basket; a blank basket is
+/// [`BasketProblem::Empty`].
+fn start_basket(basket: &str, items: &mut Vec<Item>) -> Result<(), BasketProblem> {
+    items.clear();
+    if basket.trim_ascii().is_empty() {
+        return Err(BasketProblem::Empty);
+    }
+    Ok(())
 }
 
 /// Reads a legacy basket: flat `size,name,price` triplets, size may be blank.
@@ -534,10 +545,7 @@ pub fn parse_basket_legacy(
     max_pence: i64,
     items: &mut Vec<Item>,
 ) -> Result<(), BasketProblem> {
-    items.clear();
-    if basket.trim_ascii().is_empty() {
-        return Err(BasketProblem::Empty);
-    }
+    start_basket(basket, items)?;
     let values = memchr::memchr_iter(b',', basket.as_bytes()).count() + 1;
     if values % 3 != 0 {
         return Err(BasketProblem::Triplets { values });
