@@ -118,6 +118,20 @@ fn ok(args: &[&str]) -> (String, String) {
     (text(&out.stdout), text(&out.stderr))
 }
 
+/// `cafe-etl load-plan` of the staging root `root` for the S3 URL `s3`,
+/// with `extra` options.
+fn plan_args<'a>(root: &'a Path, s3: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "load-plan",
+        "--root",
+        root.to_str().unwrap(),
+        "--s3-url",
+        s3,
+    ];
+    args.extend(extra);
+    args
+}
+
 /// Stages `inputs` under `root` with a customer-key secret. The exit code
 /// must be the one the per-file lines call for: 1 when a row was rejected or
 /// a file refused, else 0.
@@ -324,17 +338,11 @@ fn load_plan_writes_manifests_and_a_redshift_script_that_parses() {
 
     let s3 = "s3://cafe-staging/prod";
     let role = "arn:aws:iam::123456789012:role/cafe-loader";
-    let (script, note) = ok(&[
-        "load-plan",
-        "--root",
-        root.to_str().unwrap(),
-        "--s3-url",
+    let (script, note) = ok(&plan_args(
+        &root,
         s3,
-        "--iam-role",
-        role,
-        "--region",
-        "eu-west-2",
-    ]);
+        &["--iam-role", role, "--region", "eu-west-2"],
+    ));
     assert!(
         note.contains("5 batches") && note.contains("1 batch without marker"),
         "{note}"
@@ -490,30 +498,18 @@ fn load_plan_writes_manifests_and_a_redshift_script_that_parses() {
         .all(|v| matches!(v, Statement::CreateView { .. })));
 
     // Nothing left to plan: staged before --since, or listed as loaded.
-    let (script, note) = ok(&[
-        "load-plan",
-        "--root",
-        root.to_str().unwrap(),
-        "--s3-url",
-        s3,
-        "--since",
-        "2999-01-01",
-    ]);
+    let (script, note) = ok(&plan_args(&root, s3, &["--since", "2999-01-01"]));
     assert!(
         script.is_empty() && note.starts_with("nothing to plan"),
         "{note}"
     );
     let loaded = dir.path().join("loaded.txt");
     std::fs::write(&loaded, ids.join("\n")).unwrap();
-    let (script, _) = ok(&[
-        "load-plan",
-        "--root",
-        root.to_str().unwrap(),
-        "--s3-url",
+    let (script, _) = ok(&plan_args(
+        &root,
         s3,
-        "--loaded",
-        loaded.to_str().unwrap(),
-    ]);
+        &["--loaded", loaded.to_str().unwrap()],
+    ));
     assert!(script.is_empty());
 
     // Usage errors exit 2 with the reason.
@@ -1003,13 +999,7 @@ fn a_batch_whose_marker_names_a_missing_table_is_skipped_and_the_rest_load() {
 
     // The Redshift plan: the broken batch named on stderr, left out of the
     // manifests; the others planned. Exit 1, as for a refused file.
-    let out = cafe_etl(&[
-        "load-plan",
-        "--root",
-        root.to_str().unwrap(),
-        "--s3-url",
-        "s3://cafe-staging/v1",
-    ]);
+    let out = cafe_etl(&plan_args(&root, "s3://cafe-staging/v1", &[]));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&said), "{err}");
@@ -1427,13 +1417,7 @@ fn real_corpus_loads_exactly_once() {
     assert!(cols > 20, "only {cols} text columns searched");
     let (shown, _) = ok(&["insights", "--postgres", &db.url, "--limit", "50"]);
     assert_no_personal_data(&pii, "insights", &shown);
-    let (script, _) = ok(&[
-        "load-plan",
-        "--root",
-        root.to_str().unwrap(),
-        "--s3-url",
-        "s3://cafe-staging/prod",
-    ]);
+    let (script, _) = ok(&plan_args(&root, "s3://cafe-staging/prod", &[]));
     assert_no_personal_data(&pii, "the load script", &script);
 
     // Loading again changes nothing, even when the plan takes every batch.
