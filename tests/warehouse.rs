@@ -132,9 +132,20 @@ fn plan_args<'a>(root: &'a Path, s3: &'a str, extra: &[&'a str]) -> Vec<&'a str>
     args
 }
 
-/// Stages `inputs` under `root` with a customer-key secret. The exit code
-/// must be the one the per-file lines call for: 1 when a row was rejected or
-/// a file refused, else 0.
+/// The exit code `transform`'s per-file lines call for: 1 when a row was
+/// rejected, a file refused, or a batch skipped as staged with another
+/// secret; else 0.
+fn exit_code_called_for(stdout: &str) -> i32 {
+    let rejected = stdout.lines().any(|l| {
+        l.contains(": refused, nothing staged:")
+            || (l.contains(": staged batch ") && !l.contains(" staged, 0 rejected,"))
+            || l.contains(" is already staged with ")
+    });
+    i32::from(rejected)
+}
+
+/// Stages `inputs` under `root` with a customer-key secret, with the exit
+/// code its per-file lines call for.
 fn stage(inputs: &Path, root: &Path) -> String {
     let out = cafe_etl(&[
         "transform",
@@ -145,13 +156,9 @@ fn stage(inputs: &Path, root: &Path) -> String {
         inputs.to_str().unwrap(),
     ]);
     let stdout = text(&out.stdout);
-    let rejected = stdout.lines().any(|l| {
-        l.contains(": refused, nothing staged:")
-            || (l.contains(": staged batch ") && !l.contains(" staged, 0 rejected,"))
-    });
     assert_eq!(
         out.status.code(),
-        Some(rejected as i32),
+        Some(exit_code_called_for(&stdout)),
         "transform: {stdout}{}",
         text(&out.stderr)
     );
@@ -1437,7 +1444,8 @@ fn real_corpus_loads_exactly_once() {
 }
 
 /// Stages one file with the secret in `secret` (an environment variable's
-/// value), or without one; `--restage` when asked.
+/// value), or without one; `--restage` when asked. The exit code is the one
+/// its per-file line calls for.
 fn stage_with(file: &Path, root: &Path, secret: Option<&str>, restage: bool) -> String {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cafe-etl"));
     c.args(["transform", "--out", root.to_str().unwrap()])
@@ -1450,12 +1458,14 @@ fn stage_with(file: &Path, root: &Path, secret: Option<&str>, restage: bool) -> 
         c.arg("--restage");
     }
     let out = c.arg(file).output().unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "transform: {}",
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(exit_code_called_for(&stdout)),
+        "transform: {stdout}{}",
         text(&out.stderr)
     );
-    text(&out.stdout)
+    stdout
 }
 
 #[test]
