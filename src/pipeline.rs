@@ -172,6 +172,14 @@ pub fn sniff_not_csv(prefix: &[u8]) -> Option<&'static str> {
 /// `2020-10-01 09:00:00`) or an amount of money (`2.45`). Prose with commas
 /// (a README, notes) has neither, however many commas it has.
 fn looks_like_export_line(rec: &RawRecord<'_>) -> bool {
+    fields_look_like_export_line(rec.len(), rec.iter())
+}
+
+/// [`looks_like_export_line`] of a line's `count` fields.
+fn fields_look_like_export_line<'a>(
+    count: usize,
+    mut fields: impl Iterator<Item = &'a str>,
+) -> bool {
     fn timestamp_like(f: &str) -> bool {
         let digits = f.bytes().filter(u8::is_ascii_digit).count();
         digits >= 6
@@ -193,12 +201,24 @@ fn looks_like_export_line(rec: &RawRecord<'_>) -> bool {
             None => false,
         }
     }
-    rec.len() >= 5
-        && !starts_like_markdown(rec.get(0).unwrap_or(""))
-        && rec
-            .iter()
+    let first = fields.next().unwrap_or("");
+    count >= 5
+        && !starts_like_markdown(first)
+        && std::iter::once(first)
+            .chain(fields)
             .map(str::trim)
             .any(|f| timestamp_like(f) || money_like(f))
+}
+
+/// Whether a line that a quoted field swallowed (a quote left open) has the
+/// shape of an export line: such a file is a till export with a broken row,
+/// told as that row's `line_break_in_field`, not refused as `not_csv`.
+fn swallows_an_export_line(rec: &RawRecord<'_>) -> bool {
+    // The record's text without its quotes, cut back into lines: the
+    // fields of a swallowed line are its commas' pieces.
+    let text = rec.iter().collect::<Vec<_>>().join(",");
+    text.split(['\n', '\r'])
+        .any(|line| fields_look_like_export_line(line.split(',').count(), line.split(',')))
 }
 
 /// Whether a line opens like Markdown (a heading, a list item, a table row,
@@ -429,6 +449,9 @@ impl<W: Write> Processor<W> {
         // numbers included: nothing of such a record is read further,
         // and its multi-line fields are withheld from the reject file.
         self.count_read(rec);
+        if self.rows_with_columns == 0 && swallows_an_export_line(rec) {
+            self.rows_with_columns += 1;
+        }
         let column = rec
             .iter()
             .position(|f| f.contains(['\n', '\r']))
@@ -1079,6 +1102,20 @@ mod tests {
                 "yesterday,Leeds,X,Large Latte - 2.45,2.45,CASH,\n",
                 false,
                 &[],
+            ),
+            // A quote the first row leaves open swallows the export's
+            // lines: a broken row of an export, not plain text.
+            (
+                "CASH,25/08/2021 08:00,Leeds,\"Large Latte - 2.45,2.45,CARD,\n\
+                 25/08/2021 10:00,Leeds,Bo Example,Large Latte - 2.45,2.45,CASH,\n",
+                false,
+                &[],
+            ),
+            // Prose with a quote left open is still prose.
+            (
+                "Some \"notes, with commas, a, b, c\nand more, prose, d, e, f\n",
+                true,
+                &["plain text (2 lines)"],
             ),
         ];
         for (input, refused, words) in cases {
