@@ -267,7 +267,7 @@ pub fn write_day(
                 basket.push_str(name);
                 if !flavours.is_empty() {
                     basket.push_str(" - ");
-                    basket.push_str(*rng.pick(flavours));
+                    basket.push_str(rng.pick::<&str>(flavours));
                 }
                 basket.push_str(&format!(" - {}.{:02}", price / 100, price % 100));
                 total += price;
@@ -278,9 +278,9 @@ pub fn write_day(
                 "{d:02}/{m:02}/{y:04} {:02}:{minute:02},{store},",
                 7 + h
             ));
-            line.push_str(*rng.pick(FIRST));
+            line.push_str(rng.pick::<&str>(FIRST));
             line.push(' ');
-            line.push_str(*rng.pick(LAST));
+            line.push_str(rng.pick::<&str>(LAST));
             line.push(',');
             if items > 1 {
                 line.push('"');
@@ -299,7 +299,7 @@ pub fn write_day(
             }
             line.push_str(&format!(",{t},{},", if cash { "CASH" } else { "CARD" }));
             if !cash {
-                line.push_str(*rng.pick(TEST_CARDS));
+                line.push_str(rng.pick::<&str>(TEST_CARDS));
             }
             line.push('\n');
             out.write_all(line.as_bytes())?;

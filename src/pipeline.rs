@@ -5,7 +5,7 @@ use crate::error::{Error, ErrorCode};
 use crate::privacy::{mask_card_numbers, RejectFields};
 use crate::read::{self, RawRecord, Reader};
 use crate::report::{Code, Format, Issue, Report, Severity};
-use crate::row::{Item, Timestamp};
+use crate::row::{CleanRow, Item, Timestamp, Transaction};
 use crate::stage::{self, TableWriters};
 use crate::transform::{self, CountingSink, Transformer};
 use crate::validate::{self, BasketReader};
@@ -172,6 +172,14 @@ pub fn sniff_not_csv(prefix: &[u8]) -> Option<&'static str> {
 /// `2020-10-01 09:00:00`) or an amount of money (`2.45`). Prose with commas
 /// (a README, notes) has neither, however many commas it has.
 fn looks_like_export_line(rec: &RawRecord<'_>) -> bool {
+    fields_look_like_export_line(rec.len(), rec.iter())
+}
+
+/// [`looks_like_export_line`] of a line's `count` fields.
+fn fields_look_like_export_line<'a>(
+    count: usize,
+    mut fields: impl Iterator<Item = &'a str>,
+) -> bool {
     fn timestamp_like(f: &str) -> bool {
         let digits = f.bytes().filter(u8::is_ascii_digit).count();
         digits >= 6
@@ -193,12 +201,24 @@ fn looks_like_export_line(rec: &RawRecord<'_>) -> bool {
             None => false,
         }
     }
-    rec.len() >= 5
-        && !starts_like_markdown(rec.get(0).unwrap_or(""))
-        && rec
-            .iter()
+    let first = fields.next().unwrap_or("");
+    count >= 5
+        && !starts_like_markdown(first)
+        && std::iter::once(first)
+            .chain(fields)
             .map(str::trim)
             .any(|f| timestamp_like(f) || money_like(f))
+}
+
+/// Whether a line that a quoted field swallowed (a quote left open) has the
+/// shape of an export line: such a file is a till export with a broken row,
+/// told as that row's `line_break_in_field`, not refused as `not_csv`.
+fn swallows_an_export_line(rec: &RawRecord<'_>) -> bool {
+    // The record's text without its quotes, cut back into lines: the
+    // fields of a swallowed line are its commas' pieces.
+    let text = rec.iter().collect::<Vec<_>>().join(",");
+    text.split(['\n', '\r'])
+        .any(|line| fields_look_like_export_line(line.split(',').count(), line.split(',')))
 }
 
 /// Whether a line opens like Markdown (a heading, a list item, a table row,
@@ -364,54 +384,18 @@ impl<W: Write> Processor<W> {
         Ok(())
     }
 
+    /// Handles one record, in the order a reader can follow: a record the
+    /// reader could not keep whole (too long, or a quoted field running
+    /// over lines) is rejected as it stands; any other is cleaned, then
+    /// counted as blank or header, rejected for its field count, or
+    /// validated and staged ([`Processor::row`]).
     fn record(&mut self, rec: &RawRecord<'_>) -> Result<(), Error> {
         self.row_issues.clear();
         if rec.too_long {
-            self.report.rows_read += 1;
-            self.row_issues.push(Issue {
-                line: rec.line,
-                column: None,
-                code: Code::RecordTooLong,
-                severity: Severity::Error,
-                message: "the row is longer than the reader keeps (64 KiB or 512 fields), expected one till transaction per line".into(),
-            });
-            self.reject(rec.line, &RejectFields::none())?;
-            self.flush_row_issues();
-            return Ok(());
+            return self.reject_too_long(rec);
         }
         if rec.line_breaks > 0 {
-            // A quote left open swallows the lines after it, names and card
-            // numbers included: nothing of such a record is read further,
-            // and its multi-line fields are withheld from the reject file.
-            self.report.rows_read += 1;
-            self.note_shape(rec);
-            let column = rec
-                .iter()
-                .position(|f| f.contains(['\n', '\r']))
-                .map(|i| i as u32 + 1);
-            let last = rec.line + rec.line_breaks as u64;
-            self.row_issues.push(Issue {
-                line: rec.line,
-                column,
-                code: Code::LineBreakInField,
-                severity: Severity::Error,
-                message: format!(
-                    "a quoted field runs from line {} to line {last}, expected one transaction per line (a double quote is probably left open; the lines it swallowed are part of this rejected row)",
-                    rec.line
-                ),
-            });
-            if rec.unterminated_quote {
-                self.row_issues.push(Issue {
-                    line: rec.line,
-                    column,
-                    code: Code::UnterminatedQuote,
-                    severity: Severity::Error,
-                    message: "the quoted field is never closed, expected a closing \" before the end of the file".into(),
-                });
-            }
-            self.reject(rec.line, &RejectFields::of_record(rec))?;
-            self.flush_row_issues();
-            return Ok(());
+            return self.reject_line_breaks(rec);
         }
         if rec.unterminated_quote {
             self.row_issues.push(Issue {
@@ -422,86 +406,176 @@ impl<W: Write> Processor<W> {
                 message: "a quoted field is never closed, expected a closing \" before the end of the file".into(),
             });
         }
-        let kind = self.cleaner.clean(rec);
-        match kind {
+        match self.cleaner.clean(rec) {
             Kind::Blank => self.report.blank_lines += 1,
             Kind::Header => self.report.header_lines += 1,
             Kind::Malformed { fields, kept } => {
-                self.report.rows_read += 1;
-                self.note_shape(rec);
-                self.field_count_issue(fields, rec.line);
-                if self.row_issues.is_empty() {
-                    // The one issue of the row, lent to the reject writer
-                    // and cloned only into the report's list while it has
-                    // room: no allocation per row past it.
-                    self.report.rows_rejected += 1;
-                    let issue = std::slice::from_ref(&self.field_count_issue);
-                    if let Some(w) = self.writers.as_mut() {
-                        w.reject(rec.line, issue, &kept)?;
-                    }
-                    if let Some(csv) = self.rejects_csv.as_mut() {
-                        csv.reject(rec.line, issue, &kept);
-                    }
-                    if self.count(Code::FieldCount, Severity::Error) {
-                        self.report.issues.push(self.field_count_issue.clone());
-                    }
-                } else {
-                    self.row_issues.push(self.field_count_issue.clone());
-                    self.reject(rec.line, &kept)?;
-                    self.flush_row_issues();
-                }
+                self.count_read(rec);
+                self.reject_malformed(rec.line, fields, &kept)?;
             }
             Kind::Row(row) => {
-                self.report.rows_read += 1;
-                self.note_shape(rec);
-                if self.report.format == Format::Unknown {
-                    self.report.format = if row.looks_legacy() {
-                        Format::Legacy2020
-                    } else {
-                        Format::Current
-                    };
-                }
-                if row.reencoded {
-                    self.row_issues.push(Issue {
-                        line: row.line,
-                        column: None,
-                        code: Code::Encoding,
-                        severity: Severity::Warning,
-                        message: "the row is not valid UTF-8 and was read as Windows-1252, expected UTF-8 (check accented letters)".into(),
-                    });
-                }
-                let mut issues = std::mem::take(&mut self.row_issues);
-                let tx = validate::validate_row(
-                    &row,
-                    &self.config,
-                    &mut self.baskets,
-                    &mut self.items,
-                    &mut |i| issues.push(i),
-                );
-                self.row_issues = issues;
-                let has_error = self
-                    .row_issues
-                    .iter()
-                    .any(|i| i.severity == Severity::Error);
-                match tx {
-                    Some(tx) if !has_error => {
-                        self.check_date(&tx.occurred_at, tx.line);
-                        match self.writers.as_mut() {
-                            Some(w) => self.transformer.add(&tx, &self.items, &self.batch_id, w)?,
-                            None => self.transformer.add(
-                                &tx,
-                                &self.items,
-                                &self.batch_id,
-                                &mut CountingSink,
-                            )?,
-                        }
-                        self.report.rows_staged += 1;
-                    }
-                    _ => self.reject(row.line, &RejectFields::of_row(&row))?,
-                }
-                self.flush_row_issues();
+                self.count_read(rec);
+                self.row(&row)?;
             }
         }
+        Ok(())
+    }
+
+    /// Counts a record as a row read, and notes its shape (for `not_csv`).
+    fn count_read(&mut self, rec: &RawRecord<'_>) {
+        self.report.rows_read += 1;
+        self.note_shape(rec);
+    }
+
+    /// Rejects a record longer than the reader keeps: none of it is kept
+    /// (the reader has cut it, so its fields are not what the till wrote).
+    fn reject_too_long(&mut self, rec: &RawRecord<'_>) -> Result<(), Error> {
+        self.report.rows_read += 1;
+        self.row_issues.push(Issue {
+            line: rec.line,
+            column: None,
+            code: Code::RecordTooLong,
+            severity: Severity::Error,
+            message: "the row is longer than the reader keeps (64 KiB or 512 fields), expected one till transaction per line".into(),
+        });
+        self.reject(rec.line, &RejectFields::none())?;
+        self.flush_row_issues();
+        Ok(())
+    }
+
+    /// Rejects a record whose quoted field runs over lines.
+    fn reject_line_breaks(&mut self, rec: &RawRecord<'_>) -> Result<(), Error> {
+        // A quote left open swallows the lines after it, names and card
+        // numbers included: nothing of such a record is read further,
+        // and its multi-line fields are withheld from the reject file.
+        self.count_read(rec);
+        if self.rows_with_columns == 0 && swallows_an_export_line(rec) {
+            self.rows_with_columns += 1;
+        }
+        let column = rec
+            .iter()
+            .position(|f| f.contains(['\n', '\r']))
+            .map(|i| i as u32 + 1);
+        let last = rec.line + rec.line_breaks as u64;
+        self.row_issues.push(Issue {
+            line: rec.line,
+            column,
+            code: Code::LineBreakInField,
+            severity: Severity::Error,
+            message: format!(
+                "a quoted field runs from line {} to line {last}, expected one transaction per line (a double quote is probably left open; the lines it swallowed are part of this rejected row)",
+                rec.line
+            ),
+        });
+        if rec.unterminated_quote {
+            self.row_issues.push(Issue {
+                line: rec.line,
+                column,
+                code: Code::UnterminatedQuote,
+                severity: Severity::Error,
+                message: "the quoted field is never closed, expected a closing \" before the end of the file".into(),
+            });
+        }
+        self.reject(rec.line, &RejectFields::of_record(rec))?;
+        self.flush_row_issues();
+        Ok(())
+    }
+
+    /// Rejects a record of `fields` fields instead of 7, keeping what the
+    /// privacy rule lets the reject file keep of it.
+    fn reject_malformed(
+        &mut self,
+        line: u64,
+        fields: usize,
+        kept: &RejectFields<'_>,
+    ) -> Result<(), Error> {
+        self.field_count_issue(fields, line);
+        if !self.row_issues.is_empty() {
+            self.row_issues.push(self.field_count_issue.clone());
+            self.reject(line, kept)?;
+            self.flush_row_issues();
+            return Ok(());
+        }
+        // The one issue of the row, lent to the reject writer and cloned
+        // only into the report's list while it has room: no allocation per
+        // row past it (a hostile file can hold millions of such rows).
+        self.report.rows_rejected += 1;
+        let issue = std::slice::from_ref(&self.field_count_issue);
+        if let Some(w) = self.writers.as_mut() {
+            w.reject(line, issue, kept)?;
+        }
+        if let Some(csv) = self.rejects_csv.as_mut() {
+            csv.reject(line, issue, kept);
+        }
+        if self.count(Code::FieldCount, Severity::Error) {
+            self.report.issues.push(self.field_count_issue.clone());
+        }
+        Ok(())
+    }
+
+    /// A row of 7 fields: its format noted, validated, then staged, or
+    /// rejected with every issue found.
+    fn row(&mut self, row: &CleanRow<'_>) -> Result<(), Error> {
+        self.note_format(row);
+        if row.reencoded {
+            self.row_issues.push(Issue {
+                line: row.line,
+                column: None,
+                code: Code::Encoding,
+                severity: Severity::Warning,
+                message: "the row is not valid UTF-8 and was read as Windows-1252, expected UTF-8 (check accented letters)".into(),
+            });
+        }
+        match self.validate(row) {
+            Some(tx) => self.stage(&tx)?,
+            None => self.reject(row.line, &RejectFields::of_row(row))?,
+        }
+        self.flush_row_issues();
+        Ok(())
+    }
+
+    /// The file's format, told by its first row's layout (the 2020 tills
+    /// wrote another basket style, column order and timestamp).
+    fn note_format(&mut self, row: &CleanRow<'_>) {
+        if self.report.format == Format::Unknown {
+            self.report.format = if row.looks_legacy() {
+                Format::Legacy2020
+            } else {
+                Format::Current
+            };
+        }
+    }
+
+    /// The row's transaction when it is fit to stage: validated, with no
+    /// error among the row's issues (a warning does not stop it).
+    fn validate<'a>(&mut self, row: &CleanRow<'a>) -> Option<Transaction<'a>> {
+        let mut issues = std::mem::take(&mut self.row_issues);
+        let tx = validate::validate_row(
+            row,
+            &self.config,
+            &mut self.baskets,
+            &mut self.items,
+            &mut |i| issues.push(i),
+        );
+        self.row_issues = issues;
+        let has_error = self
+            .row_issues
+            .iter()
+            .any(|i| i.severity == Severity::Error);
+        tx.filter(|_| !has_error)
+    }
+
+    /// Stages a valid transaction: its date checked against the file
+    /// name's, its rows written (or only counted when checking).
+    fn stage(&mut self, tx: &Transaction<'_>) -> Result<(), Error> {
+        self.check_date(&tx.occurred_at, tx.line);
+        match self.writers.as_mut() {
+            Some(w) => self.transformer.add(tx, &self.items, &self.batch_id, w)?,
+            None => self
+                .transformer
+                .add(tx, &self.items, &self.batch_id, &mut CountingSink)?,
+        }
+        self.report.rows_staged += 1;
         Ok(())
     }
 
@@ -1060,6 +1134,20 @@ mod tests {
                 "yesterday,Leeds,X,Large Latte - 2.45,2.45,CASH,\n",
                 false,
                 &[],
+            ),
+            // A quote the first row leaves open swallows the export's
+            // lines: a broken row of an export, not plain text.
+            (
+                "CASH,25/08/2021 08:00,Leeds,\"Large Latte - 2.45,2.45,CARD,\n\
+                 25/08/2021 10:00,Leeds,Bo Example,Large Latte - 2.45,2.45,CASH,\n",
+                false,
+                &[],
+            ),
+            // Prose with a quote left open is still prose.
+            (
+                "Some \"notes, with commas, a, b, c\nand more, prose, d, e, f\n",
+                true,
+                &["plain text (2 lines)"],
             ),
         ];
         for (input, refused, words) in cases {

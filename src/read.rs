@@ -456,7 +456,9 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&[u8], Vec<(u64, Vec<String>)>)] = &[
+        // (input, each record as (line, fields))
+        type Records = Vec<(u64, Vec<String>)>;
+        let cases: &[(&[u8], Records)] = &[
             (
                 b"a,b\nc,d\n",
                 vec![(1, s(&["a", "b"])), (2, s(&["c", "d"]))],

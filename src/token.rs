@@ -825,7 +825,7 @@ impl StoreNames {
 /// assert_eq!(cafe_etl::token::parse_ttl("30d"), Ok(30 * 86_400));
 /// assert!(cafe_etl::token::parse_ttl("30").is_err());
 /// ```
-pub fn parse_ttl(s: &str) -> Result<u64, String> {
+pub fn parse_ttl(s: &str) -> Result<u64, ConfigError> {
     let s = s.trim();
     let unit = s.chars().last().unwrap_or(' ');
     let scale = match unit {
@@ -835,21 +835,23 @@ pub fn parse_ttl(s: &str) -> Result<u64, String> {
         'd' => 86_400,
         'w' => 7 * 86_400,
         _ => {
-            return Err(format!(
+            return Err(ConfigError(format!(
                 "time to live {s:?} needs a unit: s, m, h, d or w (for example 30d)"
-            ))
+            )))
         }
     };
     let n: u64 = s[..s.len() - 1].parse().map_err(|_| {
-        format!("time to live {s:?} is not a whole number followed by s, m, h, d or w")
+        ConfigError(format!(
+            "time to live {s:?} is not a whole number followed by s, m, h, d or w"
+        ))
     })?;
     match n.checked_mul(scale) {
-        Some(0) => Err(format!("time to live {s:?} is zero")),
+        Some(0) => Err(ConfigError(format!("time to live {s:?} is zero"))),
         Some(secs) if secs <= DEFAULT_MAX_LIFETIME => Ok(secs),
-        _ => Err(format!(
+        _ => Err(ConfigError(format!(
             "time to live {s:?} is longer than {} days, which the upload service refuses",
             DEFAULT_MAX_LIFETIME / 86_400
-        )),
+        ))),
     }
 }
 

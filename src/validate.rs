@@ -43,7 +43,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             max_issues: 10_000,
-            max_pence: 99_999_999_99,
+            max_pence: 9_999_999_999,
             min_year: 2000,
             max_year: 2099,
             max_basket_items: 200,
@@ -461,18 +461,8 @@ impl BasketReader {
         max_pence: i64,
         items: &mut Vec<Item>,
     ) -> Result<(), BasketProblem> {
-        items.clear();
-        if basket.trim_ascii().is_empty() {
-            return Err(BasketProblem::Empty);
-        }
-        // More items than `max` need at least `max` commas: only a basket
-        // that long is counted.
-        if let Some(max) = self.max_items.filter(|&max| basket.len() > max) {
-            let items = memchr::memchr_iter(b',', basket.as_bytes()).count() + 1;
-            if items > max {
-                return Err(BasketProblem::TooManyItems { items, max });
-            }
-        }
+        start_basket(basket, items)?;
+        self.within_max_items(basket, 1)?;
         for_each_piece(basket, |item, raw| {
             let text = raw.trim_ascii();
             let at = (text.as_ptr() as usize - basket.as_ptr() as usize) as u32;
@@ -518,14 +508,35 @@ impl BasketReader {
         max_pence: i64,
         items: &mut Vec<Item>,
     ) -> Result<(), BasketProblem> {
-        if let Some(max) = self.max_items {
-            let items = (memchr::memchr_iter(b',', basket.as_bytes()).count() + 1) / 3;
+        self.within_max_items(basket, 3)?;
+        parse_basket_legacy(basket, max_pence, items)
+    }
+
+    /// [`BasketProblem::TooManyItems`] when a basket of `values_per_item`
+    /// comma-separated values an item holds more items than the limit.
+    fn within_max_items(&self, basket: &str, values_per_item: usize) -> Result<(), BasketProblem> {
+        // More items than `max` need more than `max * values_per_item`
+        // commas: only a basket that long is counted.
+        let longer = |&max: &usize| basket.len() > max.saturating_mul(values_per_item);
+        if let Some(max) = self.max_items.filter(longer) {
+            let values = memchr::memchr_iter(b',', basket.as_bytes()).count() + 1;
+            let items = values / values_per_item;
             if items > max {
                 return Err(BasketProblem::TooManyItems { items, max });
             }
         }
-        parse_basket_legacy(basket, max_pence, items)
+        Ok(())
     }
+}
+
+/// Empties `items` for a new basket; a blank basket is
+/// [`BasketProblem::Empty`].
+fn start_basket(basket: &str, items: &mut Vec<Item>) -> Result<(), BasketProblem> {
+    items.clear();
+    if basket.trim_ascii().is_empty() {
+        return Err(BasketProblem::Empty);
+    }
+    Ok(())
 }
 
 /// Reads a legacy basket: flat `size,name,price` triplets, size may be blank.
@@ -534,10 +545,7 @@ pub fn parse_basket_legacy(
     max_pence: i64,
     items: &mut Vec<Item>,
 ) -> Result<(), BasketProblem> {
-    items.clear();
-    if basket.trim_ascii().is_empty() {
-        return Err(BasketProblem::Empty);
-    }
+    start_basket(basket, items)?;
     let values = memchr::memchr_iter(b',', basket.as_bytes()).count() + 1;
     if values % 3 != 0 {
         return Err(BasketProblem::Triplets { values });
@@ -827,7 +835,7 @@ mod tests {
 
     #[test]
     fn money() {
-        let m = 99_999_999_99;
+        let m = 9_999_999_999;
         for (s, want) in [
             ("2.45", 245),
             ("4", 400),
@@ -876,76 +884,79 @@ mod tests {
             .collect())
     }
 
-    fn it(s: &str, n: &str, f: &str, p: i64) -> (String, String, String, i64) {
-        (s.into(), n.into(), f.into(), p)
+    /// A problem's variant and its number (the item, or the values of
+    /// legacy triplets), without the text it quotes.
+    fn kind(p: &BasketProblem) -> (&'static str, usize) {
+        match p {
+            BasketProblem::Empty => ("empty", 0),
+            BasketProblem::Shape { item, .. } => ("shape", *item),
+            BasketProblem::Price { item, .. } => ("price", *item),
+            BasketProblem::Triplets { values } => ("triplets", *values),
+            BasketProblem::TooManyItems { items, .. } => ("too_many_items", *items),
+            BasketProblem::Part { item, .. } => ("part", *item),
+        }
     }
 
     #[test]
-    fn current_baskets() {
-        assert_eq!(
-            items_of(
+    fn baskets_read_as_items_or_their_first_problem() {
+        // Items as (size, name, flavour, pence), or the problem as
+        // (variant, number).
+        type Read =
+            Result<Vec<(&'static str, &'static str, &'static str, i64)>, (&'static str, usize)>;
+        // (basket, legacy layout, what is read)
+        let cases: Vec<(&str, bool, Read)> = vec![
+            (
                 "Regular Flavoured iced latte - Hazelnut - 2.75, Large Latte - 2.45",
-                false
-            )
-            .unwrap(),
-            vec![
-                it("Regular", "Flavoured iced latte", "Hazelnut", 275),
-                it("Large", "Latte", "", 245)
-            ]
-        );
-        assert_eq!(
-            items_of("Large Speciality Tea - English breakfast - 1.60", false).unwrap(),
-            vec![it("Large", "Speciality Tea", "English breakfast", 160)]
-        );
-        assert_eq!(
-            items_of("Hot Chocolate - 1.40", false).unwrap(),
-            vec![it("", "Hot Chocolate", "", 140)]
-        );
-        assert_eq!(items_of("", false), Err(BasketProblem::Empty));
-        assert!(matches!(
-            items_of("Large Latte 2.45", false),
-            Err(BasketProblem::Shape { item: 1, .. })
-        ));
-        assert!(matches!(
-            items_of("Large Latte - 2.45, Large Mocha - x", false),
-            Err(BasketProblem::Price { item: 2, .. })
-        ));
-        assert!(matches!(
-            items_of("Large Latte - -2.45", false),
-            Err(BasketProblem::Price { item: 1, .. })
-        ));
-        assert!(matches!(
-            items_of("Large - 2.45", false),
-            Err(BasketProblem::Shape { .. }) | Ok(_)
-        ));
-    }
-
-    #[test]
-    fn legacy_baskets() {
-        assert_eq!(
-            items_of(
+                false,
+                Ok(vec![
+                    ("Regular", "Flavoured iced latte", "Hazelnut", 275),
+                    ("Large", "Latte", "", 245),
+                ]),
+            ),
+            (
+                "Large Speciality Tea - English breakfast - 1.60",
+                false,
+                Ok(vec![("Large", "Speciality Tea", "English breakfast", 160)]),
+            ),
+            (
+                "Hot Chocolate - 1.40",
+                false,
+                Ok(vec![("", "Hot Chocolate", "", 140)]),
+            ),
+            ("", false, Err(("empty", 0))),
+            ("Large Latte 2.45", false, Err(("shape", 1))),
+            (
+                "Large Latte - 2.45, Large Mocha - x",
+                false,
+                Err(("price", 2)),
+            ),
+            ("Large Latte - -2.45", false, Err(("price", 1))),
+            // A size word alone is the product's name: a size is only read
+            // before a name.
+            ("Large - 2.45", false, Ok(vec![("", "Large", "", 245)])),
+            (
                 ",Mocha,2.3,,Speciality Tea - Fruit,1.3,Large,Filter coffee,1.8",
-                true
-            )
-            .unwrap(),
-            vec![
-                it("", "Mocha", "", 230),
-                it("", "Speciality Tea", "Fruit", 130),
-                it("Large", "Filter coffee", "", 180)
-            ]
-        );
-        assert_eq!(
-            items_of(",Babyccino,0.0", true).unwrap(),
-            vec![it("", "Babyccino", "", 0)]
-        );
-        assert_eq!(
-            items_of("Large,Latte", true),
-            Err(BasketProblem::Triplets { values: 2 })
-        );
-        assert!(matches!(
-            items_of("Large,Latte,-1", true),
-            Err(BasketProblem::Price { item: 1, .. })
-        ));
+                true,
+                Ok(vec![
+                    ("", "Mocha", "", 230),
+                    ("", "Speciality Tea", "Fruit", 130),
+                    ("Large", "Filter coffee", "", 180),
+                ]),
+            ),
+            (",Babyccino,0.0", true, Ok(vec![("", "Babyccino", "", 0)])),
+            ("Large,Latte", true, Err(("triplets", 2))),
+            ("Large,Latte,-1", true, Err(("price", 1))),
+        ];
+        for (basket, legacy, want) in cases {
+            let got = items_of(basket, legacy);
+            let got = got.as_ref().map_err(kind).map(|items| {
+                items
+                    .iter()
+                    .map(|(s, n, f, p)| (s.as_str(), n.as_str(), f.as_str(), *p))
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(got, want, "{basket:?}");
+        }
     }
 
     #[test]

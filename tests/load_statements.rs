@@ -242,10 +242,7 @@ proptest::proptest! {
             Err(e) => {
                 let msg = e.to_string();
                 proptest::prop_assert!(msg.starts_with("plan error: "), "{}", msg);
-                proptest::prop_assert!(
-                    msg.contains("no statement of at most") || msg.contains("more than the"),
-                    "{}", msg
-                );
+                proptest::prop_assert_eq!(e.code(), Some("statement_too_long"), "{}", msg);
             }
         }
     }

@@ -274,8 +274,10 @@ fn check_counts_what_transform_writes() {
             checked.tables.basket_items,
             table(&staged, Table::BasketItems).len() as u64
         );
-        let mut quick = Config::default();
-        quick.skip_batch_id = true;
+        let quick = Config {
+            skip_batch_id: true,
+            ..Config::default()
+        };
         let unhashed = cafe_etl::check(&bytes, file, &quick);
         assert_eq!(unhashed.batch_id, "");
         assert_eq!(unhashed.tables, checked.tables);

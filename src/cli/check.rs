@@ -1,12 +1,12 @@
 //! `cafe-etl check FILE...`: validate only.
 
 use super::{
-    count, input_files, quiet_pipe, said, secret_from_env, shown, source_name, Outcome, CHUNK,
+    count, input_files, quiet_pipe, read_chunks, said, secret_from_env, shown, source_name, Outcome,
 };
 use anyhow::{Context, Result};
 use cafe_etl::{Config, Pipeline, Report};
 use rayon::prelude::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -28,22 +28,10 @@ pub struct Args {
 
 /// Checks one file, streaming it.
 pub fn check_file(path: &std::path::Path, config: &Config) -> Result<Report> {
-    let name = source_name(path);
-    let mut file = std::fs::File::open(path).with_context(shown(path))?;
-    let mut pipeline = Pipeline::check(config.clone(), &name);
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).with_context(shown(path)),
-        };
-        pipeline
-            .push(&buf[..n])
-            .map_err(said)
-            .with_context(shown(path))?;
-    }
+    let mut pipeline = Pipeline::check(config.clone(), &source_name(path));
+    read_chunks(path, |chunk| {
+        pipeline.push(chunk).map_err(said).with_context(shown(path))
+    })?;
     pipeline
         .finish()
         .map(|f| f.report)

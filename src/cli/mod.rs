@@ -8,6 +8,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Parser, Subcommand};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 mod check;
@@ -63,11 +64,10 @@ pub fn main() -> i32 {
         Command::Transform(a) => transform::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Token(a) => token::run(a),
-        // The warehouse commands still say their errors as text.
-        Command::Sql(a) => warehouse::sql(a).map_err(anyhow::Error::msg),
-        Command::LoadPlan(a) => warehouse::load_plan(a).map_err(anyhow::Error::msg),
-        Command::Load(a) => warehouse::load(a).map_err(anyhow::Error::msg),
-        Command::Insights(a) => warehouse::insights(a).map_err(anyhow::Error::msg),
+        Command::Sql(a) => warehouse::sql(a),
+        Command::LoadPlan(a) => warehouse::load_plan(a),
+        Command::Load(a) => warehouse::load(a),
+        Command::Insights(a) => warehouse::insights(a),
     };
     match result {
         Ok(outcome) => outcome as i32,
@@ -150,6 +150,21 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
 /// Chunk size for streaming a file through the pipeline.
 pub const CHUNK: usize = 256 * 1024;
 
+/// Streams a file to `each` in chunks of at most [`CHUNK`] bytes: the
+/// memory used does not grow with the file. Errors name the file.
+pub fn read_chunks(path: &Path, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let mut file = std::fs::File::open(path).with_context(shown(path))?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => each(&buf[..n])?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(shown(path)),
+        }
+    }
+}
+
 /// Maps a write error to the command's error, except a reader that went
 /// away (`check --json | head`): there is nobody left to tell, so the
 /// command ends quietly.
@@ -180,14 +195,13 @@ mod tests {
                 "/x/a.csv: no such file",
             ),
             (
-                Err::<(), _>(core())
-                    .map_err(said)
+                Err::<(), _>(said(core()))
                     .context("a.csv")
                     .unwrap_err(),
                 "a.csv: stage error: stores table: no such file",
             ),
             (
-                quiet_pipe(Err(IoError::new(ErrorKind::Other, "disk full"))).unwrap_err(),
+                quiet_pipe(Err(IoError::other("disk full"))).unwrap_err(),
                 "writing the output: disk full",
             ),
             (

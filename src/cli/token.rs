@@ -111,7 +111,7 @@ pub fn run(args: Args) -> Result<Outcome> {
     let expires = match args.expires {
         Some(e) => e,
         None => now
-            .checked_add(token::parse_ttl(&args.ttl).map_err(anyhow::Error::msg)?)
+            .checked_add(token::parse_ttl(&args.ttl)?)
             .context("the expiry overflows")?,
     };
     if expires <= now {

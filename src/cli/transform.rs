@@ -11,7 +11,7 @@
 //! for that once per group instead of six fsyncs per file.
 
 use super::{
-    count, input_files, quiet_pipe, said, secret_from_env, shown, source_name, Outcome, CHUNK,
+    count, input_files, quiet_pipe, read_chunks, said, secret_from_env, shown, source_name, Outcome,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use cafe_etl::{marker_key, BatchHasher, Config, Pipeline, Report, Table};
@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tempfile::NamedTempFile;
@@ -75,19 +75,6 @@ fn staged_key_id(marker: &Path) -> Option<String> {
     let text = std::fs::read(marker).ok()?;
     let report: Report = serde_json::from_slice(&text).ok()?;
     Some(report.customer_key_id)
-}
-
-fn read_chunks(path: &Path, mut each: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
-    let mut file = File::open(path).with_context(shown(path))?;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => each(&buf[..n])?,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).with_context(shown(path)),
-        }
-    }
 }
 
 /// A temporary file beside `dir/<batch_id>...`: a dot name no reader takes

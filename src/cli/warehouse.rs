@@ -7,7 +7,8 @@
 //!   PostgreSQL;
 //! - `cafe-etl insights --postgres URL`: the analytics views as tables.
 
-use super::Outcome;
+use super::{quiet_pipe, shown, Outcome};
+use anyhow::{anyhow, Context, Result};
 use cafe_etl::warehouse::{
     plan::{parse_since, Plan, S3Target},
     postgres::{self as pg, LoadOptions},
@@ -105,48 +106,54 @@ pub struct InsightsArgs {
 }
 
 /// Writes to stdout (or stderr) at once. A reader that went away (`| head`)
-/// is not an error: there is nobody left to tell.
-fn emit(text: &str, to_stderr: bool) -> Result<(), String> {
-    let result = if to_stderr {
+/// is not an error: there is nobody left to tell ([`quiet_pipe`]).
+fn emit(text: &str, to_stderr: bool) -> Result<()> {
+    quiet_pipe(if to_stderr {
         std::io::stderr().lock().write_all(text.as_bytes())
     } else {
         let mut out = std::io::stdout().lock();
         out.write_all(text.as_bytes()).and_then(|()| out.flush())
-    };
-    match result {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(format!("writing the output: {e}"))
-        }
-        _ => Ok(()),
-    }
+    })
 }
 
-pub fn sql(args: SqlArgs) -> Result<Outcome, String> {
+/// An option's value refused by the core's parser, whose text says why:
+/// `--s3-url: the S3 URL "x" should start with s3://`.
+fn option<T>(name: &'static str, parsed: Result<T, String>) -> Result<T> {
+    parsed.map_err(anyhow::Error::msg).context(name)
+}
+
+/// `--since`, whose refusal names the option itself.
+fn since(s: Option<&str>) -> Result<Option<u64>> {
+    s.map(parse_since).transpose().map_err(anyhow::Error::msg)
+}
+
+/// `cafe-etl sql ddl`: prints the warehouse SQL of a dialect.
+pub fn sql(args: SqlArgs) -> Result<Outcome> {
     match args.what {
         SqlWhat::Ddl { dialect } => emit(&schema::ddl(dialect), false)?,
     }
     Ok(Outcome::Clean)
 }
 
-pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome, String> {
-    let mut s3 = S3Target::new(&args.s3_url)
-        .map_err(|e| format!("--s3-url: {e}"))?
-        .with_iam_role(&args.iam_role)
-        .map_err(|e| format!("--iam-role: {e}"))?;
+/// `cafe-etl load-plan`: writes the manifests of the complete staged
+/// batches and prints their Redshift load script.
+pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome> {
+    let mut s3 = option("--s3-url", S3Target::new(&args.s3_url))?;
+    s3 = option("--iam-role", s3.with_iam_role(&args.iam_role))?;
     if let Some(r) = &args.region {
-        s3 = s3.with_region(r).map_err(|e| format!("--region: {e}"))?;
+        s3 = option("--region", s3.with_region(r))?;
     }
-    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let since = since(args.since.as_deref())?;
     let loaded: HashSet<String> = match &args.loaded {
         None => HashSet::new(),
         Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
+            .with_context(shown(path))?
             .lines()
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty())
             .collect(),
     };
-    let scan = cafe_etl::warehouse::scan(&args.root).map_err(|e| e.to_string())?;
+    let scan = cafe_etl::warehouse::scan(&args.root)?;
     let complete = scan.complete.len();
     let batches: Vec<_> = scan
         .complete
@@ -178,14 +185,11 @@ pub fn load_plan(args: LoadPlanArgs) -> Result<Outcome, String> {
     }
     // Offline, the warehouse's key id is unknown: the batches of one plan
     // must at least agree with each other.
-    cafe_etl::warehouse::keys::check(&[], &batches, cafe_etl::warehouse::Phase::Plan)
-        .map_err(|e| e.to_string())?;
+    cafe_etl::warehouse::keys::check(&[], &batches, Phase::Plan)?;
     let plan = Plan::new(batches);
     // The script first: a plan it cannot make writes no manifests.
-    let script = plan.redshift_script(&s3).map_err(|e| e.to_string())?;
-    let paths = plan
-        .write_manifests(&args.root, &s3)
-        .map_err(|e| e.to_string())?;
+    let script = plan.redshift_script(&s3)?;
+    let paths = plan.write_manifests(&args.root, &s3)?;
     emit(&script, false)?;
     let dir = paths[0]
         .parent()
@@ -230,14 +234,15 @@ fn skipped_note(incomplete: usize, left_out: usize, why: &str) -> String {
     }
 }
 
-pub fn load(args: LoadArgs) -> Result<Outcome, String> {
-    let since = args.since.as_deref().map(parse_since).transpose()?;
-    let mut client = pg::connect(&args.postgres.url, Phase::Load).map_err(|e| e.to_string())?;
+/// `cafe-etl load`: loads the complete staged batches not yet loaded into
+/// PostgreSQL.
+pub fn load(args: LoadArgs) -> Result<Outcome> {
     let options = LoadOptions {
-        since,
+        since: since(args.since.as_deref())?,
         include_loaded: args.include_loaded,
     };
-    let report = pg::load(&mut client, &args.root, &options).map_err(|e| e.to_string())?;
+    let mut client = pg::connect(&args.postgres.url, Phase::Load)?;
+    let report = pg::load(&mut client, &args.root, &options)?;
     for b in &report.broken {
         emit(&format!("{b}\n"), true)?;
     }
@@ -317,14 +322,14 @@ fn load_summary(report: &pg::LoadReport, root: &str) -> String {
 }
 
 /// The views asked for, by name, in the order of [`VIEWS`].
-fn chosen_views(names: &[String]) -> Result<Vec<View>, String> {
+fn chosen_views(names: &[String]) -> Result<Vec<View>> {
     if names.is_empty() {
         return Ok(VIEWS.to_vec());
     }
     let known: Vec<&str> = VIEWS.iter().map(|v| v.name).collect();
     for n in names {
         if !known.contains(&n.as_str()) {
-            return Err(format!(
+            return Err(anyhow!(
                 "--view {n:?} is not a view; the views are: {}",
                 known.join(", ")
             ));
@@ -337,7 +342,9 @@ fn chosen_views(names: &[String]) -> Result<Vec<View>, String> {
         .collect())
 }
 
-pub fn insights(args: InsightsArgs) -> Result<Outcome, String> {
+/// `cafe-etl insights`: prints the analytics views of a PostgreSQL
+/// warehouse as tables.
+pub fn insights(args: InsightsArgs) -> Result<Outcome> {
     if args.views.iter().any(|v| v == "list") {
         let list: String = VIEWS
             .iter()
@@ -347,12 +354,12 @@ pub fn insights(args: InsightsArgs) -> Result<Outcome, String> {
         return Ok(Outcome::Clean);
     }
     let views = chosen_views(&args.views)?;
-    let mut client = pg::connect(&args.postgres.url, Phase::Query).map_err(|e| e.to_string())?;
-    let tables = pg::insights(&mut client, &views, args.limit).map_err(|e| e.to_string())?;
+    let mut client = pg::connect(&args.postgres.url, Phase::Query)?;
+    let tables = pg::insights(&mut client, &views, args.limit)?;
     let mut shown: Vec<String> = tables.iter().map(render).collect();
     for (t, text) in tables.iter().zip(shown.iter_mut()) {
         if t.view.name == CUSTOMERS_VIEW && t.rows.is_empty() {
-            let (all, keyed) = pg::customer_key_counts(&mut client).map_err(|e| e.to_string())?;
+            let (all, keyed) = pg::customer_key_counts(&mut client)?;
             text.push_str(&no_customers_note(all, keyed));
         }
     }
@@ -473,6 +480,40 @@ Weekly Hazelnut revenue (hazelnut_revenue_weekly)
     }
 
     #[test]
+    fn refused_options_are_named_before_the_reason() {
+        let s3 = || S3Target::new("s3://bucket/x").unwrap();
+        // (error, as `main` prints it after `cafe-etl: `)
+        let cases: Vec<(anyhow::Error, &str)> = vec![
+            (
+                option("--s3-url", S3Target::new("https://b/x")).unwrap_err(),
+                "--s3-url: the S3 URL \"https://b/x\" should start with s3://",
+            ),
+            (
+                option("--iam-role", s3().with_iam_role("admin")).unwrap_err(),
+                "--iam-role: the IAM role \"admin\" should be an IAM role ARN (arn:aws:iam::...:role/...) or default",
+            ),
+            (
+                option("--region", s3().with_region("EU")).unwrap_err(),
+                "--region: the region \"EU\" should be an AWS region like eu-west-2",
+            ),
+            (
+                since(Some("last week")).unwrap_err(),
+                "--since \"last week\" is not a time; expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)",
+            ),
+            (
+                chosen_views(&["nope".to_string()]).unwrap_err(),
+                "--view \"nope\" is not a view; the views are: ",
+            ),
+        ];
+        for (e, want) in cases {
+            let got = format!("{e:#}");
+            assert!(got.starts_with(want), "{got}");
+        }
+        assert_eq!(since(None).unwrap(), None);
+        assert_eq!(since(Some("2021-08-25")).unwrap(), Some(1_629_849_600_000));
+    }
+
+    #[test]
     fn view_names_are_checked() {
         for (names, want) in [
             (vec![], Ok(VIEWS.len())),
@@ -481,7 +522,7 @@ Weekly Hazelnut revenue (hazelnut_revenue_weekly)
         ] {
             match (chosen_views(&names), want) {
                 (Ok(v), Ok(n)) => assert_eq!(v.len(), n),
-                (Err(e), Err(w)) => assert!(e.contains(w), "{e}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{e}"),
                 (got, _) => panic!("{names:?}: {got:?}"),
             }
         }

@@ -139,6 +139,13 @@ mod tests {
     fn one_key_id_per_warehouse() {
         let (k, j) = ("0123456789abcdef", "fedcba9876543210");
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // What a refusal tells to do: restage the batches, or (keys of two
+        // secrets already loaded) reload the warehouse.
+        let (restage, reload) = (
+            "cafe-etl transform --restage",
+            "reload it from batches restaged",
+        );
+        // (ledger's key ids, planned batches, refusal: (what it says, the remedy))
         for (loaded, planned, refused) in [
             // Empty warehouse: keyless, or one key, or keys with keyless (the
             // keyless ones would have no key in a keyed warehouse).
@@ -147,37 +154,41 @@ mod tests {
             (
                 s(&[]),
                 vec![batch('a', k), batch('b', "none")],
-                Some("1 batch cannot join"),
+                Some(("1 batch cannot join", restage)),
             ),
             (
                 s(&[]),
                 vec![batch('a', k), batch('b', j)],
-                Some("2 different customer-key secrets"),
+                Some(("2 different customer-key secrets", restage)),
             ),
             // A keyed warehouse takes its own key only.
             (s(&[k, "none"]), vec![batch('a', k)], None),
             (
                 s(&[k]),
                 vec![batch('a', j)],
-                Some("with key id fedcba9876543210"),
+                Some(("with key id fedcba9876543210", restage)),
             ),
             (
                 s(&[k]),
                 vec![batch('a', "none")],
-                Some("staged without a customer-key secret"),
+                Some(("staged without a customer-key secret", restage)),
             ),
             // A keyless warehouse (old ledger rows too) takes the first key.
             (s(&["none", ""]), vec![batch('a', j)], None),
-            (s(&[k, j]), vec![batch('a', k)], Some("2 different secrets")),
+            (
+                s(&[k, j]),
+                vec![batch('a', k)],
+                Some(("2 different secrets", reload)),
+            ),
         ] {
             match (check(&loaded, &planned, Phase::Load), refused) {
                 (Ok(()), None) => {}
-                (Err(e), Some(want)) => {
+                (Err(e), Some((want, remedy))) => {
                     let msg = e.to_string();
                     assert!(msg.contains(want), "{msg}");
                     assert!(msg.starts_with("load error: "), "{msg}");
                     assert_eq!(e.code(), Some("mixed_customer_keys"));
-                    assert!(msg.contains("restage") || msg.contains("reload"), "{msg}");
+                    assert!(msg.contains(remedy), "{msg}");
                 }
                 (got, want) => panic!("{loaded:?} {planned:?}: {got:?}, expected {want:?}"),
             }

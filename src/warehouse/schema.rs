@@ -207,6 +207,9 @@ pub(crate) const FAILURES: [(&str, Kind, bool); 7] = [
     ("failed_at", Kind::Timestamp, false),
 ];
 
+/// A column of a table: its name, what it holds, whether it may be NULL.
+type Column = (&'static str, Kind, bool);
+
 /// Where a table's rows live on a Redshift cluster, and why.
 struct Layout {
     /// `None` for DISTSTYLE ALL.
@@ -263,9 +266,6 @@ pub fn tables(dialect: Dialect) -> String {
                 (c, kind, nullable)
             })
             .collect();
-        if dialect == Dialect::Redshift {
-            comment(&mut out, layout.why);
-        }
         let mut constraints = vec![format!("PRIMARY KEY ({})", key(table).join(", "))];
         for (col, target) in references(table) {
             constraints.push(format!(
@@ -282,62 +282,53 @@ pub fn tables(dialect: Dialect) -> String {
             &layout,
         );
     }
-    let ledger_layout = Layout {
-        dist_key: None,
-        sort_key: &["batch_id"],
-        why: "One row per batch; DISTSTYLE ALL so the plan's anti-join against it is local.",
-    };
-    if dialect == Dialect::Redshift {
-        comment(&mut out, ledger_layout.why);
+    let mut ledger: Vec<Column> = LEDGER.to_vec();
+    ledger.push(("loaded_at", Kind::Timestamp, false));
+    // The tables beside the star schema: (name, columns, primary key, layout).
+    let side: [(&str, &[Column], &str, Layout); 3] = [
+        (
+            LEDGER_TABLE,
+            &ledger,
+            "batch_id",
+            Layout {
+                dist_key: None,
+                sort_key: &["batch_id"],
+                why: "One row per batch; DISTSTYLE ALL so the plan's anti-join against it is \
+                      local.",
+            },
+        ),
+        (
+            LOAD_LOCK_TABLE,
+            &[
+                ("lock_id", Kind::Int, false),
+                ("plan_id", Kind::Label(16), true),
+                ("loads", Kind::BigInt, false),
+            ],
+            "lock_id",
+            Layout {
+                dist_key: None,
+                sort_key: &["lock_id"],
+                why: "The one row every load updates first: loads queue on it, and only on \
+                      it, so the dashboards' reads of the ledger and the views never wait \
+                      for a load.",
+            },
+        ),
+        (
+            FAILURES_TABLE,
+            &FAILURES,
+            "batch_id",
+            Layout {
+                dist_key: None,
+                sort_key: &["batch_id"],
+                why: "Quarantined batches, one row each with the latest reason: a few rows, \
+                      read beside the ledger to show each batch's state.",
+            },
+        ),
+    ];
+    for (name, cols, key, layout) in side {
+        let constraints = [format!("PRIMARY KEY ({key})")];
+        create_table(&mut out, dialect, name, cols, &constraints, &layout);
     }
-    let mut cols: Vec<(&str, Kind, bool)> = LEDGER.to_vec();
-    cols.push(("loaded_at", Kind::Timestamp, false));
-    create_table(
-        &mut out,
-        dialect,
-        LEDGER_TABLE,
-        &cols,
-        &["PRIMARY KEY (batch_id)".to_string()],
-        &ledger_layout,
-    );
-    let lock_layout = Layout {
-        dist_key: None,
-        sort_key: &["lock_id"],
-        why: "The one row every load updates first: loads queue on it, and only on it, so \
-              the dashboards' reads of the ledger and the views never wait for a load.",
-    };
-    if dialect == Dialect::Redshift {
-        comment(&mut out, lock_layout.why);
-    }
-    create_table(
-        &mut out,
-        dialect,
-        LOAD_LOCK_TABLE,
-        &[
-            ("lock_id", Kind::Int, false),
-            ("plan_id", Kind::Label(16), true),
-            ("loads", Kind::BigInt, false),
-        ],
-        &["PRIMARY KEY (lock_id)".to_string()],
-        &lock_layout,
-    );
-    let failures_layout = Layout {
-        dist_key: None,
-        sort_key: &["batch_id"],
-        why: "Quarantined batches, one row each with the latest reason: a few rows, read \
-              beside the ledger to show each batch's state.",
-    };
-    if dialect == Dialect::Redshift {
-        comment(&mut out, failures_layout.why);
-    }
-    create_table(
-        &mut out,
-        dialect,
-        FAILURES_TABLE,
-        &FAILURES,
-        &["PRIMARY KEY (batch_id)".to_string()],
-        &failures_layout,
-    );
     comment(
         &mut out,
         "Its one row, added once: running this again adds none.",
@@ -397,6 +388,8 @@ fn references(table: Table) -> &'static [(&'static str, Table)] {
     }
 }
 
+/// A `CREATE TABLE IF NOT EXISTS` statement; on Redshift, after a comment
+/// saying why the table is laid out as it is.
 fn create_table(
     out: &mut String,
     dialect: Dialect,
@@ -405,6 +398,9 @@ fn create_table(
     constraints: &[String],
     layout: &Layout,
 ) {
+    if dialect == Dialect::Redshift {
+        comment(out, layout.why);
+    }
     let _ = writeln!(out, "CREATE TABLE IF NOT EXISTS {name} (");
     let mut lines = Vec::new();
     for (col, kind, nullable) in cols {
