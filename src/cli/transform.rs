@@ -40,7 +40,8 @@ pub struct Args {
     /// measured level in the README, "Performance").
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
     gzip_level: Option<u32>,
-    /// Worker threads (default: all cores).
+    /// Worker threads, a file each (default: all cores). With fewer files
+    /// than that, each big table file also gets a compressor thread.
     #[arg(long)]
     jobs: Option<usize>,
     /// Most files staged between two durability barriers: their tables are
