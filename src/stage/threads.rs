@@ -64,7 +64,8 @@ pub(super) struct Compressor<W> {
 }
 
 /// The error of a compressor thread that stopped without a word: it
-/// panicked (its panic is caught by the thread and reported here).
+/// panicked, and its channels closed as it unwound (the panic stays in
+/// that thread; the caller gets this error, the process goes on).
 fn stopped() -> io::Error {
     io::Error::other("its compressor thread stopped (it panicked)")
 }
