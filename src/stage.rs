@@ -25,6 +25,20 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use std::io::Write;
 
+#[cfg(not(target_arch = "wasm32"))]
+mod threads;
+
+/// What a table's compressor does once it has the gathered rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Then {
+    /// Nothing more: more rows follow.
+    Nothing,
+    /// A sync flush (what [`GzEncoder`]'s `flush` does).
+    Flush,
+    /// The end of the gzip stream.
+    Finish,
+}
+
 /// The zlib level the table files are compressed at unless
 /// [`Config::gzip_level`] says otherwise. Measured (`benches/gzip-levels.mjs`,
 /// README "Performance"): level 2 writes files a third smaller than level 1
@@ -41,6 +55,13 @@ pub struct Config {
     /// (store) to 9; `None` is [`DEFAULT_GZIP_LEVEL`]. Levels above 9 are
     /// read as 9.
     pub gzip_level: Option<u32>,
+    /// Compress each big table file on a thread of its own (native builds;
+    /// WebAssembly here has no threads and ignores it): the same bytes, for
+    /// a second core's worth of zlib when one file is all there is to do.
+    /// The caller decides (the CLI does, when it has fewer files than
+    /// cores); not part of the serialised options.
+    #[serde(skip)]
+    pub compression_threads: bool,
 }
 
 impl Config {
@@ -361,8 +382,18 @@ const BUFFER: usize = 64 * 1024;
 
 /// One table file being written: zlib, fed rows gathered in `buf`.
 struct TableFile<W: Write> {
-    gz: GzEncoder<W>,
+    gz: Deflate<W>,
     buf: Vec<u8>,
+}
+
+/// Where a table's gathered rows are compressed.
+enum Deflate<W: Write> {
+    /// Here, straight into the writer.
+    Here(GzEncoder<W>),
+    /// On a thread of its own, the compressed bytes written to the writer
+    /// here ([`Config::compression_threads`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    Thread(threads::Compressor<W>),
 }
 
 impl<W: Write> TableFile<W> {
@@ -400,28 +431,53 @@ impl<W: Write> TableFile<W> {
         Ok(())
     }
 
-    fn flush_buf(&mut self, table: Table) -> Result<(), Error> {
-        if !self.buf.is_empty() {
-            self.gz
-                .write_all(&self.buf)
-                .map_err(|e| Error::io(Stage::Stage, table.name(), e))?;
-            self.buf.clear();
+    /// Hands the gathered rows to zlib, then does `then` (more rows
+    /// follow, a sync flush, or the end of the stream).
+    fn send(&mut self, table: Table, then: Then) -> Result<(), Error> {
+        let io = |e| Error::io(Stage::Stage, table.name(), e);
+        match &mut self.gz {
+            Deflate::Here(gz) => {
+                if !self.buf.is_empty() {
+                    gz.write_all(&self.buf).map_err(io)?;
+                    self.buf.clear();
+                }
+                match then {
+                    Then::Nothing => Ok(()),
+                    Then::Flush => gz.flush().map_err(io),
+                    Then::Finish => gz.try_finish().map_err(io),
+                }
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            Deflate::Thread(c) => c.send(&mut self.buf, then).map_err(io),
         }
-        Ok(())
+    }
+
+    fn flush_buf(&mut self, table: Table) -> Result<(), Error> {
+        self.send(table, Then::Nothing)
     }
 
     fn flush(&mut self, table: Table) -> Result<(), Error> {
-        self.flush_buf(table)?;
-        self.gz
-            .flush()
-            .map_err(|e| Error::io(Stage::Stage, table.name(), e))
+        self.send(table, Then::Flush)
     }
 
     fn finish(mut self, table: Table) -> Result<W, Error> {
-        self.flush_buf(table)?;
-        self.gz
-            .finish()
-            .map_err(|e| Error::io(Stage::Stage, table.name(), e))
+        self.send(table, Then::Finish)?;
+        match self.gz {
+            Deflate::Here(gz) => gz
+                .finish()
+                .map_err(|e| Error::io(Stage::Stage, table.name(), e)),
+            #[cfg(not(target_arch = "wasm32"))]
+            Deflate::Thread(c) => Ok(c.into_inner()),
+        }
+    }
+
+    /// The writer the compressed bytes go to.
+    fn get_mut(&mut self) -> &mut W {
+        match &mut self.gz {
+            Deflate::Here(gz) => gz.get_mut(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Deflate::Thread(c) => c.get_mut(),
+        }
     }
 }
 
@@ -621,13 +677,24 @@ impl<W: Write> TableWriters<W> {
     /// Opens one writer per [`Table`] with `open`.
     pub fn new(config: &Config, mut open: impl FnMut(Table) -> W) -> TableWriters<W> {
         let level = Compression::new(config.level());
+        // No file name and mtime 0 in the gzip header: the same rows give
+        // the same bytes on every run and machine.
+        let gzip = || flate2::GzBuilder::new().mtime(0);
         let files = Table::ALL
             .iter()
-            .map(|&t| TableFile {
-                // No file name and mtime 0 in the gzip header: the same rows
-                // give the same bytes on every run and machine.
-                gz: flate2::GzBuilder::new().mtime(0).write(open(t), level),
-                buf: Vec::with_capacity(BUFFER),
+            .map(|&t| {
+                #[cfg(not(target_arch = "wasm32"))]
+                if config.compression_threads {
+                    let gz = gzip().write(Vec::new(), level);
+                    return TableFile {
+                        gz: Deflate::Thread(threads::Compressor::new(open(t), gz, BUFFER)),
+                        buf: Vec::with_capacity(BUFFER),
+                    };
+                }
+                TableFile {
+                    gz: Deflate::Here(gzip().write(open(t), level)),
+                    buf: Vec::with_capacity(BUFFER),
+                }
             })
             .collect();
         TableWriters {
@@ -645,7 +712,7 @@ impl<W: Write> TableWriters<W> {
     /// while the batch is still being written (the WebAssembly pipeline
     /// does this to stream to S3).
     pub fn get_mut(&mut self, table: Table) -> &mut W {
-        self.file(table).gz.get_mut()
+        self.file(table).get_mut()
     }
 
     /// Pushes every row gathered so far into the compressor and flushes
@@ -825,6 +892,56 @@ mod tests {
                 _ => "found 1 field".to_string(),
             };
             assert_eq!(*row, format!("{line},field_count,{want},,,,,"));
+        }
+    }
+
+    /// A writer whose disk is full after `room` bytes.
+    struct Disk {
+        room: usize,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if self.room < b.len() {
+                return Err(std::io::Error::other("no space left on device"));
+            }
+            self.room -= b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A full disk is the crate's error, stage and table named, with the
+    /// table files compressed here or (natively) on their threads; never a
+    /// panic.
+    #[test]
+    fn a_full_disk_is_a_stage_error_naming_the_table() {
+        let threads = [false, cfg!(not(target_arch = "wasm32"))];
+        for compression_threads in threads {
+            let config = Config {
+                compression_threads,
+                ..Config::default()
+            };
+            let mut w = TableWriters::new(&config, |_| Disk { room: 1_000 });
+            let id: UuidText = [b'0'; 36];
+            let mut result = Ok(());
+            for q in 0..100_000 {
+                result = w.basket_item(&id, &id, q, 245);
+                if result.is_err() {
+                    break;
+                }
+            }
+            let e = match result {
+                Err(e) => e,
+                Ok(()) => w.finish().map(|_| ()).unwrap_err(),
+            };
+            assert_eq!(e.code(), crate::ErrorCode::Io, "{compression_threads}");
+            assert_eq!(
+                e.to_string(),
+                "stage error: basket_items: no space left on device"
+            );
         }
     }
 

@@ -165,6 +165,7 @@ fn every_level_stages_the_same_text_and_gzip_reads_it() {
     let at = |level| Config {
         stage: cafe_etl::stage::Config {
             gzip_level: Some(level),
+            ..Default::default()
         },
         ..Config::default()
     };
@@ -392,4 +393,68 @@ fn a_backfill_killed_mid_run_leaves_no_marker_of_a_partial_table() {
         killed_mid_run > 0,
         "every run finished before it could be killed"
     );
+}
+
+/// An export where every table of the layout fills several of the writer's
+/// 64 KiB buffers: 6,000 stores, 8,000 products, every third row rejected
+/// with its own message.
+fn busy_export() -> Vec<u8> {
+    let mut csv = String::new();
+    for i in 0..12_000u32 {
+        let (h, m) = (8 + i / 60 % 10, i % 60);
+        let total = if i % 3 == 2 {
+            format!("{}.{:02}", 9 + i % 50, i % 100)
+        } else {
+            "3.65".to_string()
+        };
+        csv.push_str(&format!(
+            "01/01/2024 {h:02}:{m:02},Branch {s:04},Ann Example,\"Large Blend {p:04} - 2.45, Regular Tea - 1.20\",{total},CARD,4111111111111111\n",
+            s = i % 6_000,
+            p = i % 8_000,
+        ));
+    }
+    csv.into_bytes()
+}
+
+/// The table files compressed on threads of their own (natively, one big
+/// file: `Config::stage.compression_threads`) are the same bytes as
+/// compressed on the pipeline's thread, on the real exports and on a file
+/// where every table is busy; so are the reports.
+#[test]
+fn compression_threads_stage_the_same_bytes() {
+    let mut inputs: Vec<(String, Vec<u8>)> = csv_files(&data("real"))
+        .into_iter()
+        .map(|f| {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&f).unwrap())
+        })
+        .collect();
+    inputs.push(("leeds_01-01-2024_09-00-00.csv".into(), busy_export()));
+    for (name, bytes) in &inputs {
+        let staged = |threads: bool| {
+            let mut config = Config::default();
+            config.stage.compression_threads = threads;
+            let id = cafe_etl::batch_id(bytes);
+            let mut p = cafe_etl::Pipeline::transform(config, name, &id, |_| Vec::new()).unwrap();
+            // Chunks of odd sizes, as a file read would give.
+            for chunk in bytes.chunks(77_777) {
+                p.push(chunk).unwrap();
+            }
+            p.finish().unwrap()
+        };
+        let (one, many) = (staged(false), staged(true));
+        assert_eq!(one.report, many.report, "{name}");
+        let (one, many) = (one.tables.unwrap(), many.tables.unwrap());
+        for (t, (a, b)) in Table::ALL.iter().zip(one.iter().zip(&many)) {
+            assert!(a == b, "{name}: {t:?} differs with compression threads");
+        }
+    }
+    // The busy file did fill every table's buffer more than twice, so each
+    // table had its thread.
+    let (name, bytes) = inputs.last().unwrap();
+    let staged = cafe_etl::transform(bytes, name, &Config::default()).unwrap();
+    for t in Table::ALL {
+        let text = gunzip(&staged.files[t as usize].1);
+        assert!(text.len() > 2 * 65_536, "{t:?}: {} bytes", text.len());
+    }
 }
