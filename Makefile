@@ -13,9 +13,11 @@ demo: install
 wasm:
 	scripts/phase wasm ./scripts/build-wasm
 
-# Every test, from a fresh machine: installs what is missing first.
+# Every test, from a fresh machine: installs what is missing first. The wasm
+# build comes first: it compiles the library for wasm32, which test-rust
+# then need not check again.
 test: install
-	$(MAKE) test-rust wasm test-wasm test-www test-worker test-demo
+	$(MAKE) wasm test-rust test-wasm test-www test-worker test-demo
 
 test-rust:
 	scripts/phase test-rust ./scripts/test-rust
