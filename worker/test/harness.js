@@ -313,6 +313,9 @@ export async function runOnWorkerd(scriptPath, { host = '127.0.0.1', port = 0, .
   const mf = new Miniflare({
     modules: true,
     scriptPath,
+    // Module names relative to the bundle's folder (by default they are relative to the
+    // working directory, and workerd refuses a name that climbs out of it with "..").
+    modulesRoot: path.dirname(scriptPath),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
     ...wranglerCompatibility(),
     ...options,
