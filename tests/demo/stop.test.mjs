@@ -19,9 +19,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { freePorts, root } from './stack.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const cycles = Number(process.env.DEMO_STOP_CYCLES || 10);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** `promise`, or null after `ms`, without a timer left behind to hold the process. */
@@ -39,19 +38,6 @@ function postgresInstalled() {
   } catch {
     return false;
   }
-}
-
-/** `n` ports nobody listens on now. */
-async function freePorts(n) {
-  const servers = [];
-  for (let i = 0; i < n; i++) {
-    const s = net.createServer();
-    await new Promise((r) => s.listen(0, '127.0.0.1', r));
-    servers.push(s);
-  }
-  const ports = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
 }
 
 function listening(port) {

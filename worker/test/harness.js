@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { AwsClient } from 'aws4fetch';
-import { initSync } from '../../pkg/cafe_etl.js';
+import { initSync, storeSlug } from '../../pkg/cafe_etl.js';
 
 export const WORKER_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO = path.resolve(WORKER_DIR, '..');
@@ -190,23 +190,42 @@ export class S3Reader {
   }
 }
 
-/** Builds the worker bundle (wrangler deploy --dry-run) into worker/dist. */
-export function buildWorker() {
+/**
+ * Bundles a worker entry with wrangler.toml's settings (`wrangler deploy --dry-run`)
+ * into `outdir` (default: a folder of this test process's own, so that test files
+ * run side by side never overwrite each other's bundle) and returns the bundled
+ * script's path. `entry` is relative to worker/; without it, wrangler.toml's main.
+ */
+export function bundleEntry(entry, { outdir = tmpDir('bundle-'), name } = {}) {
   if (!fs.existsSync(path.join(REPO, 'pkg', 'cafe_etl_bg.wasm'))) {
     throw new Error('pkg/cafe_etl_bg.wasm is missing: run scripts/build-wasm first');
   }
-  const r = spawnSync(path.join(WORKER_DIR, 'node_modules', '.bin', 'wrangler'), ['deploy', '--dry-run', '--outdir', 'dist'], {
+  const main = entry ?? /^main\s*=\s*"([^"]+)"/m.exec(fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8'))[1];
+  const args = ['deploy', '--dry-run', '--outdir', outdir, ...(name ? ['--name', name] : []), ...(entry ? [entry] : [])];
+  const r = spawnSync(path.join(WORKER_DIR, 'node_modules', '.bin', 'wrangler'), args, {
     cwd: WORKER_DIR,
     env: { ...process.env, ...QUIET_WRANGLER },
     encoding: 'utf8',
   });
-  if (r.status !== 0) throw new Error(`wrangler deploy --dry-run failed:\n${r.stdout}\n${r.stderr}`);
-  return path.join(WORKER_DIR, 'dist', 'index.js');
+  if (r.status !== 0) throw new Error(`wrangler deploy --dry-run ${entry ?? ''} failed:\n${r.stdout}\n${r.stderr}`);
+  const script = path.join(outdir, path.basename(main));
+  if (!fs.existsSync(script)) throw new Error(`no ${script} after wrangler deploy --dry-run`);
+  return script;
+}
+
+/** Builds the worker bundle (wrangler deploy --dry-run) into worker/dist; returns its script's path. */
+export function buildWorker() {
+  return bundleEntry(undefined, { outdir: path.join(WORKER_DIR, 'dist') });
 }
 
 let built = null;
+/**
+ * The worker bundle the tests run: CAFE_WORKER_BUNDLE when set (scripts/test-worker
+ * builds it once for every test file: each build takes seconds), else built once
+ * per test process.
+ */
 function bundle() {
-  built ??= buildWorker();
+  built ??= process.env.CAFE_WORKER_BUNDLE || bundleEntry();
   return built;
 }
 
@@ -268,17 +287,38 @@ export function wranglerQueues() {
  * Returns {url, mf, logs (parsed JSON log lines), stdout (raw), scheduled(), stop()}.
  */
 export async function startWorker({ bindings, port = 0, host = '127.0.0.1', queues = {} }) {
+  const w = await runOnWorkerd(bundle(), { bindings: { ...wranglerVars(), ...bindings }, host, port, ...queueOptions(queues) });
+  return {
+    ...w,
+    /** Runs the worker's scheduled() handler (the cron sweep) and waits for it. */
+    async scheduled(cron = wranglerQueues().crons[0] ?? '*/5 * * * *') {
+      const worker = await w.mf.getWorker();
+      return worker.scheduled({ cron, scheduledTime: new Date() });
+    },
+  };
+}
+
+/**
+ * Runs a bundled script on workerd through Miniflare with wrangler.toml's
+ * compatibility date and flags, listening on 127.0.0.1 (a free port unless `port`);
+ * `options` go to Miniflare as they are (bindings, queues...). The runtime's output
+ * is kept line by line: `stdout` (raw) and `logs` (the JSON lines, parsed); lines
+ * on stderr, and on stdout with WORKER_TEST_VERBOSE, are shown too.
+ * Returns {url, mf, logs, stdout, stop()}.
+ */
+export async function runOnWorkerd(scriptPath, { host = '127.0.0.1', port = 0, ...options } = {}) {
   const { Miniflare, Log, LogLevel } = await import('miniflare');
-  const scriptPath = bundle();
   const stdout = [];
   const logs = [];
   const mf = new Miniflare({
     modules: true,
     scriptPath,
+    // Module names relative to the bundle's folder (by default they are relative to the
+    // working directory, and workerd refuses a name that climbs out of it with "..").
+    modulesRoot: path.dirname(scriptPath),
     modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
     ...wranglerCompatibility(),
-    bindings: { ...wranglerVars(), ...bindings },
-    ...queueOptions(queues),
+    ...options,
     host,
     port,
     log: new Log(LogLevel.WARN),
@@ -317,11 +357,6 @@ export async function startWorker({ bindings, port = 0, host = '127.0.0.1', queu
     mf,
     logs,
     stdout,
-    /** Runs the worker's scheduled() handler (the cron sweep) and waits for it. */
-    async scheduled(cron = wranglerQueues().crons[0] ?? '*/5 * * * *') {
-      const worker = await mf.getWorker();
-      return worker.scheduled({ cron, scheduledTime: new Date() });
-    },
     async stop() {
       await mf.dispose();
     },
@@ -635,21 +670,20 @@ export async function startStack(vars = {}, { direct = false, queues = {} } = {}
   // `direct`: the worker talks to s3s-fs itself (benchmarks), not through the proxy.
   const uploadSecret = secret();
   const customerKeySecret = secret();
+  // What every worker of this stack is given: the bucket at `endpoint`, and the secrets.
+  const settings = (endpoint, more) => ({
+    S3_ENDPOINT: endpoint,
+    S3_BUCKET: s3.bucket,
+    S3_ACCESS_KEY_ID: s3.accessKeyId,
+    S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    // The secret under key id k1, what a lone UPLOAD_SECRET is too (mintToken's default).
+    UPLOAD_SECRETS: `k1=${uploadSecret}`,
+    CUSTOMER_KEY_SECRET: customerKeySecret,
+    ...more,
+  });
   let worker;
   try {
-    worker = await startWorker({
-      bindings: {
-        S3_ENDPOINT: direct ? s3.endpoint : proxy.endpoint,
-        S3_BUCKET: s3.bucket,
-        S3_ACCESS_KEY_ID: s3.accessKeyId,
-        S3_SECRET_ACCESS_KEY: s3.secretAccessKey,
-        // The secret under key id k1, what a lone UPLOAD_SECRET is too (mintToken's default).
-        UPLOAD_SECRETS: `k1=${uploadSecret}`,
-        CUSTOMER_KEY_SECRET: customerKeySecret,
-        ...vars,
-      },
-      queues,
-    });
+    worker = await startWorker({ bindings: settings(direct ? s3.endpoint : proxy.endpoint, vars), queues });
   } catch (e) {
     await proxy.close();
     await s3.stop();
@@ -664,6 +698,15 @@ export async function startStack(vars = {}, { direct = false, queues = {} } = {}
     uploadSecret,
     customerKeySecret,
     prefix: prefix ? prefix + '/' : '',
+    /**
+     * Another worker on the same bucket with the same secrets, talking to s3s-fs
+     * itself (not through the proxy), with `vars` instead of the stack's and, unless
+     * `queues` says otherwise (startWorker's option), no queue binding: by default a
+     * worker whose messages are lost. Stopped by the caller.
+     */
+    startSibling({ vars: own = {}, queues = false } = {}) {
+      return startWorker({ bindings: settings(s3.endpoint, own), queues });
+    },
     async stop() {
       await worker.stop().catch(() => {});
       await proxy.close();
@@ -671,6 +714,29 @@ export async function startStack(vars = {}, { direct = false, queues = {} } = {}
       fs.rmSync(s3.dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Polls `fn` (sync or async) every `everyMs` until it returns something truthy, and
+ * returns that; throws naming `what` after `timeoutMs`.
+ */
+export async function waitFor(what, fn, { timeoutMs = 60_000, everyMs = 50 } = {}) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** The store slug of an export (current or legacy layout), from its first data row's second field. */
+export function storeOf(file) {
+  const row = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .find((l) => /^\d/.test(l));
+  return storeSlug(row.split(',')[1]);
 }
 
 /** PUTs a file to the worker; returns {status, body (parsed JSON), headers}. */
@@ -1022,56 +1088,11 @@ export class TcpProxy {
 
 /**
  * Builds a test-only entry (a module under worker/test/) with wrangler.toml's
- * settings into worker/dist-test, and runs it on workerd through Miniflare.
- * Returns {url, stop(), logs, stdout}.
+ * settings, and runs it on workerd through Miniflare.
+ * Returns {url, mf, logs, stdout, stop()}.
  */
 export async function startEntry(entry, bindings = {}) {
-  const r = spawnSync(
-    path.join(WORKER_DIR, 'node_modules', '.bin', 'wrangler'),
-    ['deploy', '--dry-run', '--outdir', 'dist-test', entry],
-    { cwd: WORKER_DIR, env: { ...process.env, ...QUIET_WRANGLER }, encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`wrangler deploy --dry-run ${entry} failed:\n${r.stdout}\n${r.stderr}`);
-  const { Miniflare, Log, LogLevel } = await import('miniflare');
-  const logs = [];
-  const stdout = [];
-  const mf = new Miniflare({
-    modules: true,
-    scriptPath: path.join(WORKER_DIR, 'dist-test', path.basename(entry)),
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
-    ...wranglerCompatibility(),
-    bindings,
-    host: '127.0.0.1',
-    port: 0,
-    log: new Log(LogLevel.WARN),
-    cf: false,
-    handleRuntimeStdio(out, err) {
-      for (const [stream, sink] of [
-        [out, process.stdout],
-        [err, process.stderr],
-      ]) {
-        stream.on('data', (d) => {
-          for (const line of String(d).split('\n').filter(Boolean)) {
-            stdout.push(line);
-            try {
-              logs.push(JSON.parse(line));
-            } catch {
-              if (process.env.WORKER_TEST_VERBOSE || stream === err) sink.write(`[workerd] ${line}\n`);
-            }
-          }
-        });
-      }
-    },
-  });
-  const url = (await mf.ready).toString().replace(/\/$/, '');
-  return {
-    url,
-    logs,
-    stdout,
-    async stop() {
-      await mf.dispose();
-    },
-  };
+  return runOnWorkerd(bundleEntry(entry), { bindings });
 }
 
 /** Puts a local file (or bytes) into the bucket under `key`. */

@@ -8,32 +8,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { batchIdOf, cliGenerate, cliTransform, putObject, realFiles, startStack, upload } from './harness.js';
+import { batchIdOf, cliGenerate, cliTransform, putObject, realFiles, startStack, storeOf, upload, waitFor } from './harness.js';
 import { startStandin } from './standin.js';
-import { mintToken, storeSlug } from '../src/lib.js';
+import { mintToken } from '../src/lib.js';
 
 const ROLE_ARN = 'arn:aws:iam::123456789012:role/cafe-copy';
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-2:123456789012:secret:cafe-loader-AbCdEf';
 const TABLES = ['stores', 'products', 'transactions', 'basket_items'];
-
-async function waitFor(what, fn, ms = 60_000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
-
-/** The store slug of an export, from its first data row. */
-function storeOf(file) {
-  const row = fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .find((l) => /^\d/.test(l));
-  return storeSlug(row.split(',')[1]);
-}
 
 let standin;
 let stack;

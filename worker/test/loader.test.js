@@ -23,11 +23,12 @@ import {
   realFiles,
   startPostgres,
   startStack,
-  startWorker,
+  storeOf,
+  waitFor,
   putObject,
   upload,
 } from './harness.js';
-import { indexKeys, mintToken, storeSlug } from '../src/lib.js';
+import { indexKeys, mintToken } from '../src/lib.js';
 
 const SKIP = process.env.CAFE_ETL_WORKER_POSTGRES ? false : 'CAFE_ETL_WORKER_POSTGRES is not set: run scripts/test-worker, which starts PostgreSQL';
 
@@ -52,25 +53,6 @@ function pickFiles(n) {
   return files;
 }
 
-/** The store slug of an export, from its first data row (current: 2nd field; legacy: 2nd too). */
-function storeOf(file) {
-  const row = fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .find((l) => /^\d/.test(l));
-  return storeSlug(row.split(',')[1]);
-}
-
-async function waitFor(what, fn, ms = 60_000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
-
 let stack;
 let wh; // the worker's database
 let quiet; // a second worker on the same bucket with no queue: a batch whose message is lost
@@ -91,17 +73,7 @@ describe('from staged to loaded', { skip: SKIP }, () => {
       },
       { queues: { consumers: { 'cafe-loads': { maxBatchTimeout: 1 } }, deadLetterConsumer: true } },
     );
-    quiet = await startWorker({
-      bindings: {
-        S3_ENDPOINT: stack.s3.endpoint,
-        S3_BUCKET: stack.s3.bucket,
-        S3_ACCESS_KEY_ID: stack.s3.accessKeyId,
-        S3_SECRET_ACCESS_KEY: stack.s3.secretAccessKey,
-        UPLOAD_SECRETS: `k1=${stack.uploadSecret}`,
-        CUSTOMER_KEY_SECRET: stack.customerKeySecret,
-      },
-      queues: false,
-    });
+    quiet = await stack.startSibling();
     const names = 'ABCDEFGHIJKL'.split('');
     const picked = pickFiles(names.length);
     for (const [i, n] of names.entries()) {
@@ -320,18 +292,7 @@ describe('from staged to loaded', { skip: SKIP }, () => {
 
   test('a sweep leaves a batch committed less than SWEEP_MIN_AGE_SECONDS ago to its own message', async () => {
     // A worker with wrangler.toml's own sweep settings (60 s), loading the same warehouse.
-    const w = await startWorker({
-      bindings: {
-        S3_ENDPOINT: stack.s3.endpoint,
-        S3_BUCKET: stack.s3.bucket,
-        S3_ACCESS_KEY_ID: stack.s3.accessKeyId,
-        S3_SECRET_ACCESS_KEY: stack.s3.secretAccessKey,
-        UPLOAD_SECRETS: `k1=${stack.uploadSecret}`,
-        CUSTOMER_KEY_SECRET: stack.customerKeySecret,
-        WAREHOUSE: 'postgresql',
-        WAREHOUSE_URL: wh.url,
-      },
-    });
+    const w = await stack.startSibling({ vars: { WAREHOUSE: 'postgresql', WAREHOUSE_URL: wh.url }, queues: {} });
     try {
       assert.equal((await send(quiet.url, 'L')).status, 200);
       await w.scheduled();

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { batchIdOf, realFiles, startStack, startWorker, upload, wranglerQueues } from './harness.js';
+import { batchIdOf, realFiles, startStack, upload, waitFor, wranglerQueues } from './harness.js';
 import { mintToken } from '../src/lib.js';
 import { committedAt } from '../src/loader/producer.js';
 
@@ -26,16 +26,6 @@ after(async () => {
 });
 
 const token = () => mintToken(stack.uploadSecret, 'leeds', Math.floor(Date.now() / 1000) + 3600);
-
-async function waitFor(what, fn, ms = 15_000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 test('wrangler.toml declares the loader queue, its dead-letter queue and the cron', () => {
   const q = wranglerQueues();
@@ -60,12 +50,12 @@ test('an upload announces its batch once committed, and a repeat announces it ag
   const line = stack.worker.logs.find((l) => l.event === 'upload' && l.batch_id === id);
   assert.equal(line.queued, 'sent');
   // The consumer (this worker's queue()) received it: WAREHOUSE is empty, so it acks.
-  const got = await waitFor('the consumer', () => stack.worker.logs.find((l) => l.event === 'load' && l.outcome === 'no_warehouse' && l.batch_ids.includes(id)));
+  const got = await waitFor('the consumer', () => stack.worker.logs.find((l) => l.event === 'load' && l.outcome === 'no_warehouse' && l.batch_ids.includes(id)), { timeoutMs: 15_000 });
   assert.deepEqual(got.batch_ids, [id]);
   const again = await upload(stack.url, token(), path.basename(leeds), bytes);
   assert.equal(again.body.duplicate, true);
   assert.equal(stack.worker.logs.filter((l) => l.event === 'upload' && l.batch_id === id && l.queued === 'sent').length, 2);
-  await waitFor('the second message', () => stack.worker.logs.filter((l) => l.event === 'load' && l.batch_ids?.includes(id)).length === 2);
+  await waitFor('the second message', () => stack.worker.logs.filter((l) => l.event === 'load' && l.batch_ids?.includes(id)).length === 2, { timeoutMs: 15_000 });
   // The message names ids only: no row, no name reached the log lines of the loader.
   for (const l of stack.worker.logs.filter((x) => x.event === 'load')) assert.deepEqual(Object.keys(l).sort(), ['batch_ids', 'batches', 'event', 'outcome']);
   assert.ok(Date.now() - t0 < 15_000);
@@ -73,22 +63,12 @@ test('an upload announces its batch once committed, and a repeat announces it ag
 
 test('with WAREHOUSE empty the sweep enqueues nothing', async () => {
   await stack.worker.scheduled();
-  const line = await waitFor('the sweep line', () => stack.worker.logs.find((l) => l.event === 'sweep'));
+  const line = await waitFor('the sweep line', () => stack.worker.logs.find((l) => l.event === 'sweep'), { timeoutMs: 15_000 });
   assert.deepEqual([line.outcome, line.reason], ['skipped', 'no_warehouse']);
 });
 
 test('a worker without a queue binding still stages (the sweep finds the batch)', { skip: NO_FILE }, async () => {
-  const w = await startWorker({
-    bindings: {
-      S3_ENDPOINT: stack.s3.endpoint,
-      S3_BUCKET: stack.s3.bucket,
-      S3_ACCESS_KEY_ID: stack.s3.accessKeyId,
-      S3_SECRET_ACCESS_KEY: stack.s3.secretAccessKey,
-      UPLOAD_SECRETS: `k1=${stack.uploadSecret}`,
-      CUSTOMER_KEY_SECRET: stack.customerKeySecret,
-    },
-    queues: false,
-  });
+  const w = await stack.startSibling();
   try {
     const bytes = Buffer.concat([fs.readFileSync(leeds), Buffer.from('\n')]);
     const r = await upload(w.url, token(), 'leeds-again.csv', bytes);

@@ -4,10 +4,9 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { REPO, WORKER_DIR, secret } from './harness.js';
+import { REPO, bundleEntry, runOnWorkerd, secret } from './harness.js';
 
 const MANIFEST = path.join(REPO, 'tests', 'redshift-data-api', 'Cargo.toml');
 
@@ -65,46 +64,20 @@ export async function startStandin({ region = 'eu-west-2', faults = {} } = {}) {
   };
 }
 
-/** Bundles worker/test/fixtures/redshift-runner.js (with aws4fetch and the wasm core) for workerd. */
-function bundleRunner() {
-  const outdir = path.join(WORKER_DIR, '.wrangler', 'redshift-runner');
-  const r = spawnSync(
-    path.join(WORKER_DIR, 'node_modules', '.bin', 'wrangler'),
-    ['deploy', '--dry-run', '--outdir', outdir, '--name', 'redshift-runner-test', 'test/fixtures/redshift-runner.js'],
-    {
-      cwd: WORKER_DIR,
-      env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', WRANGLER_HIDE_BANNER: 'true', WRANGLER_LOG: 'warn' },
-      encoding: 'utf8',
-    },
-  );
-  if (r.status !== 0) throw new Error(`bundling the Redshift runner test worker failed:\n${r.stdout}\n${r.stderr}`);
-  const script = path.join(outdir, 'redshift-runner.js');
-  if (!fs.existsSync(script)) throw new Error(`no ${script} after wrangler deploy --dry-run`);
-  return script;
-}
-
 /**
- * The Redshift runner on workerd (Miniflare), with `bindings` as its environment.
+ * The Redshift runner on workerd (Miniflare), with `bindings` as its environment:
+ * worker/test/fixtures/redshift-runner.js (with aws4fetch and the wasm core) bundled
+ * and run as every test worker is (harness bundleEntry, runOnWorkerd).
  * `run(statements, {vars, planId})` posts them and returns the runner's outcome.
  */
 export async function startRunnerWorker(bindings) {
-  const { Miniflare, Log, LogLevel } = await import('miniflare');
-  const compatibilityDate = /compatibility_date = "([^"]+)"/.exec(fs.readFileSync(path.join(WORKER_DIR, 'wrangler.toml'), 'utf8'))[1];
-  const mf = new Miniflare({
-    modules: true,
-    scriptPath: bundleRunner(),
-    modulesRules: [{ type: 'CompiledWasm', include: ['**/*.wasm'] }],
-    compatibilityDate,
-    bindings,
-    log: new Log(LogLevel.WARN),
-    cf: false,
-  });
-  const url = (await mf.ready).toString();
+  const script = bundleEntry('test/fixtures/redshift-runner.js', { name: 'redshift-runner-test' });
+  const { url, stop } = await runOnWorkerd(script, { bindings });
   return {
     async run(statements, { vars = {}, planId } = {}) {
       const r = await fetch(url, { method: 'POST', body: JSON.stringify({ statements, vars, planId }) });
       return r.json();
     },
-    stop: () => mf.dispose(),
+    stop,
   };
 }

@@ -16,6 +16,7 @@ import {
   realDataDir,
   realFiles,
   startStack,
+  storeOf,
   tmpDir,
   upload,
 } from './harness.js';
@@ -34,15 +35,6 @@ const pick = (list, re) => list.find((f) => re.test(path.basename(f)));
 const leeds = pick(current, /^leeds_28-08-2021/) ?? pick(current, /^leeds_/);
 const chesterfield = pick(current, /^chesterfield_/);
 const isleOfWight = pick(legacy, /^isle-of-wight_2020-10-01/) ?? legacy[0];
-
-/** The store slug of a real export, from its first data row's second field. */
-function storeOf(file) {
-  const row = fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .find((l) => /^\d/.test(l));
-  return storeSlug(row.split(',')[1]);
-}
 
 let stack;
 const uploadsMade = []; // every upload request sent, to match the log lines
