@@ -8,7 +8,7 @@
 //! <root>/basket_items/<batch_id>.csv.gz
 //! <root>/rejects/<batch_id>.csv.gz
 //! <root>/batches/<batch_id>.json      written last: the batch is complete
-//! <root>/index/stores/<store_slug>/<9999999999999 - unix_ms>-<batch_id>
+//! <root>/index/stores/<store_slug>/<10^13 - 1 - unix_ms, 13 digits>-<batch_id>
 //! <root>/index/commits/<yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>
 //! ```
 //!
@@ -1024,7 +1024,10 @@ mod tests {
         // 2026-12-01T20:05:03.123Z
         let at = 1_796_155_503_123;
         let keys = index_keys("leeds", id, at).unwrap();
-        assert_eq!(keys.store, format!("index/stores/leeds/8203844496876-{id}"));
+        // The inverted time: 10^13 - 1 less the commit time, in 13 digits.
+        let (inverted, rest) = keys.store["index/stores/leeds/".len()..].split_at(13);
+        assert_eq!(inverted.parse::<u64>().unwrap() + at, 9_999_999_999_999);
+        assert_eq!(rest, format!("-{id}"));
         assert_eq!(
             keys.commit,
             format!("index/commits/2026-12-01/20-05-03.123Z-{id}")
@@ -1034,14 +1037,15 @@ mod tests {
         // The ends of the range: 13 digits either way.
         assert_eq!(
             index_keys("leeds", id, 0).unwrap().store,
-            format!("index/stores/leeds/9999999999999-{id}")
+            format!("index/stores/leeds/{}-{id}", "9".repeat(13))
         );
         assert_eq!(
             index_keys("leeds", id, INVERTED_MS).unwrap().store,
-            format!("index/stores/leeds/0000000000000-{id}")
+            format!("index/stores/leeds/{}-{id}", "0".repeat(13))
         );
         assert_eq!(index_keys("leeds", id, INVERTED_MS + 1), None);
         assert_eq!(commits_day_prefix(INVERTED_MS + 1), None);
+        let nines = "9".repeat(13);
         let store = |unix_ms| {
             Some(IndexEntry {
                 kind: IndexKind::Store,
@@ -1059,7 +1063,7 @@ mod tests {
         for (key, want) in [
             (keys.store.clone(), store(at)),
             (keys.commit.clone(), commit(at)),
-            (format!("index/stores/a-b/9999999999999-{id}"), store(0)),
+            (format!("index/stores/a-b/{nines}-{id}"), store(0)),
             (
                 format!("index/commits/1970-01-01/00-00-00.000Z-{id}"),
                 commit(0),
@@ -1069,13 +1073,13 @@ mod tests {
             (format!("staging/{}", keys.store), None),
             (format!("index/stores/leeds/9999-{id}"), None),
             (format!("index/stores/leeds/+999999999999-{id}"), None),
-            ("index/stores/leeds/9999999999999-xyz".into(), None),
+            (format!("index/stores/leeds/{nines}-xyz"), None),
             (
-                format!("index/stores/leeds/9999999999999-{}", id.to_uppercase()),
+                format!("index/stores/leeds/{nines}-{}", id.to_uppercase()),
                 None,
             ),
-            (format!("index/stores//9999999999999-{id}"), None),
-            (format!("index/stores/leeds/x/9999999999999-{id}"), None),
+            (format!("index/stores//{nines}-{id}"), None),
+            (format!("index/stores/leeds/x/{nines}-{id}"), None),
             (format!("index/commits/2026-13-01/20-05-03.123Z-{id}"), None),
             (format!("index/commits/2026-02-30/20-05-03.123Z-{id}"), None),
             (format!("index/commits/2026-12-01/24-05-03.123Z-{id}"), None),

@@ -313,7 +313,7 @@ export type TableName = "stores" | "products" | "transactions" | "basket_items" 
 
 /** The two index entries of a commit, relative to the staging root (`indexKeys`). */
 export interface IndexKeys {
-  /** `index/stores/<slug>/<9999999999999 - unix_ms>-<batch_id>`: newest first in LIST order. */
+  /** `index/stores/<slug>/<10^13 - 1 - unix_ms, 13 digits>-<batch_id>`: newest first in LIST order. */
   store: string;
   /** `index/commits/<yyyy-mm-dd>/<hh-mm-ss.mmm>Z-<batch_id>`: by UTC day and time. */
   commit: string;
@@ -645,7 +645,7 @@ pub fn staged_object(key: &str) -> Result<JsValue, JsValue> {
 }
 
 /// A commit time from JavaScript (a `Date.now()` number) as the index
-/// takes it: a whole number of Unix ms from 0 to 9999999999999 (13
+/// takes it: a whole number of Unix ms from 0 to 10^13 - 1 (13
 /// digits, year 2286), else a `config` error.
 fn index_ms(ms: f64) -> Result<u64, JsValue> {
     if ms.is_finite() && ms >= 0.0 && ms.fract() == 0.0 {
@@ -657,7 +657,7 @@ fn index_ms(ms: f64) -> Result<u64, JsValue> {
     }
     Err(js_error(&crate::Error::coded(
         ErrorCode::Config,
-        format!("index: {ms} is not a time in Unix ms from 0 to 9999999999999"),
+        format!("index: {ms} is not a time in Unix ms from 0 to 10^13 - 1"),
     )))
 }
 

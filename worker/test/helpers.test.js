@@ -92,7 +92,10 @@ test('index keys: per store newest first by key order, all commits by day and ti
   const id = (n) => String(n).repeat(32);
   const t = Date.parse('2026-12-01T20:05:03.123Z');
   const k = indexKeys('staging/', 'leeds', id(1), t);
-  assert.equal(k.store, `staging/index/stores/leeds/8203844496876-${id(1)}`);
+  // The inverted time: 10^13 - 1 less the commit time, in 13 digits.
+  const [, inverted] = /^staging\/index\/stores\/leeds\/(\d{13})-/.exec(k.store);
+  assert.equal(Number(inverted) + t, 9_999_999_999_999);
+  assert.ok(k.store.endsWith(`-${id(1)}`));
   assert.equal(k.commit, `staging/index/commits/2026-12-01/20-05-03.123Z-${id(1)}`);
   assert.deepEqual(parseStoreIndexKey('staging/', k.store), { batchId: id(1), at: '2026-12-01T20:05:03.123Z' });
   assert.equal(parseStoreIndexKey('staging/', `staging/batches/${id(1)}.json`), null);
@@ -107,7 +110,7 @@ test('index keys: per store newest first by key order, all commits by day and ti
   assert.deepEqual([...byStore].sort(), [...byStore].reverse());
   const byCommit = keys.map((x) => x.commit);
   assert.deepEqual([...byCommit].sort(), byCommit);
-  assert.equal(indexKeys('', 'leeds', id(0), 0).store, `index/stores/leeds/9999999999999-${id(0)}`);
+  assert.equal(indexKeys('', 'leeds', id(0), 0).store, `index/stores/leeds/${'9'.repeat(13)}-${id(0)}`);
 });
 
 test('S3 keys in error bodies are words: no bucket, prefix or key', () => {
