@@ -928,6 +928,16 @@ impl Busy {
     }
 }
 
+/// `busy` while a stream is being read into the object: its own methods
+/// wait for the stream's end.
+fn idle(flag: &Cell<bool>) -> Result<(), JsValue> {
+    if flag.get() {
+        Err(busy())
+    } else {
+        Ok(())
+    }
+}
+
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.set(false);
@@ -953,17 +963,9 @@ impl BatchHasher {
         }
     }
 
-    fn idle(&self) -> Result<(), JsValue> {
-        if self.busy.get() {
-            Err(busy())
-        } else {
-            Ok(())
-        }
-    }
-
     /// Adds a chunk.
     pub fn update(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
-        self.idle()?;
+        idle(&self.busy)?;
         self.inner
             .borrow_mut()
             .as_mut()
@@ -980,7 +982,7 @@ impl BatchHasher {
         #[wasm_bindgen(unchecked_param_type = "ReadableStream<Uint8Array>")] stream: JsValue,
         #[wasm_bindgen(unchecked_param_type = "HashStreamOptions")] options: Option<JsValue>,
     ) -> Result<Promise, JsValue> {
-        self.idle()?;
+        idle(&self.busy)?;
         if self.inner.borrow().is_none() {
             return Err(finished("hasher"));
         }
@@ -1021,7 +1023,7 @@ impl BatchHasher {
 
     /// The full SHA-256 in hex (64 digits); the hasher is then finished.
     pub fn sha256(&mut self) -> Result<String, JsValue> {
-        self.idle()?;
+        idle(&self.busy)?;
         Ok(self
             .inner
             .borrow_mut()
@@ -1032,7 +1034,7 @@ impl BatchHasher {
 
     /// The batch id (32 hex digits); the hasher is then finished.
     pub fn finish(&mut self) -> Result<String, JsValue> {
-        self.idle()?;
+        idle(&self.busy)?;
         Ok(self
             .inner
             .borrow_mut()
@@ -1155,17 +1157,9 @@ impl Pipeline {
         })
     }
 
-    fn idle(&self) -> Result<(), JsValue> {
-        if self.busy.get() {
-            Err(busy())
-        } else {
-            Ok(())
-        }
-    }
-
     /// Feeds the next chunk.
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
-        self.idle()?;
+        idle(&self.busy)?;
         self.inner
             .borrow_mut()
             .as_mut()
@@ -1185,7 +1179,7 @@ impl Pipeline {
         #[wasm_bindgen(unchecked_param_type = "ReadableStream<Uint8Array>")] stream: JsValue,
         #[wasm_bindgen(unchecked_param_type = "PushStreamOptions")] options: Option<JsValue>,
     ) -> Result<Promise, JsValue> {
-        self.idle()?;
+        idle(&self.busy)?;
         if self.inner.borrow().is_none() {
             return Err(finished("pipeline"));
         }
@@ -1303,7 +1297,7 @@ impl Pipeline {
     /// batch id given at the start (or the `sha256` option's SHA-256).
     #[wasm_bindgen(unchecked_return_type = "TransformResult")]
     pub fn finish(&mut self) -> Result<JsValue, JsValue> {
-        self.idle()?;
+        idle(&self.busy)?;
         let inner = self.inner.borrow_mut().take();
         match inner.ok_or_else(|| finished("pipeline"))? {
             Inner::Check(p) => {
@@ -1508,7 +1502,7 @@ pub fn load_plan(
         manifests,
         statements,
     };
-    Ok(to_js(&out)?)
+    to_js(&out)
 }
 
 /// The warehouse schema as single statements (tables, the ledger, the
@@ -1518,9 +1512,7 @@ pub fn load_plan(
 pub fn warehouse_schema(
     #[wasm_bindgen(unchecked_param_type = "WarehouseDialect")] dialect_name: &str,
 ) -> Result<JsValue, JsValue> {
-    Ok(to_js(&warehouse::schema::statements(dialect(
-        dialect_name,
-    )?))?)
+    to_js(&warehouse::schema::statements(dialect(dialect_name)?))
 }
 
 /// The statements that record a quarantined batch in `load_failures` (one
@@ -1535,7 +1527,7 @@ pub fn quarantine_statements(
     let f: warehouse::Failure = serde_wasm_bindgen::from_value(failure)
         .map_err(|e| input_error(warehouse::Phase::Load, format!("failure: {e}")))?;
     let sql = warehouse::quarantine_statements(&f, dialect(dialect_name)?).map_err(core_error)?;
-    Ok(to_js(&sql)?)
+    to_js(&sql)
 }
 
 /// A query giving `batch_id, loaded_at` of those of `batchIds` in the
