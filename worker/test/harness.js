@@ -821,7 +821,9 @@ export async function assertLargeSameAsCli(assert, stack, file, batchId) {
 export function earlyAnswer(url, headers, bytes, { firstOnly = false } = {}) {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'PUT', headers });
+    // A connection of its own (agent: false): Node 20 keeps sockets alive, and one the
+    // worker closed after an early answer would reset the next request before it is sent.
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'PUT', headers, agent: false });
     let answered = false;
     req.on('response', (res) => {
       answered = true;

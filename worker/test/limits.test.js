@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { batchIdOf, cliGenerate, earlyAnswer, startStack } from './harness.js';
+import { batchIdOf, cliGenerate, earlyAnswer, startStack, waitFor } from './harness.js';
 import { mintToken } from '../src/lib.js';
 
 const MAX = 300_000;
@@ -108,10 +108,13 @@ test('an unauthenticated upload is answered 401 after reading at most 64 KiB of 
   for (const stream of [true, false]) {
     // A larger one is cut off after 64 KiB: the client sees the 401, or (when the
     // connection is closed while it is still sending) a reset.
+    const uploads = () => stack.worker.logs.filter((l) => l.event === 'upload');
+    const seen = uploads().length;
     const r = await send(large.subarray(0, MAX - 1000), { sha256: true, stream, auth: 'not-a-token' }).catch((e) => ({ reset: e.code }));
     if (!r.reset) assert.equal(r.status, 401, JSON.stringify(r.body));
     else assert.match(r.reset, /ECONNRESET|EPIPE/);
-    const log = stack.worker.logs.filter((l) => l.event === 'upload').at(-1);
+    // A reset can reach the client before the worker writes its log line: wait for it.
+    const log = await waitFor('the upload log line', () => uploads().length > seen && uploads().at(-1), { timeoutMs: 10_000 });
     assert.equal(log.status, 401);
     assert.ok(log.body_read <= 64 * 1024, `read ${log.body_read} bytes of a stranger's body`);
   }
